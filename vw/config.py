@@ -1,0 +1,202 @@
+"""One TOML file, read into typed sections; no file means the embedded defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one line naming file, key and problem."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    #: The XMPP domain; the usual Jitsi sub-domains hang off it.
+    domain: str = "localhost"
+    #: Where generated TLS material, the database and secrets live.
+    state_dir: str = "var"
+    #: Address every listener binds to.
+    bind: str = "127.0.0.1"
+    #: "text" or "json" (one JSON object per line).
+    log_format: str = "text"
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    #: PEM certificate chain; empty means generate one under state_dir/tls.
+    certificate: str = ""
+    #: PEM private key for ``certificate``.
+    key: str = ""
+    #: Extra names for the generated certificate (the domain's names are always in).
+    extra_names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    #: Shared secret (HS256) or empty to turn token authentication off.
+    app_secret: str = ""
+    #: Expected ``iss``; also accepted as ``aud`` per Jitsi convention.
+    app_id: str = ""
+    #: Accepted audiences; empty accepts ``app_id`` and "*".
+    audiences: list[str] = field(default_factory=list)
+    #: "HS256" or "RS256"; only this one is accepted.
+    algorithm: str = "HS256"
+    #: Directory of PEM public keys named ``sha256(kid).pem`` for RS256.
+    public_key_dir: str = ""
+    #: Allow guests without a token when token authentication is on.
+    allow_anonymous: bool = False
+
+
+@dataclass(frozen=True)
+class TurnServiceConfig:
+    #: REST shared secret; empty means one generated once under state_dir.
+    secret: str = ""
+    #: Host name handed to clients; empty means the domain.
+    host: str = ""
+    port: int = 3478
+    tls_port: int = 5349
+    #: Lifetime of the handed-out credentials in seconds.
+    credential_ttl: int = 86400
+
+
+@dataclass(frozen=True)
+class XMPPConfig:
+    c2s_port: int = 5222
+    http_port: int = 5280
+    component_port: int = 5347
+    #: Refuse authentication before STARTTLS on TCP streams.
+    require_starttls: bool = True
+    #: Domains on which SASL ANONYMOUS is offered (guests).
+    anonymous_domains: list[str] = field(default_factory=lambda: ["localhost"])
+    #: Largest stanza accepted, in bytes.
+    max_stanza_bytes: int = 262144
+    #: Deepest element nesting accepted inside a stanza.
+    max_depth: int = 48
+    #: Sustained bytes per second a connection may send; bursts up to 4x.
+    rate_bytes_per_second: int = 262144
+    #: Seconds of silence before a connection is closed.
+    idle_timeout: int = 600
+    #: Seconds between whitespace keepalives on idle TCP streams.
+    keepalive_interval: int = 60
+    #: Seconds a XEP-0198 session waits for resumption.
+    resume_timeout: int = 300
+    #: Seconds of silence before a BOSH session ends.
+    bosh_inactivity: int = 60
+    #: Shared secrets of XEP-0114 components, by component domain.
+    components: dict[str, str] = field(default_factory=dict)
+    #: SQLAlchemy URL; empty means SQLite under state_dir.
+    database: str = ""
+    #: Extra MUC domains (the conference and internal brewery ones are always served).
+    muc_domains: list[str] = field(default_factory=list)
+    #: Most messages of history a room keeps.
+    muc_history: int = 20
+    token: TokenConfig = field(default_factory=TokenConfig)
+    turn: TurnServiceConfig = field(default_factory=TurnServiceConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    xmpp: XMPPConfig = field(default_factory=XMPPConfig)
+    #: The file this came from, or "<defaults>".
+    source: str = "<defaults>"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.general.state_dir)
+
+    @property
+    def conference_domain(self) -> str:
+        return f"conference.{self.general.domain}"
+
+    @property
+    def focus_domain(self) -> str:
+        return f"focus.{self.general.domain}"
+
+    @property
+    def auth_domain(self) -> str:
+        return f"auth.{self.general.domain}"
+
+    @property
+    def internal_muc_domain(self) -> str:
+        return f"internal.auth.{self.general.domain}"
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", float: "a number"}
+
+
+def _check(value: Any, kind: Any, source: str, key: str) -> Any:
+    """Return ``value`` converted to ``kind`` or raise a ConfigError naming ``key``."""
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, "must be a table")
+        return _build(kind, value, source, key + ".")
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        if not isinstance(value, list):
+            raise ConfigError(source, key, "must be an array")
+        return [_check(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(kind)
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, "must be a table")
+        return {k: _check(v, item, source, f"{key}.{k}") for k, v in value.items()}
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(source, key, f"must be {_TYPE_NAMES.get(kind, kind)}, not {value!r}")
+    return value
+
+
+def _build(cls: type, table: dict[str, Any], source: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(source, prefix + key, "unknown key")
+        values[key] = _check(value, hints[key], source, prefix + key)
+    return cls(**values)
+
+
+def load(path: str | None) -> Config:
+    """Read ``path`` (or nothing, for the embedded defaults) into a Config."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file") from None
+    except OSError as e:
+        raise ConfigError(path, "", e.strerror or str(e)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "", f"invalid TOML: {e}") from None
+    config = _build(Config, table, path)
+    _validate(config, path)
+    return dataclasses.replace(config, source=path)
+
+
+def _validate(config: Config, source: str) -> None:
+    if config.general.log_format not in ("text", "json"):
+        raise ConfigError(source, "general.log_format", 'must be "text" or "json"')
+    if config.xmpp.token.algorithm not in ("HS256", "RS256"):
+        raise ConfigError(source, "xmpp.token.algorithm", 'must be "HS256" or "RS256"')
+    for key in ("c2s_port", "http_port", "component_port"):
+        if not 0 <= getattr(config.xmpp, key) < 65536:
+            raise ConfigError(source, f"xmpp.{key}", "must be a port number (0-65535)")
+
