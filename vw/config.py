@@ -88,6 +88,8 @@ class XMPPConfig:
     keepalive_interval: int = 60
     #: Seconds a XEP-0198 session waits for resumption.
     resume_timeout: int = 300
+    #: Treat WebSocket and BOSH as secure (TLS ends at the balancer in front), as Jitsi does.
+    http_considered_secure: bool = True
     #: Seconds of silence before a BOSH session ends.
     bosh_inactivity: int = 60
     #: Shared secrets of XEP-0114 components, by component domain.

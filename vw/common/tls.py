@@ -14,6 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from service_identity import VerificationError
 from service_identity.pyopenssl import verify_hostname
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
 
 from vw.config import Config
 
@@ -144,3 +146,14 @@ def peer_matches(connection: SSL.Connection, hostname: str) -> bool:
         return False
     return True
 
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class PreparedContextFactory:
+    """Hands Twisted's ``startTLS`` and ``listenSSL`` an already-built server context."""
+
+    def __init__(self, context: SSL.Context) -> None:
+        self._context = context
+
+    def serverConnectionForTLS(self, tls_protocol: object) -> SSL.Connection:
+        return SSL.Connection(self._context, None)

@@ -1,0 +1,55 @@
+# Two commands: `make run` (the all-in-one stack) and `make test` (ruff and the whole suite).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+JS_DIR := tests/e2e/js
+JS_INSTALLED := $(JS_DIR)/node_modules/.installed
+# Debian packages the tests and benchmarks use as peers and anchors.
+OS_PACKAGES := prosody nodejs npm
+
+.PHONY: run test lint unit os-deps bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(INSTALLED): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	touch $@
+
+$(JS_INSTALLED): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	npm ci --prefix $(JS_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+os-deps:
+	@missing=""; \
+	for p in $(OS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for c in node npm; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing OS packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+run: $(INSTALLED)
+	@echo "vw: starting the all-in-one stack (state under ./var)."
+	@echo "  XMPP c2s          localhost:5222 (STARTTLS, CA in var/tls/ca.pem)"
+	@echo "  XMPP WebSocket    ws://localhost:5280/xmpp-websocket"
+	@echo "  XMPP BOSH         http://localhost:5280/http-bind"
+	@echo "  health, metrics   http://localhost:5280/about/health  /metrics"
+	$(BIN)/twistd --nodaemon --pidfile= vw
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+
+unit: $(INSTALLED)
+	$(BIN)/python -m pytest -q tests --ignore=tests/e2e
+
+test: os-deps $(INSTALLED) $(JS_INSTALLED) lint
+	$(BIN)/python -m pytest
+
+bench: os-deps $(INSTALLED)
+	$(BIN)/python bench/xmpp.py
+
+clean:
+	rm -rf $(VENV) var $(JS_DIR)/node_modules

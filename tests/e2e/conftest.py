@@ -1,0 +1,114 @@
+"""Fixtures that run real vw servers as subprocesses, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+TOKEN_SECRET = "test-app-secret-which-is-long-enough"
+TOKEN_APP = "vwtest"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} did not open")
+
+
+@dataclass
+class XMPPServerProcess:
+    process: subprocess.Popen
+    directory: Path
+    config: Path
+    c2s_port: int
+    http_port: int
+    component_port: int
+    component_secret: str
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "var" / "tls" / "ca.pem"
+
+    def add_account(self, jid: str, password: str) -> None:
+        subprocess.run([BIN / "vw-accounts", "--config", str(self.config), "add", jid,
+                        "--password-stdin"], input=password + "\n", text=True, check=True,
+                       cwd=self.directory)
+
+    def log(self) -> str:
+        return (self.directory / "twistd.log").read_text(errors="replace")
+
+
+def start_xmpp(directory: Path, extra: str = "") -> XMPPServerProcess:
+    ports = [free_port() for _ in range(3)]
+    config = directory / "vw.toml"
+    config.write_text(f"""
+[general]
+domain = "localhost"
+state_dir = "{directory / 'var'}"
+
+[xmpp]
+c2s_port = {ports[0]}
+http_port = {ports[1]}
+component_port = {ports[2]}
+keepalive_interval = 30
+resume_timeout = 30
+components = {{ "focus.localhost" = "component-secret" }}
+
+[xmpp.token]
+app_id = "{TOKEN_APP}"
+app_secret = "{TOKEN_SECRET}"
+allow_anonymous = true
+{extra}
+""")
+    log = open(directory / "twistd.log", "w")
+    process = subprocess.Popen(
+        [BIN / "twistd", "--nodaemon", "--pidfile=", "vw-xmpp", "--config", str(config)],
+        cwd=directory, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for port in ports:
+        wait_for_port(port, process)
+    return XMPPServerProcess(process, directory, config, ports[0], ports[1], ports[2],
+                             "component-secret")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def xmpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XMPPServerProcess]:
+    server = start_xmpp(tmp_path_factory.mktemp("xmpp"))
+    yield server
+    stop(server.process)
+
+
+def have(command: str) -> bool:
+    return shutil.which(command) is not None

@@ -1,0 +1,170 @@
+"""RFC 6120 TCP framing: one XML stream per connection, with STARTTLS, limits and keepalives."""
+
+from __future__ import annotations
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.xish.domish import Element
+
+from vw.common.tls import PreparedContextFactory
+from vw.xmpp.errors import StreamError
+from vw.xmpp.server import XMPPServer
+from vw.xmpp.stanzas import CLIENT_NS, STREAMS_NS
+from vw.xmpp.stream import ClientStream
+from vw.xmpp.xmlparser import ElementReceived, StreamOpened, XMLStreamParser
+
+log = Logger()
+
+STREAM_PREFIXES = {STREAMS_NS: "stream"}
+#: A connection may send in a burst this many seconds' worth of its byte rate.
+BURST_SECONDS = 4
+
+
+class RateLimiter:
+    """A token bucket over bytes; says how long to pause reading after a burst."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = rate * BURST_SECONDS
+        self.tokens = self.capacity
+        self.updated = now
+
+    def consume(self, size: int, now: float) -> float:
+        """Take ``size`` bytes; return the seconds to wait before reading more (0 if none)."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= size
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class XMPPStreamProtocol(protocol.Protocol):
+    """Bytes from a TCP connection to a ClientStream, and its elements back to bytes."""
+
+    token = None
+
+    def __init__(self, server: XMPPServer,
+                 tls: PreparedContextFactory | None) -> None:
+        self.server = server
+        self._tls = tls
+        self.secure = False
+        self._clock = server.clock
+        self._parser = self._new_parser()
+        self._closing = False
+        self._paused_until: IDelayedCall | None = None
+        self._idle: IDelayedCall | None = None
+        self._keepalive = LoopingCall(self._send_keepalive)
+        self._keepalive.clock = self._clock
+        self._wrote = False
+
+    @property
+    def can_starttls(self) -> bool:
+        return self._tls is not None and not self.secure
+
+    def _new_parser(self) -> XMLStreamParser:
+        return XMLStreamParser(self.server.config.max_stanza_bytes, self.server.config.max_depth)
+
+    def connectionMade(self) -> None:
+        self.stream = ClientStream(self.server, self)
+        self._limiter = RateLimiter(self.server.config.rate_bytes_per_second, self._clock.seconds())
+        self._touch()
+        interval = self.server.config.keepalive_interval
+        if interval > 0:
+            self._keepalive.start(interval, now=False)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._touch()
+        wait = self._limiter.consume(len(data), self._clock.seconds())
+        if wait > 0 and self._paused_until is None:
+            self.transport.pauseProducing()
+            self._paused_until = self._clock.callLater(wait, self._resume_reading)
+        try:
+            events = self._parser.feed(data)
+        except StreamError as error:
+            self.stream.fail(error)
+            return
+        for event in events:
+            if self._closing:
+                return
+            if isinstance(event, ElementReceived):
+                self.stream.element_received(event.element)
+            elif isinstance(event, StreamOpened):
+                self.stream.stream_opened(event)
+            else:
+                self.stream.stream_closed()
+
+    def _resume_reading(self) -> None:
+        self._paused_until = None
+        if not self._closing:
+            self.transport.resumeProducing()
+
+    def _touch(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(self.server.config.idle_timeout)
+        else:
+            self._idle = self._clock.callLater(self.server.config.idle_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self.stream.fail(StreamError("connection-timeout", "idle for too long"))
+
+    def _send_keepalive(self) -> None:
+        if not self._wrote and not self._closing:
+            self.transport.write(b" ")
+        self._wrote = False
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self._closing = True
+        for call in (self._idle, self._paused_until):
+            if call is not None and call.active():
+                call.cancel()
+        if self._keepalive.running:
+            self._keepalive.stop()
+        self.stream.connection_lost()
+
+    # -- StreamTransport ------------------------------------------------------------
+
+    def send_header(self, stream_id: str, host: str) -> None:
+        self._write(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+            f"xmlns:stream='{STREAMS_NS}' id='{stream_id}' from='{host}' version='1.0'>")
+
+    def send_element(self, element: Element) -> None:
+        self._write(element.toXml(prefixes=STREAM_PREFIXES, prefixesInScope=["stream"],
+                                  defaultUri=CLIENT_NS))
+
+    def _write(self, text: str) -> None:
+        if not self._closing:
+            self._wrote = True
+            self.transport.write(text.encode())
+
+    def start_tls(self) -> None:
+        assert self._tls is not None
+        self.transport.startTLS(self._tls)
+        self.secure = True
+        self.reset()
+
+    def reset(self) -> None:
+        self._parser = self._new_parser()
+
+    def close(self, error: StreamError | None = None) -> None:
+        if self._closing:
+            return
+        if error is not None:
+            self.send_element(error.to_element())
+        self._write("</stream:stream>")
+        self._closing = True
+        self.transport.loseConnection()
+
+
+class XMPPStreamFactory(protocol.Factory):
+    def __init__(self, server: XMPPServer,
+                 tls: PreparedContextFactory | None) -> None:
+        self.server = server
+        self.tls = tls
+
+    def buildProtocol(self, addr: object) -> XMPPStreamProtocol:
+        return XMPPStreamProtocol(self.server, self.tls)
