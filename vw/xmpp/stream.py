@@ -77,9 +77,6 @@ class ClientStream:
         try:
             self._check_header(event)
         except StreamError as error:
-            if not self.stream_id:
-                self.stream_id = secrets.token_hex(8)
-                self.transport.send_header(self.stream_id, self.server.domain)
             self.fail(error)
             return
         self._headers += 1
@@ -120,6 +117,10 @@ class ClientStream:
         log.info("stream error {condition} to {peer}: {text}", condition=error.condition,
                  peer=self.session.full if self.session else self.host, text=error.text)
         self.server.metrics.stream_errors.labels(error.condition).inc()
+        if not self.stream_id:
+            # RFC 6120 §4.9.1.1: an error before the client's header still opens our stream.
+            self.stream_id = secrets.token_hex(8)
+            self.transport.send_header(self.stream_id, self.host or self.server.domain)
         self.close(error)
 
     def close(self, error: StreamError | None = None) -> None:
