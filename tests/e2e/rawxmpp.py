@@ -78,7 +78,8 @@ class RawClient:
         self.starttls(ca)
         self.open()
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  f"{token}</auth>")
         self.read_until("<success")
         self.open()
         self.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"

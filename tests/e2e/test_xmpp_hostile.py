@@ -108,7 +108,7 @@ def test_wrong_sasl_response(accounts: XMPPServerProcess, witness: RawClient) ->
     client.open()
     client.starttls(accounts.ca)
     client.open()
-    for attempt in range(3):
+    for _ in range(3):
         client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
                     "AG1hbGxvcnkAd3Jvbmc=</auth>")  # \0mallory\0wrong
         text = client.read_until("</failure>")
