@@ -1,0 +1,76 @@
+"""Configuration: defaults, typed sections, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vw.config import Config, ConfigError, load
+
+EXAMPLE = Path(__file__).parent.parent / "etc" / "vw.toml.example"
+
+
+def test_no_file_means_embedded_defaults() -> None:
+    config = load(None)
+    assert config.general.domain == "localhost"
+    assert config.general.bind == "127.0.0.1"
+    assert config.conference_domain == "conference.localhost"
+    assert config.internal_muc_domain == "internal.auth.localhost"
+    assert config.xmpp.c2s_port == 5222
+
+
+def test_the_example_file_loads_and_documents_every_key() -> None:
+    config = load(str(EXAMPLE))
+    assert isinstance(config, Config)
+    text = EXAMPLE.read_text()
+
+    def keys(section: object) -> list[str]:
+        found = []
+        for field in dataclasses.fields(section):
+            value = getattr(section, field.name)
+            found += keys(value) if dataclasses.is_dataclass(value) else [field.name]
+        return found
+
+    for section in (config.general, config.tls, config.xmpp):
+        for key in keys(section):
+            assert re.search(rf"\n(# )?{key} =|\.{key}\]", text), key
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[general]\ndomian = 'x'\n", "general.domian: unknown key"),
+    ("[xmpp]\nc2s_port = 'many'\n", "xmpp.c2s_port: must be an integer"),
+    ("[xmpp]\nrequire_starttls = 1\n", "xmpp.require_starttls: must be a boolean"),
+    ("[xmpp.token]\nalgorithm = 'none'\n", "xmpp.token.algorithm"),
+    ("[xmpp]\nanonymous_domains = 'x'\n", "xmpp.anonymous_domains: must be an array"),
+    ("[general\n", "invalid TOML"),
+    ("[surprise]\n", "surprise: unknown key"),
+])
+def test_errors_name_file_key_and_problem(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        load(str(path))
+    assert str(caught.value).startswith(str(path))
+    assert message in str(caught.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load("/nonexistent/vw.toml")
+
+
+def test_twistd_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text("[xmpp]\nc2s_port = true\n")
+    twistd = Path(sys.executable).parent / "twistd"
+    result = subprocess.run([twistd, "--nodaemon", "--pidfile=", "vw-xmpp", "--config", str(path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"vw: {path}: xmpp.c2s_port: must be an integer, not True"]
+    assert "Traceback" not in result.stdout + result.stderr
