@@ -44,6 +44,7 @@ Strophe.setLogLevel(TRACE ? Strophe.LogLevel.INFO : Strophe.LogLevel.ERROR);
 const NS_MUC = 'http://jabber.org/protocol/muc';
 const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
 const NS_PING = 'urn:xmpp:ping';
+const NS_OCCUPANT_ID = 'urn:xmpp:occupant-id:0';
 const NS_DELAY = 'urn:xmpp:delay';
 const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -332,13 +333,20 @@ async function main() {
                 const codes = childElements(x, 'status').map((s) => Number(s.getAttribute('code')));
                 const isSelf = codes.includes(110) || occNick === nick;
                 if (occNick == null) return true;
-                const entry = occupants.get(occNick) || { nick: occNick };
-                entry.jid = item?.getAttribute('jid') ?? entry.jid ?? null;
-                entry.role = item?.getAttribute('role') ?? entry.role ?? null;
-                entry.affiliation = item?.getAttribute('affiliation') ?? entry.affiliation ?? null;
+                const entry = occupants.get(occNick) || { nick: occNick, jid: null, role: null, affiliation: null };
                 entry.self = Boolean(entry.self || isSelf);
                 entry.available = type !== 'unavailable';
-                entry.status_codes = codes;
+                entry.jid = item?.getAttribute('jid') ?? entry.jid;
+                if (entry.available) {
+                    // Keep what the occupant had while present (an unavailable
+                    // presence always says role='none').
+                    entry.role = item?.getAttribute('role') ?? entry.role;
+                    entry.affiliation = item?.getAttribute('affiliation') ?? entry.affiliation;
+                    entry.status_codes = codes;
+                    entry.occupant_id = firstChild(pres, 'occupant-id', NS_OCCUPANT_ID)?.getAttribute('id') ?? null;
+                } else {
+                    entry.left_status_codes = codes;
+                }
                 occupants.set(occNick, entry);
                 RESULT.occupants = [...occupants.values()];
                 if (codes.includes(110)) {
