@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,21 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> 
     raise RuntimeError(f"port {port} did not open")
 
 
+def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    """Wait until the reactor runs and answers (ports are bound before it runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
 @dataclass
 class XMPPServerProcess:
     process: subprocess.Popen
@@ -61,13 +77,19 @@ class XMPPServerProcess:
         return (self.directory / "twistd.log").read_text(errors="replace")
 
 
-def start_xmpp(directory: Path, extra: str = "") -> XMPPServerProcess:
-    ports = [free_port() for _ in range(3)]
+def start_xmpp(directory: Path, extra: str = "", general: str = "",
+               reuse: XMPPServerProcess | None = None) -> XMPPServerProcess:
+    """Start vw-xmpp in ``directory``; ``reuse`` restarts a stopped one on its ports."""
+    if reuse is not None:
+        ports = [reuse.c2s_port, reuse.http_port, reuse.component_port]
+    else:
+        ports = [free_port() for _ in range(3)]
     config = directory / "vw.toml"
     config.write_text(f"""
 [general]
 domain = "localhost"
 state_dir = "{directory / 'var'}"
+{general}
 
 [xmpp]
 c2s_port = {ports[0]}
@@ -83,13 +105,14 @@ app_secret = "{TOKEN_SECRET}"
 allow_anonymous = true
 {extra}
 """)
-    log = open(directory / "twistd.log", "w")
+    log = open(directory / "twistd.log", "a")
     process = subprocess.Popen(
         [BIN / "twistd", "--nodaemon", "--pidfile=", "vw-xmpp", "--config", str(config)],
         cwd=directory, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     for port in ports:
         wait_for_port(port, process)
+    wait_for_health(f"http://127.0.0.1:{ports[1]}/about/health", process)
     return XMPPServerProcess(process, directory, config, ports[0], ports[1], ports[2],
                              "component-secret")
 

@@ -12,6 +12,8 @@
 //   jid, password   optional; without both, SASL ANONYMOUS is used
 //   muc             optional room JID to join, e.g. "r1@conference.localhost"
 //   nick            optional nickname (default: random "strophe-xxxxxx")
+//   instant_room    optional bool: if the join creates a locked room (status
+//                   201), submit the default configuration (XEP-0045 10.1.2)
 //   wait_occupants  optional int: before sending `message`, wait until this many
 //                   occupants (self included) are in the room
 //   message         optional groupchat body to send once joined
@@ -42,6 +44,7 @@ const { Strophe, $iq, $msg, $pres } = await import('strophe.js');
 Strophe.setLogLevel(TRACE ? Strophe.LogLevel.INFO : Strophe.LogLevel.ERROR);
 
 const NS_MUC = 'http://jabber.org/protocol/muc';
+const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
 const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
 const NS_PING = 'urn:xmpp:ping';
 const NS_OCCUPANT_ID = 'urn:xmpp:occupant-id:0';
@@ -350,8 +353,28 @@ async function main() {
                 occupants.set(occNick, entry);
                 RESULT.occupants = [...occupants.values()];
                 if (codes.includes(110)) {
-                    if (type === 'unavailable') left.resolve(true);
-                    else joined.resolve(true);
+                    if (type === 'unavailable') {
+                        left.resolve(true);
+                    } else {
+                        if (codes.includes(201) && scenario.instant_room) {
+                            // XEP-0045 10.1.2: accept the default configuration
+                            // so that a locked new room opens for others.
+                            RESULT.instant_room = null;
+                            conn.sendIQ(
+                                $iq({ type: 'set', to: room })
+                                    .c('query', { xmlns: NS_MUC_OWNER })
+                                    .c('x', { xmlns: 'jabber:x:data', type: 'submit' }),
+                                () => {
+                                    RESULT.instant_room = 'ok';
+                                },
+                                (e) => {
+                                    RESULT.instant_room = e ? stanzaError(e) : 'timeout';
+                                },
+                                5000,
+                            );
+                        }
+                        joined.resolve(true);
+                    }
                 }
                 return true;
             },
@@ -416,7 +439,7 @@ async function main() {
                 phase = `waiting for ${want} occupants`;
                 if (!(await waitFor(() => present() >= want || disconnected.done, deadline))) timeoutError();
             }
-            if (scenario.message != null && !disconnected.done) {
+            if (scenario.message != null && !disconnected.done && !timedOut) {
                 conn.send($msg({ to: room, type: 'groupchat' }).c('body').t(String(scenario.message)));
             }
             const expect = Number(scenario.expect_messages ?? 0);
