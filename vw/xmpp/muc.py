@@ -54,6 +54,7 @@ DELAY_NS = "urn:xmpp:delay"
 PING_NS = "urn:xmpp:ping"
 
 AFFILIATION_RANK = {"outcast": -1, "none": 0, "member": 1, "admin": 2, "owner": 3}
+ROLE_RANK = {"none": 0, "visitor": 1, "participant": 2, "moderator": 3}
 ROLES = frozenset({"moderator", "participant", "visitor", "none"})
 PRIVILEGED = frozenset({"owner", "admin"})
 #: Relayed IQs whose answer has not come after this many seconds are forgotten.
@@ -1227,6 +1228,7 @@ class MUCService:
 
     def _apply_affiliation(self, room: Room, actor: _Actor, bare: str, affiliation: str,
                            reason: str | None, later: list[Callable[[], None]]) -> None:
+        gained = AFFILIATION_RANK[affiliation] > AFFILIATION_RANK[self._affiliation(room, bare)]
         if affiliation == "none":
             room.affiliations.pop(bare, None)
         else:
@@ -1243,7 +1245,9 @@ class MUCService:
                                                      codes=("321",), actor=by, reason=reason),
                              later)
             else:
-                occupant.role = self._default_role(room, affiliation)
+                role = self._default_role(room, affiliation)
+                if not gained or ROLE_RANK[role] > ROLE_RANK[occupant.role]:
+                    occupant.role = role    # gaining never lowers a role (§5.1.3)
                 later.append(partial(self._broadcast, room, occupant, _Notice(reason=reason)))
 
     # -- muc#owner -------------------------------------------------------------------------

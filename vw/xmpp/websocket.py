@@ -126,9 +126,9 @@ class XMPPWebSocketResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, server: XMPPServer, secure: bool) -> None:
+    def __init__(self, xmpp: XMPPServer, secure: bool) -> None:
         super().__init__()
-        self.server = server
+        self.xmpp = xmpp
         self.secure = secure
 
     def render_GET(self, request: Request) -> bytes | int:
@@ -142,7 +142,7 @@ class XMPPWebSocketResource(Resource):
         upgrades = [e for e in handshake.events() if isinstance(e, WebSocketRequest)]
         if not upgrades or SUBPROTOCOL not in upgrades[0].subprotocols:
             return _refuse(request, b"the xmpp subprotocol is required\n")
-        connection = XMPPWebSocket(self.server, query_token(request), self.secure)
+        connection = XMPPWebSocket(self.xmpp, query_token(request), self.secure)
         accepted = handshake.send(AcceptConnection(subprotocol=SUBPROTOCOL))
         wire = _WebSocketWireProtocol(handshake.connection, serverBootstrap, connection)
         request.channel._protocolUpgradeForWebsockets(wire)

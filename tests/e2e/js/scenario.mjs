@@ -28,7 +28,7 @@
 // Exit status 2 on a timeout and 3 on a harness error; a JSON line is printed
 // then too. Env VW_XMPP_TRACE=1 logs raw XML traffic (and strophe's log) to stderr.
 
-import { installXMLHttpRequest } from './xhr-shim.mjs';
+import { installXMLHttpRequest, NodeXMLHttpRequest } from './xhr-shim.mjs';
 
 // Everything except the one result line must go to stderr; strophe.js logs with
 // console.debug/info, which Node writes to stdout.
@@ -39,7 +39,41 @@ for (const name of ['log', 'debug', 'info', 'warn', 'trace']) {
 const TRACE = ['1', 'true', 'yes'].includes(String(process.env.VW_XMPP_TRACE || '').toLowerCase());
 
 installXMLHttpRequest();
-const { Strophe, $iq, $msg, $pres } = await import('strophe.js');
+let strophe;
+try {
+    strophe = await import('strophe.js');
+} catch (e) {
+    // Most likely `npm ci --prefix tests/e2e/js` was not run.
+    process.stdout.write(JSON.stringify({ connected: false, error: `cannot load strophe.js: ${e?.message || e}` }) + '\n');
+    process.exit(3);
+}
+const { Strophe, $iq, $msg, $pres } = strophe;
+
+// strophe.js' Node shim sets globalThis.WebSocket = ws at import time and the
+// websocket transport looks the global up on connect. Wrap it to learn *why* a
+// connection failed (strophe only reports a generic CONNFAIL): ws's error
+// carries "Unexpected server response: 403", "connect ECONNREFUSED ...", etc.
+const BaseWebSocket = globalThis.WebSocket;
+class ObservedWebSocket extends BaseWebSocket {
+    constructor(...args) {
+        super(...args);
+        this.on('error', (e) => noteTransportError(`websocket: ${e?.message || e}`));
+        this.on('close', (code, reason) => {
+            RESULT.ws_close = { code, reason: reason ? reason.toString() : '' };
+        });
+    }
+}
+globalThis.WebSocket = ObservedWebSocket;
+NodeXMLHttpRequest.onTransportError = (msg) => noteTransportError(`bosh: ${msg}`);
+
+function lastTransportError() {
+    const errs = RESULT.transport_errors;
+    return errs.length ? ` [${errs[errs.length - 1]}]` : '';
+}
+
+function noteTransportError(msg) {
+    if (RESULT.transport_errors.length < 20) RESULT.transport_errors.push(msg);
+}
 
 Strophe.setLogLevel(TRACE ? Strophe.LogLevel.INFO : Strophe.LogLevel.ERROR);
 
@@ -71,6 +105,9 @@ const RESULT = {
     ping_ok: false,
     ping_error: null,
     muc_error: null,
+    instant_room: null, // "ok" / error, when instant_room was asked for and the room was new
+    transport_errors: [], // HTTP / WebSocket level failures seen by the transport
+    ws_close: null, // {code, reason} of the WebSocket close, if any
     error: null,
     auth_failure: null, // SASL <failure/> condition element name, e.g. "not-authorized"
     auth_failure_text: null, // SASL <failure/><text/> content, if any
@@ -202,7 +239,7 @@ async function main() {
     let timedOut = false;
     const timeoutError = () => {
         timedOut = true;
-        if (!RESULT.error) RESULT.error = `timeout after ${timeoutSec}s during ${phase}`;
+        if (!RESULT.error) RESULT.error = `timeout after ${timeoutSec}s during ${phase}${lastTransportError()}`;
     };
     // Phases stop waiting at `deadline`, record a timeout error and still leave
     // the room and disconnect cleanly; this hard timer only catches a hang in that.
@@ -264,13 +301,15 @@ async function main() {
             case Strophe.Status.ERROR:
             case Strophe.Status.CONNTIMEOUT:
                 if (!RESULT.error && !selfDisconnect) {
-                    RESULT.error = `${name.toLowerCase()}${condition ? `: ${condition}` : ''}`;
+                    RESULT.error = `${name.toLowerCase()}${condition ? `: ${condition}` : ''}${lastTransportError()}`;
                 }
                 connected.resolve(false);
                 break;
             case Strophe.Status.DISCONNECTED:
-                if (!selfDisconnect && RESULT.connected && !RESULT.error) {
-                    RESULT.error = `disconnected by server${condition ? `: ${condition}` : ''}`;
+                if (!selfDisconnect && !RESULT.error) {
+                    RESULT.error = RESULT.connected
+                        ? `disconnected by server${condition ? `: ${condition}` : ''}`
+                        : `disconnected before connecting${condition ? `: ${condition}` : ''}${lastTransportError()}`;
                 }
                 connected.resolve(false);
                 disconnected.resolve(true);
@@ -302,7 +341,16 @@ async function main() {
         // Auth failure / connection failure: give strophe a moment to finish
         // tearing down, then report. Exit 0: the server's answer is the result.
         phase = 'teardown';
-        await Promise.race([disconnected.promise, sleep(1500)]);
+        if (!disconnected.done) {
+            // strophe.js leaves the stream open after a SASL failure.
+            selfDisconnect = true;
+            try {
+                conn.disconnect('auth failed');
+            } catch {
+                /* ignore */
+            }
+            await Promise.race([disconnected.promise, sleep(1500)]);
+        }
         clearTimeout(globalTimer);
         return emit(0);
     }
@@ -359,7 +407,6 @@ async function main() {
                         if (codes.includes(201) && scenario.instant_room) {
                             // XEP-0045 10.1.2: accept the default configuration
                             // so that a locked new room opens for others.
-                            RESULT.instant_room = null;
                             conn.sendIQ(
                                 $iq({ type: 'set', to: room })
                                     .c('query', { xmlns: NS_MUC_OWNER })

@@ -24,6 +24,9 @@ const LOADING = 3;
 const DONE = 4;
 
 export class NodeXMLHttpRequest {
+    /** Optional hook: called with a string for every non-2xx answer or network error. */
+    static onTransportError = null;
+
     static UNSENT = UNSENT;
     static OPENED = OPENED;
     static HEADERS_RECEIVED = HEADERS_RECEIVED;
@@ -155,6 +158,9 @@ export class NodeXMLHttpRequest {
 
     _finish(text) {
         this._req = null;
+        if ((this.status < 200 || this.status >= 300) && NodeXMLHttpRequest.onTransportError) {
+            NodeXMLHttpRequest.onTransportError(`HTTP ${this.status} ${this.statusText} from ${this._method} ${this._url}`.trim());
+        }
         this.responseText = text;
         this.responseXML = null;
         if (text.trim() !== '' && typeof globalThis.DOMParser === 'function') {
@@ -174,6 +180,9 @@ export class NodeXMLHttpRequest {
         this.responseText = '';
         this.responseXML = null;
         this._error = err;
+        if (NodeXMLHttpRequest.onTransportError) {
+            NodeXMLHttpRequest.onTransportError(`${this._method} ${this._url}: ${err?.message || err}`);
+        }
         this._setState(DONE);
         if (typeof this.onerror === 'function') this.onerror(err);
     }
