@@ -100,6 +100,8 @@ class XMPPConfig:
     muc_domains: list[str] = field(default_factory=list)
     #: Most messages of history a room keeps.
     muc_history: int = 20
+    #: Bare JIDs owning every room, besides the focus account focus@auth.DOMAIN.
+    muc_admins: list[str] = field(default_factory=list)
     token: TokenConfig = field(default_factory=TokenConfig)
     turn: TurnServiceConfig = field(default_factory=TurnServiceConfig)
 

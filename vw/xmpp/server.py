@@ -39,6 +39,11 @@ class XMPPMetrics:
         sessions.set_function(server.router.session_count)
         routed = Gauge("vw_xmpp_stanzas_routed", "Stanzas routed since start", registry=registry)
         routed.set_function(lambda: server.router.stanzas_routed)
+        occupants = Gauge("vw_xmpp_muc_occupants", "Occupants of all rooms", registry=registry)
+        occupants.set_function(lambda: sum(s.occupant_count() for s in server.muc_services))
+        bugs = Gauge("vw_xmpp_muc_internal_errors", "MUC stanzas that hit a bug (should be 0)",
+                     registry=registry)
+        bugs.set_function(lambda: sum(s.internal_errors for s in server.muc_services))
 
 
 class XMPPServer:
@@ -72,12 +77,14 @@ class XMPPServer:
         self.muc_domains = [config.conference_domain, config.internal_muc_domain,
                             *config.xmpp.muc_domains]
         rooms = storage.SQLRoomStore(self.engine)
-        for domain in self.muc_domains:
-            defaults = RoomDefaults(history_size=config.xmpp.muc_history)
-            service = MUCService(domain, self.router.route, clock=clock.seconds,
-                                 defaults=defaults, store=rooms,
-                                 affiliation_hint=self._token_affiliation)
-            self.router.register_component(domain, service)
+        admins = [f"focus@{config.auth_domain}", *config.xmpp.muc_admins]
+        self.muc_services = [
+            MUCService(domain, self.router.route, clock=clock.seconds,
+                       defaults=RoomDefaults(history_size=config.xmpp.muc_history), store=rooms,
+                       affiliation_hint=self._token_affiliation, admins=admins)
+            for domain in self.muc_domains]
+        for service in self.muc_services:
+            self.router.register_component(service.domain, service)
         self.metrics = XMPPMetrics(self.registry, self)
 
     @staticmethod

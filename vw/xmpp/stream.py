@@ -21,7 +21,7 @@ from vw.xmpp.errors import StanzaError, StreamError, error_reply
 from vw.xmpp.session import SM_NS, Session
 from vw.xmpp.stanzas import CLIENT_NS, STREAMS_NS, parse_jid
 from vw.xmpp.token import TokenIdentity, TokenRejected
-from vw.xmpp.xmlparser import FRAMING_NS, StreamOpened
+from vw.xmpp.xmlparser import FRAMING_NS, ElementReceived, Event, StreamOpened
 
 if TYPE_CHECKING:
     from vw.xmpp.server import XMPPServer
@@ -97,6 +97,18 @@ class ClientStream:
 
     def stream_closed(self) -> None:
         self.close()
+
+    def handle_events(self, events: list[Event]) -> None:
+        """Dispatch parser events, stopping once the stream is closed."""
+        for event in events:
+            if self._closed:
+                return
+            if isinstance(event, ElementReceived):
+                self.element_received(event.element)
+            elif isinstance(event, StreamOpened):
+                self.stream_opened(event)
+            else:
+                self.stream_closed()
 
     def connection_lost(self) -> None:
         self._closed = True

@@ -14,7 +14,7 @@ from vw.xmpp.errors import StreamError
 from vw.xmpp.server import XMPPServer
 from vw.xmpp.stanzas import CLIENT_NS, STREAMS_NS
 from vw.xmpp.stream import ClientStream
-from vw.xmpp.xmlparser import ElementReceived, StreamOpened, XMLStreamParser
+from vw.xmpp.xmlparser import XMLStreamParser
 
 log = Logger()
 
@@ -87,15 +87,7 @@ class XMPPStreamProtocol(protocol.Protocol):
         except StreamError as error:
             self.stream.fail(error)
             return
-        for event in events:
-            if self._closing:
-                return
-            if isinstance(event, ElementReceived):
-                self.stream.element_received(event.element)
-            elif isinstance(event, StreamOpened):
-                self.stream.stream_opened(event)
-            else:
-                self.stream.stream_closed()
+        self.stream.handle_events(events)
 
     def _resume_reading(self) -> None:
         self._paused_until = None

@@ -20,7 +20,7 @@ from vw.xmpp.errors import StreamError
 from vw.xmpp.server import XMPPServer
 from vw.xmpp.stanzas import STREAMS_NS
 from vw.xmpp.stream import ClientStream
-from vw.xmpp.xmlparser import FRAMING_NS, ElementReceived, StreamOpened, XMLStreamParser
+from vw.xmpp.xmlparser import FRAMING_NS, XMLStreamParser
 
 log = Logger()
 
@@ -81,15 +81,7 @@ class XMPPWebSocket:
         except StreamError as error:
             self.stream.fail(error)
             return
-        for event in events:
-            if self._closing:
-                return
-            if isinstance(event, ElementReceived):
-                self.stream.element_received(event.element)
-            elif isinstance(event, StreamOpened):
-                self.stream.stream_opened(event)
-            else:
-                self.stream.stream_closed()
+        self.stream.handle_events(events)
 
     # -- StreamTransport -----------------------------------------------------------------
 
