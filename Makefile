@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 JS_DIR := tests/e2e/js
 JS_INSTALLED := $(JS_DIR)/node_modules/.installed
 # Debian packages the tests and benchmarks use as peers and anchors.
-OS_PACKAGES := prosody nodejs npm
+OS_PACKAGES := prosody
 
 .PHONY: run test lint unit os-deps bench clean
 
@@ -25,7 +25,8 @@ $(JS_INSTALLED): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 os-deps:
 	@missing=""; \
 	for p in $(OS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	for c in node npm; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing OS packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
