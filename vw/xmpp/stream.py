@@ -235,11 +235,11 @@ class ClientStream:
                 return
             store = self.server.credentials_for(self.host)
             self._mechanism = sasl.create_mechanism(name, store, domain=self.host)
-            data = self._decode(element, allow_empty_marker=True)
+            data = self._decode(element)
             if data is not False:
                 self._step(self._mechanism.start(data))
         elif element.name == "response" and self._mechanism is not None:
-            data = self._decode(element, allow_empty_marker=False)
+            data = self._decode(element)
             if data is not False:
                 self._step(self._mechanism.respond(data or b""))
         elif element.name == "abort":
@@ -247,7 +247,8 @@ class ClientStream:
         else:
             self._sasl_failure("malformed-request", "unexpected SASL element")
 
-    def _decode(self, element: Element, allow_empty_marker: bool) -> bytes | None | bool:
+    def _decode(self, element: Element) -> bytes | None | bool:
+        """The SASL payload: None when absent, b"" for "=", False (answered) when invalid."""
         text = str(element).strip()
         if not text:
             return None
