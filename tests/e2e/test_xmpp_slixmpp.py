@@ -87,6 +87,8 @@ def test_messages_to_bare_and_full_jids(server: XMPPServerProcess) -> None:
         errors = Inbox(carol, "message_error")
         carol.send_presence()
         dave.send_presence()
+        # A ping answered on dave's stream means his presence before it was processed.
+        await dave.plugin["xep_0199"].ping("localhost", timeout=5)
         carol.send_message(mto="dave@localhost", mbody="to the bare JID", mtype="chat")
         assert (await inbox.next())["body"] == "to the bare JID"
         carol.send_message(mto="dave@localhost/test", mbody="to the full JID", mtype="chat")

@@ -13,6 +13,7 @@ from twisted.web.server import Request
 from twisted.words.xish.domish import Element
 
 from vw.xmpp.errors import StreamError
+from vw.xmpp.serializer import serialize
 from vw.xmpp.server import XMPPServer
 from vw.xmpp.stanzas import STREAMS_NS
 from vw.xmpp.stream import ClientStream
@@ -155,8 +156,7 @@ class BoshSession:
         """The session creation response stands for the stream header."""
 
     def send_element(self, element: Element) -> None:
-        self.pending.append(element.toXml(prefixes={STREAMS_NS: "stream"},
-                                          prefixesInScope=["stream"]))
+        self.pending.append(serialize(element, stream_prefix=True))
         if self._flush_call is None:
             self._flush_call = self.server.clock.callLater(0, self._flush)
 
@@ -175,8 +175,7 @@ class BoshSession:
         if self.terminated:
             return
         if error is not None:
-            self.pending.append(error.to_element().toXml(prefixes={STREAMS_NS: "stream"},
-                                                         prefixesInScope=["stream"]))
+            self.pending.append(serialize(error.to_element(), stream_prefix=True))
         while self.held:
             request, timer = self.held.popleft()
             if timer.active():

@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from twisted.words.xish.domish import Element
 
 from vw.xmpp.errors import StanzaError, StreamError
+from vw.xmpp.serializer import serialize
 from vw.xmpp.server import XMPPServer
 from vw.xmpp.stanzas import CLIENT_NS, STREAMS_NS, parse_jid
 from vw.xmpp.xmlparser import ElementReceived, StreamOpened, XMLStreamParser
@@ -105,15 +106,14 @@ class ComponentProtocol(protocol.Protocol):
     def receive(self, stanza: Element) -> None:
         """A stanza for our domain, from the router."""
         if not self._closing:
-            self.transport.write(rebase(stanza, CLIENT_NS, COMPONENT_NS)
-                                 .toXml(defaultUri=COMPONENT_NS).encode())
+            self.transport.write(serialize(rebase(stanza, CLIENT_NS, COMPONENT_NS),
+                                           COMPONENT_NS, stream_prefix=True).encode())
 
     def close(self, error: StreamError | None = None) -> None:
         if self._closing:
             return
         if error is not None:
-            self.transport.write(error.to_element().toXml(
-                prefixes={STREAMS_NS: "stream"}, prefixesInScope=["stream"]).encode())
+            self.transport.write(serialize(error.to_element(), stream_prefix=True).encode())
         self.transport.write(b"</stream:stream>")
         self._closing = True
         self.transport.loseConnection()

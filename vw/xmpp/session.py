@@ -11,6 +11,7 @@ from typing import Protocol
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish.domish import Element
 
+from vw.xmpp.serializer import Serialized, serialize
 from vw.xmpp.token import TokenIdentity
 
 SM_NS = "urn:xmpp:sm:3"
@@ -62,7 +63,7 @@ class Session:
         if self.sm_enabled:
             # The element may be reused by its sender for the next recipient: keep a
             # frozen serialisation of what this session was sent.
-            self.unacked.append(_Frozen(element.toXml()))
+            self.unacked.append(Serialized(serialize(element)))
             if len(self.unacked) > MAX_UNACKED and self.on_overflow is not None:
                 self.on_overflow(self)
                 return
@@ -99,13 +100,3 @@ class Session:
             sink.send_stanza(element)
         return True
 
-
-class _Frozen(Element):
-    """An already-serialised stanza kept for XEP-0198 retransmission."""
-
-    def __init__(self, xml: str) -> None:
-        super().__init__((None, "frozen"))
-        self.xml = xml
-
-    def toXml(self, *args: object, **kwargs: object) -> str:
-        return self.xml

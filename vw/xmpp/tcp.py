@@ -11,6 +11,7 @@ from twisted.words.xish.domish import Element
 
 from vw.common.tls import PreparedContextFactory
 from vw.xmpp.errors import StreamError
+from vw.xmpp.serializer import serialize
 from vw.xmpp.server import XMPPServer
 from vw.xmpp.stanzas import CLIENT_NS, STREAMS_NS
 from vw.xmpp.stream import ClientStream
@@ -18,7 +19,6 @@ from vw.xmpp.xmlparser import XMLStreamParser
 
 log = Logger()
 
-STREAM_PREFIXES = {STREAMS_NS: "stream"}
 #: A connection may send in a burst this many seconds' worth of its byte rate.
 BURST_SECONDS = 4
 
@@ -125,8 +125,7 @@ class XMPPStreamProtocol(protocol.Protocol):
             f"xmlns:stream='{STREAMS_NS}' id='{stream_id}' from='{host}' version='1.0'>")
 
     def send_element(self, element: Element) -> None:
-        self._write(element.toXml(prefixes=STREAM_PREFIXES, prefixesInScope=["stream"],
-                                  defaultUri=CLIENT_NS))
+        self._write(serialize(element, CLIENT_NS, stream_prefix=True))
 
     def _write(self, text: str) -> None:
         if not self._closing:

@@ -17,15 +17,14 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from vw.xmpp.errors import StreamError
+from vw.xmpp.serializer import serialize
 from vw.xmpp.server import XMPPServer
-from vw.xmpp.stanzas import STREAMS_NS
 from vw.xmpp.stream import ClientStream
 from vw.xmpp.xmlparser import FRAMING_NS, XMLStreamParser
 
 log = Logger()
 
 SUBPROTOCOL = "xmpp"
-STREAM_PREFIXES = {STREAMS_NS: "stream"}
 
 
 def query_token(request: Request) -> str | None:
@@ -90,7 +89,7 @@ class XMPPWebSocket:
                    "xml:lang='en'/>")
 
     def send_element(self, element: Element) -> None:
-        self._send(element.toXml(prefixes=STREAM_PREFIXES))
+        self._send(serialize(element))
 
     def _send(self, text: str) -> None:
         if self._transport is not None and not self._closing:
