@@ -18,7 +18,7 @@ from vw.xmpp.errors import StreamError
 STREAMS_NS = "http://etherx.jabber.org/streams"
 FRAMING_NS = "urn:ietf:params:xml:ns:xmpp-framing"
 #: Feed expat in slices this large, so limits are checked while a huge chunk is parsed.
-_SLICE = 16384
+_SLICE = 4096
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class XMLStreamParser:
         parser.ProcessingInstructionHandler = self._restricted
         parser.ExternalEntityRefHandler = self._restricted
         parser.buffer_text = True
+        parser.buffer_size = 1024  # text arrives in slices; a small buffer keeps idle streams lean
         return parser
 
     def feed(self, data: bytes) -> list[Event]:
