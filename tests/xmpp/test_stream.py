@@ -169,3 +169,50 @@ def test_impossible_ack_is_a_stream_error(tmp_path: Path) -> None:
     _resumable(server, alice)
     alice.send("<a xmlns='urn:xmpp:sm:3' h='5'/>")
     assert alice.transport.closed.condition == "undefined-condition"
+
+
+def test_token_user_appears_as_identity_and_spoofs_are_removed(tmp_path: Path) -> None:
+    server = make_server(tmp_path, clock=Clock())
+    server.clock.advance(time.time())
+    host = Client(server, token=token(context={"user": {"name": "Ada", "id": "42"}}))
+    host.login_anonymous()
+    guest = Client(server)
+    guest.login_anonymous()
+    guest.send("<presence to='r@conference.localhost/guest'>"
+               "<x xmlns='http://jabber.org/protocol/muc'/>"
+               "<identity><user><name>Fake</name></user></identity></presence>")
+    sent = host.send("<presence to='r@conference.localhost/ada'>"
+                     "<x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    guest_view = [p for p in sent if p.getAttribute("from") == "r@conference.localhost/guest"]
+    assert guest_view and not list(guest_view[0].elements(None, "identity"))
+    (seen,) = [p for p in guest.transport.take()
+               if p.getAttribute("from") == "r@conference.localhost/ada"]
+    user = next(seen.elements("jabber:client", "identity")).user
+    assert {child.name: str(child) for child in user.elements()} == {"id": "42", "name": "Ada"}
+
+
+def test_version(tmp_path: Path) -> None:
+    client = Client(make_server(tmp_path))
+    client.login_anonymous()
+    (result,) = client.send("<iq type='get' id='v' to='localhost'>"
+                            "<query xmlns='jabber:iq:version'/></iq>")
+    assert str(next(result.query.elements(None, "name"))) == "vw"
+
+
+def test_bare_jid_messages_go_to_the_highest_priority(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.accounts.set_credentials("localhost", "pat", [])
+    low, high, sender = Client(server), Client(server), Client(server)
+    for client, priority in ((low, 1), (high, 5)):
+        client.login_anonymous()
+        session = client.stream.session
+        server.router.unbind(session)
+        session.jid = session.jid.__class__(f"pat@localhost/{priority}")
+        server.router.bind(session)
+        client.send(f"<presence><priority>{priority}</priority></presence>")
+    sender.login_anonymous()
+    low.transport.take()
+    high.transport.take()
+    sender.send("<message to='pat@localhost' type='chat'><body>hi</body></message>")
+    assert [m.name for m in high.transport.take()] == ["message"]
+    assert low.transport.take() == []
