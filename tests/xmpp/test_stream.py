@@ -196,7 +196,7 @@ def test_version(tmp_path: Path) -> None:
     client.login_anonymous()
     (result,) = client.send("<iq type='get' id='v' to='localhost'>"
                             "<query xmlns='jabber:iq:version'/></iq>")
-    assert str(next(result.query.elements(None, "name"))) == "vw"
+    assert str(next(result.query.elements("jabber:iq:version", "name"))) == "vw"
 
 
 def test_bare_jid_messages_go_to_the_highest_priority(tmp_path: Path) -> None:
