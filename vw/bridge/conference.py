@@ -1,0 +1,178 @@
+"""Conferences and endpoints: who sends what, and who receives it (sans-IO)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vw.bridge.ice import Address, IceAgent
+from vw.bridge.sources import SourceDescription
+from vw.rtp.certificate import DtlsCertificate
+from vw.rtp.dtls import DtlsSession
+from vw.rtp.srtp import SrtpContext, SrtpError
+
+RTCP_SR = 200
+RTCP_RTPFB = 205
+RTCP_PSFB = 206
+
+
+@dataclass
+class EndpointStats:
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    dropped_unannounced: int = 0
+    dropped_srtp: int = 0
+
+
+class Endpoint:
+    """One participant's leg: ICE, DTLS-SRTP, its sources and what it wants to receive."""
+
+    def __init__(self, conference: Conference, endpoint_id: str, now: float) -> None:
+        self.conference = conference
+        self.id = endpoint_id
+        self.ice = IceAgent()
+        self.stats_id = ""
+        self.created = now
+        self.sources: list[SourceDescription] = []
+        self.remote_fingerprints: list[tuple[str, str]] = []
+        self.remote_setup = "active"
+        self.dtls: DtlsSession | None = None
+        self.srtp: SrtpContext | None = None
+        self.stats = EndpointStats()
+        self.last_n = -1
+        self.channel_send: Callable[[str], None] | None = None
+        self.channel_pwd = self.ice.local_pwd
+
+    @property
+    def address(self) -> Address | None:
+        return self.ice.selected
+
+    @property
+    def connected(self) -> bool:
+        return self.srtp is not None and self.ice.selected is not None
+
+    def dtls_role(self) -> str:
+        """The bridge's DTLS role: the opposite of what the endpoint's setup says."""
+        return "client" if self.remote_setup == "passive" else "server"
+
+    def ensure_dtls(self, certificate: DtlsCertificate, now: float) -> list[bytes]:
+        """Create the DTLS session once ICE and the remote fingerprint are known."""
+        if self.dtls is not None or not self.remote_fingerprints or self.address is None:
+            return []
+        self.dtls = DtlsSession(certificate, self.dtls_role(), self.remote_fingerprints)
+        return self.dtls.start(now)
+
+    def dtls_received(self, data: bytes, now: float) -> list[bytes]:
+        if self.dtls is None:
+            return []
+        out = self.dtls.datagram_received(data, now)
+        if self.srtp is None and self.dtls.state == "connected":
+            keys = self.dtls.srtp_keys()
+            self.srtp = SrtpContext(self.dtls.srtp_profile, keys.local, keys.remote)
+        return out
+
+    def protect(self, packet: bytes) -> bytes | None:
+        try:
+            return self.srtp.protect(packet)
+        except SrtpError:
+            return None
+
+    def ssrcs(self) -> set[int]:
+        return {ssrc for source in self.sources for ssrc in source.ssrcs()}
+
+
+@dataclass
+class Conference:
+    """The endpoints of one meeting and the SSRC table that routes between them."""
+
+    id: str
+    name: str = ""
+    meeting_id: str = ""
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    owners: dict[int, Endpoint] = field(default_factory=dict)
+    #: Called with (packet, address) for every datagram to send.
+    send: Callable[[bytes, Address], None] = lambda data, address: None
+
+    @classmethod
+    def create(cls, name: str, meeting_id: str,
+               send: Callable[[bytes, Address], None]) -> Conference:
+        return cls(id=secrets.token_hex(8), name=name, meeting_id=meeting_id, send=send)
+
+    def set_sources(self, endpoint: Endpoint, sources: list[SourceDescription]) -> None:
+        """Replace an endpoint's sources; SSRCs claimed by another endpoint are refused."""
+        for ssrc in endpoint.ssrcs():
+            if self.owners.get(ssrc) is endpoint:
+                del self.owners[ssrc]
+        accepted = []
+        for source in sources:
+            if any(self.owners.get(s, endpoint) is not endpoint for s in source.ssrcs()):
+                continue
+            accepted.append(source)
+            for ssrc in source.ssrcs():
+                self.owners[ssrc] = endpoint
+        endpoint.sources = accepted
+
+    def remove(self, endpoint: Endpoint) -> None:
+        self.set_sources(endpoint, [])
+        self.endpoints.pop(endpoint.id, None)
+
+    # -- media ---------------------------------------------------------------------
+
+    def rtp_received(self, sender: Endpoint, packet: bytes) -> None:
+        """Forward a decrypted RTP packet from ``sender`` to every other connected endpoint."""
+        ssrc = int.from_bytes(packet[8:12], "big")
+        if self.owners.get(ssrc) is not sender:
+            sender.stats.dropped_unannounced += 1
+            return
+        send = self.send
+        for receiver in self.endpoints.values():
+            if receiver is sender or receiver.srtp is None or receiver.ice.selected is None:
+                continue
+            protected = receiver.protect(packet)
+            if protected is not None:
+                send(protected, receiver.ice.selected)
+                receiver.stats.packets_out += 1
+                receiver.stats.bytes_out += len(protected)
+
+    def rtcp_received(self, sender: Endpoint, packet: bytes) -> None:
+        """Route feedback to the sender of the media it is about; sender reports to everyone."""
+        target = self._feedback_target(packet)
+        if target is not None:
+            receivers = [target] if target is not sender else []
+        elif _packet_types(packet) & {RTCP_SR}:
+            receivers = [e for e in self.endpoints.values() if e is not sender]
+        else:
+            return
+        for receiver in receivers:
+            if receiver.srtp is None or receiver.ice.selected is None:
+                continue
+            try:
+                protected = receiver.srtp.protect_rtcp(packet)
+            except SrtpError:
+                continue
+            self.send(protected, receiver.ice.selected)
+
+    def _feedback_target(self, packet: bytes) -> Endpoint | None:
+        offset = 0
+        while offset + 12 <= len(packet):
+            packet_type = packet[offset + 1]
+            length = (int.from_bytes(packet[offset + 2:offset + 4], "big") + 1) * 4
+            if packet_type in (RTCP_RTPFB, RTCP_PSFB):
+                media_ssrc = int.from_bytes(packet[offset + 8:offset + 12], "big")
+                owner = self.owners.get(media_ssrc)
+                if owner is not None:
+                    return owner
+            offset += length
+        return None
+
+
+def _packet_types(packet: bytes) -> set[int]:
+    types = set()
+    offset = 0
+    while offset + 4 <= len(packet):
+        types.add(packet[offset + 1])
+        offset += (int.from_bytes(packet[offset + 2:offset + 4], "big") + 1) * 4
+    return types
