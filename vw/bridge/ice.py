@@ -111,6 +111,9 @@ class IceAgent:
             out += self.poll(now)
         return out
 
+    def awaits(self, transaction_id: bytes) -> bool:
+        return transaction_id in self._pending
+
     def response_received(self, message: Message, raw: bytes, address: Address,
                           now: float) -> bool:
         """A response to one of our checks; True when it was ours and valid."""

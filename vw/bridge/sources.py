@@ -27,7 +27,7 @@ class SourceDescription:
 
 def sources_from_groups(media: str, ssrcs: list[int],
                         groups: list[tuple[str, list[int]]]) -> list[SourceDescription]:
-    """Group plain SSRC lists and SIM/FID groups (as Jingle and Colibri2 carry them) into sources."""
+    """Group SSRCs and SIM/FID groups (as Jingle and Colibri2 carry them) into sources."""
     rtx: dict[int, int] = {}
     simulcast: list[list[int]] = []
     for semantics, members in groups:

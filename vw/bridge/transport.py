@@ -1,4 +1,4 @@
-"""The shared UDP port: demultiplexing (RFC 7983) to endpoints, and the bridge's timers (sans-IO)."""
+"""The shared UDP port: demultiplexing (RFC 7983) to endpoints, and timers (sans-IO)."""
 
 from __future__ import annotations
 
@@ -117,16 +117,17 @@ class BridgeTransport:
                 self.send(out, target)
             self._start_dtls(endpoint, now)
         elif message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
-            endpoint = self.by_address.get(address) or self._pending_owner(message, address)
+            endpoint = self.by_address.get(address) or self._checked_by(message)
             if endpoint is None or not endpoint.ice.response_received(message, data, address,
                                                                       now):
                 self.stats.dropped_stun += 1
                 return
             self._start_dtls(endpoint, now)
 
-    def _pending_owner(self, message: Message, address: Address) -> Endpoint | None:
+    def _checked_by(self, message: Message) -> Endpoint | None:
+        """The endpoint that sent the check this response answers (not yet at its address)."""
         for endpoint in self.by_ufrag.values():
-            if message.transaction_id in endpoint.ice._pending:
+            if endpoint.ice.awaits(message.transaction_id):
                 return endpoint
         return None
 
@@ -138,7 +139,7 @@ class BridgeTransport:
     # -- timers ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Endpoint]:
-        """Run ICE checks, consent and DTLS retransmissions; return endpoints whose consent expired."""
+        """Run ICE checks, consent and DTLS retransmissions; return endpoints without consent."""
         expired = []
         for endpoint in list(self.by_ufrag.values()):
             for out, target in endpoint.ice.poll(now):
