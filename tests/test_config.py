@@ -36,7 +36,7 @@ def test_the_example_file_loads_and_documents_every_key() -> None:
             found += keys(value) if dataclasses.is_dataclass(value) else [field.name]
         return found
 
-    for section in (config.general, config.tls, config.xmpp):
+    for section in (config.general, config.tls, config.xmpp, config.bridge):
         for key in keys(section):
             assert re.search(rf"\n(# )?{key} =|\.{key}\]", text), key
 

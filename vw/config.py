@@ -107,10 +107,31 @@ class XMPPConfig:
 
 
 @dataclass(frozen=True)
+class BridgeConfig:
+    #: The one UDP port every endpoint's media uses.
+    udp_port: int = 10000
+    #: /colibri-ws, /colibri/stats, /about/health and /metrics.
+    http_port: int = 9090
+    #: This bridge's id in the brewery and in colibri-ws URLs; empty: derived from the host name.
+    bridge_id: str = ""
+    #: Addresses offered as host candidates; empty: general.bind.
+    local_addresses: list[str] = field(default_factory=list)
+    #: A public address in front of a 1:1 NAT, offered as a server-reflexive candidate.
+    advertised_address: str = ""
+    #: The URL clients open for the bridge channel; empty: ws://BIND:HTTP_PORT.
+    websocket_base_url: str = ""
+    #: Region reported to the focus for region-based bridge selection.
+    region: str = ""
+    #: Seconds after which an endpoint without any media or signaling is expired.
+    endpoint_timeout: int = 60
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     xmpp: XMPPConfig = field(default_factory=XMPPConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
     #: The file this came from, or "<defaults>".
     source: str = "<defaults>"
 
@@ -200,7 +221,9 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(source, "general.log_format", 'must be "text" or "json"')
     if config.xmpp.token.algorithm not in ("HS256", "RS256"):
         raise ConfigError(source, "xmpp.token.algorithm", 'must be "HS256" or "RS256"')
-    for key in ("c2s_port", "http_port", "component_port"):
-        if not 0 <= getattr(config.xmpp, key) < 65536:
-            raise ConfigError(source, f"xmpp.{key}", "must be a port number (0-65535)")
+    ports = [("xmpp", key) for key in ("c2s_port", "http_port", "component_port")]
+    ports += [("bridge", key) for key in ("udp_port", "http_port")]
+    for section, key in ports:
+        if not 0 <= getattr(getattr(config, section), key) < 65536:
+            raise ConfigError(source, f"{section}.{key}", "must be a port number (0-65535)")
 
