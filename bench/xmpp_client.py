@@ -83,7 +83,7 @@ class RawClient:
             self._buffer += chunk
 
     async def _expect(self, *markers: bytes, failures: tuple[bytes, ...] = ()) -> bytes:
-        head = await asyncio.wait_for(self._read_until(*markers, *failures), self.timeout)
+        head = await self._read_until(*markers, *failures)
         for failure in failures:
             if failure in head:
                 raise XMPPError(f"server refused: {head[-400:]!r}")
@@ -93,18 +93,20 @@ class RawClient:
 
     async def login(self) -> str:
         """Connect, STARTTLS, SASL ANONYMOUS and bind; return the bound JID."""
-        self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            return await self._login()
+
+    async def _login(self) -> str:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.send(stream_header(self.domain))
         features = await self._expect(END_FEATURES, failures=(b"</stream:stream>",))
         if b"starttls" not in features:
             raise XMPPError(f"no STARTTLS offered: {features!r}")
         self.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         await self._expect(b"<proceed", failures=(b"<failure",))
-        # the proceed tag may be split from its '/>' or '</proceed>' tail; drop it all
+        await self._expect(b">")  # the end of <proceed .../>
         self._buffer = b""
-        await asyncio.wait_for(
-            self.writer.start_tls(self.tls, server_hostname=self.domain), self.timeout)
+        await self.writer.start_tls(self.tls, server_hostname=self.domain)
         self.send(stream_header(self.domain))
         features = await self._expect(END_FEATURES, failures=(b"</stream:stream>",))
         if b"ANONYMOUS" not in features:
@@ -154,10 +156,12 @@ class RawClient:
         writer, self.writer = self.writer, None
         with contextlib.suppress(Exception):
             writer.write(b"</stream:stream>")
-            await asyncio.wait_for(self._read_until(b"</stream:stream>"), wait)
+            async with asyncio.timeout(wait):
+                await self._read_until(b"</stream:stream>")
         writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), wait)
+            async with asyncio.timeout(wait):
+                await writer.wait_closed()
 
     def abort(self) -> None:
         """Drop the connection at once."""
@@ -178,11 +182,10 @@ class MarkerCounter:
     def feed(self, data: bytes) -> list[int]:
         """Count markers in ``data`` (joined to the previous tail); return per-marker increments."""
         joined = self._tail + data
-        tail_len = len(self._tail)
         added = []
         for i, marker in enumerate(self.markers):
             # occurrences fully inside the old tail were counted before
-            n = joined.count(marker) - self._tail.count(marker) if tail_len else joined.count(marker)
+            n = joined.count(marker) - self._tail.count(marker)
             self.counts[i] += n
             added.append(n)
         self._tail = joined[-self._keep:] if self._keep else b""
