@@ -31,7 +31,11 @@ def test_twenty_occupants_exchange_messages(server: XMPPServerProcess) -> None:
         inboxes = [Inbox(c, "groupchat_message") for c in clients]
         for n, client in enumerate(clients):
             await client.plugin["xep_0045"].join_muc_wait(room, f"nick{n}", timeout=15)
-        roster = clients[0].plugin["xep_0045"].get_roster(room)
+        for _ in range(100):  # the others' presences may still be on their way to the first
+            roster = clients[0].plugin["xep_0045"].get_roster(room)
+            if len(roster) == OCCUPANTS:
+                break
+            await asyncio.sleep(0.05)
         assert len(roster) == OCCUPANTS
         # Every occupant's presence carries the real JID (Jitsi rooms are non-anonymous).
         jid = clients[0].plugin["xep_0045"].get_jid_property(room, "nick5", "jid")
