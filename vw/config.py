@@ -124,6 +124,15 @@ class BridgeConfig:
     region: str = ""
     #: Seconds after which an endpoint without any media or signaling is expired.
     endpoint_timeout: int = 60
+    #: The XMPP server's component port the bridge connects to (XEP-0114).
+    xmpp_host: str = "127.0.0.1"
+    xmpp_port: int = 5347
+    #: The bridge's component domain; empty: jvb.DOMAIN.
+    component_domain: str = ""
+    #: Its shared secret (as in xmpp.components); empty: generated once under state_dir.
+    component_secret: str = ""
+    #: The brewery room; empty: jvbbrewery@internal.auth.DOMAIN.
+    brewery: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,14 @@ class Config:
     @property
     def internal_muc_domain(self) -> str:
         return f"internal.auth.{self.general.domain}"
+
+    @property
+    def bridge_domain(self) -> str:
+        return self.bridge.component_domain or f"jvb.{self.general.domain}"
+
+    @property
+    def brewery(self) -> str:
+        return self.bridge.brewery or f"jvbbrewery@{self.internal_muc_domain}"
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", float: "a number"}
@@ -222,7 +239,7 @@ def _validate(config: Config, source: str) -> None:
     if config.xmpp.token.algorithm not in ("HS256", "RS256"):
         raise ConfigError(source, "xmpp.token.algorithm", 'must be "HS256" or "RS256"')
     ports = [("xmpp", key) for key in ("c2s_port", "http_port", "component_port")]
-    ports += [("bridge", key) for key in ("udp_port", "http_port")]
+    ports += [("bridge", key) for key in ("udp_port", "http_port", "xmpp_port")]
     for section, key in ports:
         if not 0 <= getattr(getattr(config, section), key) < 65536:
             raise ConfigError(source, f"{section}.{key}", "must be a port number (0-65535)")

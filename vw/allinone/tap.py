@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from twisted.internet import reactor
 
+from vw.bridge.service import BridgeService, bridge_component_secret
 from vw.common.service import ConfigOptions, TopService
+from vw.config import Config
 from vw.xmpp.service import XMPPService
 
 
@@ -12,7 +16,16 @@ class Options(ConfigOptions):
     longdesc = "All of vw in one process: the single-machine deployment."
 
 
+def with_local_bridge(config: Config) -> Config:
+    """The configuration with the local bridge listed as an XMPP component."""
+    components = {config.bridge_domain: bridge_component_secret(config), **config.xmpp.components}
+    return dataclasses.replace(config, xmpp=dataclasses.replace(config.xmpp,
+                                                                components=components))
+
+
 def makeService(options: Options) -> TopService:
-    top = TopService(options.config)
-    XMPPService(options.config, reactor).setServiceParent(top)
+    config = with_local_bridge(options.config)
+    top = TopService(config)
+    XMPPService(config, reactor).setServiceParent(top)
+    BridgeService(config, reactor).setServiceParent(top)
     return top

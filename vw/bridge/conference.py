@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vw.bridge.ice import Address, IceAgent
 from vw.bridge.sources import SourceDescription
 from vw.rtp.certificate import DtlsCertificate
-from vw.rtp.dtls import DtlsSession
+from vw.rtp.dtls import DtlsSession, role_for_remote_setup
 from vw.rtp.srtp import SrtpContext, SrtpError
 
 RTCP_SR = 200
@@ -54,15 +53,12 @@ class Endpoint:
     def connected(self) -> bool:
         return self.srtp is not None and self.ice.selected is not None
 
-    def dtls_role(self) -> str:
-        """The bridge's DTLS role: the opposite of what the endpoint's setup says."""
-        return "client" if self.remote_setup == "passive" else "server"
-
     def ensure_dtls(self, certificate: DtlsCertificate, now: float) -> list[bytes]:
         """Create the DTLS session once ICE and the remote fingerprint are known."""
         if self.dtls is not None or not self.remote_fingerprints or self.address is None:
             return []
-        self.dtls = DtlsSession(certificate, self.dtls_role(), self.remote_fingerprints)
+        role = role_for_remote_setup(self.remote_setup)
+        self.dtls = DtlsSession(certificate, role, self.remote_fingerprints)
         return self.dtls.start(now)
 
     def dtls_received(self, data: bytes, now: float) -> list[bytes]:
@@ -70,8 +66,7 @@ class Endpoint:
             return []
         out = self.dtls.datagram_received(data, now)
         if self.srtp is None and self.dtls.state == "connected":
-            keys = self.dtls.srtp_keys()
-            self.srtp = SrtpContext(self.dtls.srtp_profile, keys.local, keys.remote)
+            self.srtp = self.dtls.srtp_keys().context()
         return out
 
     def protect(self, packet: bytes) -> bytes | None:
@@ -95,11 +90,6 @@ class Conference:
     owners: dict[int, Endpoint] = field(default_factory=dict)
     #: Called with (packet, address) for every datagram to send.
     send: Callable[[bytes, Address], None] = lambda data, address: None
-
-    @classmethod
-    def create(cls, name: str, meeting_id: str,
-               send: Callable[[bytes, Address], None]) -> Conference:
-        return cls(id=secrets.token_hex(8), name=name, meeting_id=meeting_id, send=send)
 
     def set_sources(self, endpoint: Endpoint, sources: list[SourceDescription]) -> None:
         """Replace an endpoint's sources; SSRCs claimed by another endpoint are refused."""

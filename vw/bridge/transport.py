@@ -27,11 +27,10 @@ class TransportStats:
 class BridgeTransport:
     """Every endpoint of every conference behind one UDP port."""
 
-    def __init__(self, certificate: DtlsCertificate, send: Callable[[bytes, Address], None],
-                 candidates: list[Address]) -> None:
+    def __init__(self, certificate: DtlsCertificate,
+                 send: Callable[[bytes, Address], None]) -> None:
         self.certificate = certificate
         self.send = send
-        self.candidates = candidates
         self.conferences: dict[str, Conference] = {}
         self.by_ufrag: dict[str, Endpoint] = {}
         self.by_address: dict[Address, Endpoint] = {}

@@ -1,0 +1,111 @@
+"""The vw-bridge service: the UDP media port, the HTTP port and the bridge's timers."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from prometheus_client import CollectorRegistry, Gauge
+from twisted.application import internet
+from twisted.application.service import MultiService
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from vw.bridge import signaling
+from vw.bridge.bridge import VERSION, Bridge
+from vw.bridge.websocket import ColibriWebSocketResource
+from vw.common.ops import add_ops_resources
+from vw.common.state import persistent_secret
+from vw.config import Config
+from vw.rtp.certificate import DtlsCertificate
+
+#: Seconds between runs of the bridge's timers (ICE checks, consent, DTLS retransmission).
+TICK = 0.1
+
+
+def bridge_component_secret(config: Config) -> str:
+    """The bridge's component secret: configured, or generated once under the state dir."""
+    return config.bridge.component_secret or persistent_secret(config.state_dir,
+                                                               "bridge-component-secret")
+
+
+class MediaProtocol(DatagramProtocol):
+    """The shared UDP port: every datagram goes to the bridge's transport."""
+
+    bridge: Bridge
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.bridge.transport.datagram_received(data, addr, self.clock.seconds())
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.write(data, addr)
+
+
+class StatsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, bridge: Bridge) -> None:
+        super().__init__()
+        self.bridge = bridge
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(self.bridge.stats()).encode()
+
+
+class BridgeService(MultiService):
+    """vw-bridge: one Bridge, its UDP port, its HTTP port and its timer."""
+
+    def __init__(self, config: Config, clock: IReactorTime) -> None:
+        super().__init__()
+        self.setName("bridge")
+        settings = config.bridge
+        bind = config.general.bind
+        self.registry = CollectorRegistry()
+        bridge_id = settings.bridge_id or socket.gethostname().split(".")[0]
+        addresses = settings.local_addresses or [bind]
+        candidates = [(address, settings.udp_port) for address in addresses]
+        advertised = ((settings.advertised_address, settings.udp_port)
+                      if settings.advertised_address else None)
+        base_url = settings.websocket_base_url or f"ws://{bind}:{settings.http_port}"
+        self.media = MediaProtocol(clock)
+        self.bridge = Bridge(bridge_id, DtlsCertificate.generate(), self.media.send, candidates,
+                             base_url, clock.seconds, advertised)
+        self.media.bridge = self.bridge
+        internet.UDPServer(settings.udp_port, self.media, interface=bind).setServiceParent(self)
+        internet.TCPServer(settings.http_port, Site(self.http_root()),
+                           interface=bind).setServiceParent(self)
+        timer = internet.TimerService(TICK, self.bridge.tick)
+        timer.clock = clock
+        timer.setServiceParent(self)
+        secret = bridge_component_secret(config)
+        signaling.build(self.bridge, config.bridge_domain, secret, settings.xmpp_host,
+                        settings.xmpp_port, config.brewery, settings.region,
+                        clock.callLater).setServiceParent(self)
+        self._gauges()
+
+    def http_root(self) -> Resource:
+        root = Resource()
+        root.putChild(b"colibri-ws", ColibriWebSocketResource(
+            self.bridge.id, self.bridge.find_endpoint, self.bridge.channel_message, VERSION))
+        colibri = Resource()
+        colibri.putChild(b"stats", StatsResource(self.bridge))
+        root.putChild(b"colibri", colibri)
+        add_ops_resources(root, [self._health], self.registry)
+        return root
+
+    def _health(self) -> str | None:
+        return "draining" if self.bridge.draining else None
+
+    def _gauges(self) -> None:
+        for key in ("conferences", "endpoints", "packets_received", "packets_sent",
+                    "dropped_srtp", "dropped_stun", "dropped_unknown"):
+            gauge = Gauge(f"vw_bridge_{key}", f"Bridge {key.replace('_', ' ')}",
+                          registry=self.registry)
+            gauge.set_function(lambda key=key: self.bridge.stats()[key])
