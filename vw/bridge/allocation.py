@@ -113,6 +113,8 @@ class Allocations:
                 if ice.ufrag and ice.pwd:
                     endpoint.ice.set_remote(ice.ufrag, ice.pwd)
                 for fingerprint in ice.fingerprints:
+                    if fingerprint.setup not in (None, "active", "passive", "actpass"):
+                        raise AllocationError("unspecified", f"setup {fingerprint.setup}")
                     endpoint.remote_fingerprints.append((fingerprint.hash, fingerprint.value))
                     if fingerprint.setup:
                         endpoint.remote_setup = fingerprint.setup

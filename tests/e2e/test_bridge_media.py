@@ -1,0 +1,164 @@
+"""Media through vw-bridge: aiortc peers allocated with real Colibri2 IQs exchange video."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
+
+from tests.e2e.conftest import BIN, free_port, stop, wait_for_health, wait_for_port
+from tests.e2e.slix import connect, disconnect
+from tests.xmpp.helpers import xml
+from vw.bridge import colibri2
+
+FOCUS_PASSWORD = "focus-password"
+AUDIO_PT = 111
+VIDEO_PT = 100
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen
+    directory: Path
+    c2s_port: int
+    udp_port: int
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "var" / "tls" / "ca.pem"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The all-in-one (XMPP server and bridge) on free ports, with a focus account."""
+    directory = tmp_path_factory.mktemp("stack")
+    c2s, http, component, udp, bridge_http = (free_port() for _ in range(5))
+    config = directory / "vw.toml"
+    config.write_text(f"""
+[general]
+state_dir = "{directory / 'var'}"
+[xmpp]
+c2s_port = {c2s}
+http_port = {http}
+component_port = {component}
+[bridge]
+udp_port = {udp}
+http_port = {bridge_http}
+bridge_id = "b1"
+xmpp_port = {component}
+""")
+    subprocess.run([BIN / "vw-accounts", "--config", str(config), "add", "focus@auth.localhost",
+                    "--password-stdin"], input=FOCUS_PASSWORD + "\n", text=True, check=True,
+                   cwd=directory)
+    log = open(directory / "twistd.log", "w")
+    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
+                                str(config)], cwd=directory, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ})
+    wait_for_port(c2s, process)
+    wait_for_health(f"http://127.0.0.1:{bridge_http}/about/health", process)
+    yield Stack(process, directory, c2s, udp)
+    stop(process)
+
+
+def offer_sdp(transport: colibri2.IceUdpTransport) -> str:
+    """What the focus would turn into Jingle: the bridge's transport, Opus and VP8."""
+    fingerprint = transport.fingerprints[0]
+    candidates = "".join(
+        f"a=candidate:{c.foundation} 1 udp {c.priority} {c.ip} {c.port} typ {c.type}\r\n"
+        for c in transport.candidates)
+    common = (f"c=IN IP4 0.0.0.0\r\na=ice-ufrag:{transport.ufrag}\r\na=ice-pwd:{transport.pwd}\r\n"
+              f"a=fingerprint:{fingerprint.hash} {fingerprint.value}\r\na=setup:actpass\r\n"
+              f"a=sendrecv\r\na=rtcp-mux\r\n{candidates}a=end-of-candidates\r\n")
+    return ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
+            f"m=audio 9 UDP/TLS/RTP/SAVPF {AUDIO_PT}\r\n{common}a=mid:0\r\n"
+            f"a=rtpmap:{AUDIO_PT} opus/48000/2\r\n"
+            f"m=video 9 UDP/TLS/RTP/SAVPF {VIDEO_PT}\r\n{common}a=mid:1\r\n"
+            f"a=rtpmap:{VIDEO_PT} VP8/90000\r\na=rtcp-fb:{VIDEO_PT} nack\r\n"
+            f"a=rtcp-fb:{VIDEO_PT} nack pli\r\n")
+
+
+def answer_to_endpoint(endpoint_id: str, sdp: str) -> colibri2.Endpoint:
+    """The client's answer as the focus passes it to the bridge: transport and sources."""
+    ufrag = re.search(r"a=ice-ufrag:(\S+)", sdp).group(1)
+    pwd = re.search(r"a=ice-pwd:(\S+)", sdp).group(1)
+    hash_name, value = re.search(r"a=fingerprint:(\S+) (\S+)", sdp).groups()
+    candidates = [
+        colibri2.Candidate(component=1, foundation=f, ip=ip, port=int(port),
+                           priority=int(priority), protocol="udp", type=kind)
+        for f, priority, ip, port, kind in re.findall(
+            r"a=candidate:(\S+) 1 udp (\d+) (\S+) (\d+) typ (\S+)", sdp, re.I)]
+    sources = []
+    for section in sdp.split("m=")[1:]:
+        media = section.split()[0]
+        ssrcs = sorted({int(s) for s in re.findall(r"a=ssrc:(\d+) ", section)})
+        groups = [colibri2.SourceGroup(semantics, [int(s) for s in members.split()])
+                  for semantics, members in re.findall(r"a=ssrc-group:(\w+) ([\d ]+)", section)]
+        sources.append(colibri2.MediaSource(
+            type=media, id=f"{endpoint_id}-{media[0]}0",
+            sources=[colibri2.Source(ssrc=s) for s in ssrcs], groups=groups))
+    ice = colibri2.IceUdpTransport(
+        ufrag=ufrag, pwd=pwd, candidates=candidates,
+        fingerprints=[colibri2.Fingerprint(hash=hash_name, setup="active", value=value)])
+    return colibri2.Endpoint(id=endpoint_id, transport=colibri2.Transport(ice_udp=ice),
+                             sources=sources)
+
+
+async def colibri(focus, request: colibri2.ConferenceModify) -> colibri2.ConferenceModified:
+    iq = focus.make_iq_set(ito="jvb.localhost")
+    iq.xml.append(ElementTree.fromstring(request.toElement().toXml()))
+    reply = await iq.send(timeout=10)
+    return colibri2.ConferenceModified.fromElement(xml(str(reply)).firstChildElement())
+
+
+async def receive_frames(track, count: int) -> int:
+    frames = 0
+    while frames < count:
+        await asyncio.wait_for(track.recv(), 15)
+        frames += 1
+    return frames
+
+
+def test_two_aiortc_peers_exchange_video_through_the_bridge(stack: Stack) -> None:
+    async def scenario() -> None:
+        focus = await connect("focus@auth.localhost/focus", FOCUS_PASSWORD, stack.c2s_port,
+                              stack.ca)
+        meeting = str(uuid.uuid4())
+        created = await colibri(focus, colibri2.ConferenceModify(
+            meeting_id=meeting, name="room@conference.localhost", create=True,
+            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
+                ice_controlling=True)) for name in ("alice", "bob")]))
+        peers, received = {}, {}
+        for name in ("alice", "bob"):
+            pc = RTCPeerConnection()
+            player = MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi")
+            pc.addTrack(player.video)
+            tracks: asyncio.Queue = asyncio.Queue()
+            pc.on("track", lambda track, q=tracks: q.put_nowait(track))
+            transport = created.endpoint(name).transport.ice_udp
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await colibri(focus, colibri2.ConferenceModify(
+                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
+            peers[name] = pc
+            received[name] = tracks
+        for name in peers:
+            video = None
+            while video is None:
+                track = await asyncio.wait_for(received[name].get(), 10)
+                video = track if track.kind == "video" else None
+            assert await receive_frames(video, 30) == 30
+        for pc in peers.values():
+            await pc.close()
+        await disconnect(focus)
+
+    asyncio.run(scenario())
