@@ -115,6 +115,4 @@ def is_keyframe(payload: bytes) -> bool:
     kind = payload[0] & 0x1F if payload else -1
     if kind == NAL_IDR or kind == NAL_SPS:
         return True
-    if kind == NAL_FU_A and len(payload) >= 2:  # fast path for the common case
-        return payload[1] & 0x80 != 0 and payload[1] & 0x1F == NAL_IDR
     return parse_payload(payload).is_keyframe
