@@ -14,17 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vw.stun import (
-    BINDING,
-    ErrorCode,
     IceControlled,
     IceControlling,
     Message,
     MessageClass,
+    Method,
     Priority,
     UseCandidate,
     Username,
     XorMappedAddress,
     check_integrity,
+    short_term_key,
 )
 
 Address = tuple[str, int]
@@ -87,22 +87,20 @@ class IceAgent:
     def request_received(self, message: Message, raw: bytes, address: Address,
                          now: float) -> list[tuple[bytes, Address]]:
         """A Binding request whose USERNAME starts with our ufrag: answer and trigger a check."""
-        if not check_integrity(raw, self.local_pwd.encode()):
+        local_key = short_term_key(self.local_pwd)
+        if message.method != Method.BINDING or not check_integrity(raw, local_key):
             return []
         username = message.get(Username)
-        if username is None or username.value != f"{self.local_ufrag}:{self.remote_ufrag}":
-            if not self.remote_ufrag or username is None:
-                return []
-            if not username.value.startswith(self.local_ufrag + ":"):
-                return []
-        if message.get(IceControlling) is not None and self.controlling:
-            theirs = message.get(IceControlling).tie_breaker
-            if self.tie_breaker >= theirs:
-                return [(self._error(message, 487, "Role Conflict"), address)]
+        if username is None or not username.value.startswith(self.local_ufrag + ":"):
+            return []
+        controlling = message.get(IceControlling)
+        if controlling is not None and self.controlling:
+            if self.tie_breaker >= controlling.value:
+                reply = message.error_response(487)
+                return [(reply.bytes(local_key, fingerprint=True), address)]
             self.controlling = False
-        answer = Message(MessageClass.SUCCESS, BINDING, message.transaction_id,
-                         [XorMappedAddress(address)])
-        out = [(answer.bytes(integrity_key=self.local_pwd.encode(), fingerprint=True), address)]
+        answer = message.success_response(XorMappedAddress(*address))
+        out = [(answer.bytes(local_key, fingerprint=True), address)]
         if not self.controlling and message.get(UseCandidate) is not None:
             self._select(address, now)
         pair = self._pairs.setdefault(address, _Pair(address))
@@ -120,7 +118,7 @@ class IceAgent:
         expected = self._pending.pop(message.transaction_id, None)
         if expected is None or expected != address:
             return False
-        if not check_integrity(raw, self.remote_pwd.encode()):
+        if not check_integrity(raw, short_term_key(self.remote_pwd)):
             return False
         if message.message_class != MessageClass.SUCCESS:
             return True
@@ -173,10 +171,5 @@ class IceAgent:
                 attributes.append(UseCandidate())
         else:
             attributes.append(IceControlled(self.tie_breaker))
-        request = Message(MessageClass.REQUEST, BINDING, transaction_id, attributes)
-        return request.bytes(integrity_key=self.remote_pwd.encode(), fingerprint=True)
-
-    def _error(self, message: Message, code: int, reason: str) -> bytes:
-        answer = Message(MessageClass.ERROR, BINDING, message.transaction_id,
-                         [ErrorCode(code, reason)])
-        return answer.bytes(integrity_key=self.local_pwd.encode(), fingerprint=True)
+        request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id, attributes)
+        return request.bytes(short_term_key(self.remote_pwd), fingerprint=True)

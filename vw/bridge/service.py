@@ -8,8 +8,10 @@ import socket
 from prometheus_client import CollectorRegistry, Gauge
 from twisted.application import internet
 from twisted.application.service import MultiService
+from twisted.internet.error import InvalidAddressError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -20,6 +22,8 @@ from vw.common.ops import add_ops_resources
 from vw.common.state import persistent_secret
 from vw.config import Config
 from vw.rtp.certificate import DtlsCertificate
+
+log = Logger()
 
 #: Seconds between runs of the bridge's timers (ICE checks, consent, DTLS retransmission).
 TICK = 0.1
@@ -43,8 +47,12 @@ class MediaProtocol(DatagramProtocol):
         self.bridge.transport.datagram_received(data, addr, self.clock.seconds())
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None:
+        if self.transport is None:
+            return
+        try:
             self.transport.write(data, addr)
+        except (OSError, InvalidAddressError) as e:
+            log.debug("cannot send to {addr}: {error}", addr=addr, error=e)
 
 
 class StatsResource(Resource):
