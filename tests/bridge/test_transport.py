@@ -1,0 +1,95 @@
+"""The bridge's shared port in memory: forwarding, and hostile datagrams dropped and counted."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.bridge.harness import FakeClient, Network, make_bridge, rtp
+from vw.stun import Message, MessageClass, Method, Username, short_term_key
+
+
+@pytest.fixture
+def world():
+    network = Network()
+    clock = [1000.0]
+    bridge = make_bridge(network, clock)
+    alice = FakeClient(bridge, network, "m1", "alice", 5001, [1111])
+    bob = FakeClient(bridge, network, "m1", "bob", 5002, [2222])
+    alice.connect(clock[0])
+    bob.connect(clock[0])
+    return bridge, network, alice, bob
+
+
+def test_media_goes_to_the_other_endpoint(world) -> None:
+    bridge, network, alice, bob = world
+    packet = rtp(1111, 1)
+    alice.deliver(alice.srtp.protect(packet), 1000.0)
+    assert bob.received_media() == [packet]
+    assert alice.received_media() == []
+    assert bridge.stats()["packets_sent"] == 1
+
+
+def test_unannounced_ssrc_is_dropped(world) -> None:
+    bridge, network, alice, bob = world
+    alice.deliver(alice.srtp.protect(rtp(2222, 1)), 1000.0)  # bob's SSRC, from alice
+    alice.deliver(alice.srtp.protect(rtp(9999, 2)), 1000.0)
+    assert bob.received_media() == []
+    assert bridge.stats()["dropped_unannounced"] == 2
+
+
+def test_bad_tag_and_replay_are_dropped(world) -> None:
+    bridge, network, alice, bob = world
+    protected = alice.srtp.protect(rtp(1111, 5))
+    tampered = protected[:-1] + bytes([protected[-1] ^ 1])
+    alice.deliver(tampered, 1000.0)
+    alice.deliver(protected, 1000.0)
+    alice.deliver(protected, 1000.0)  # replayed
+    assert len(bob.received_media()) == 1
+    assert bridge.stats()["dropped_srtp"] == 2
+
+
+def test_stun_with_wrong_username_or_integrity(world) -> None:
+    bridge, network, alice, bob = world
+    before = bridge.stats()["dropped_stun"]
+    wrong_user = Message(Method.BINDING, MessageClass.REQUEST, attributes=[
+        Username(f"nobody:{alice.ufrag}")])
+    alice.deliver(wrong_user.bytes(short_term_key(alice.remote_pwd), fingerprint=True), 1000.0)
+    wrong_key = Message(Method.BINDING, MessageClass.REQUEST, attributes=[
+        Username(f"{alice.remote_ufrag}:{alice.ufrag}")])
+    alice.deliver(wrong_key.bytes(b"not the password", fingerprint=True), 1000.0)
+    assert network.take(alice.address) == []
+    assert bridge.stats()["dropped_stun"] == before + 2
+
+
+def test_dtls_and_srtp_from_unknown_addresses(world) -> None:
+    bridge, network, alice, bob = world
+    transport = bridge.transport
+    transport.datagram_received(bytes([22, 254, 253]) + os.urandom(60), ("127.0.0.1", 6666),
+                                1000.0)
+    transport.datagram_received(alice.srtp.protect(rtp(1111, 9)), ("127.0.0.1", 6667), 1000.0)
+    transport.datagram_received(os.urandom(2000), alice.address, 1000.0)
+    assert bob.received_media() == []
+    stats = transport.stats
+    assert stats.dropped_unknown == 2 and stats.dropped_oversized == 1
+
+
+def test_consent_expiry_removes_the_endpoint(world) -> None:
+    bridge, network, alice, bob = world
+    bridge.transport.tick(1010.0)
+    assert bridge.find_endpoint("m1", "alice") is not None
+    for endpoint in bridge.transport.tick(1031.0):
+        bridge.transport.remove_endpoint(endpoint)
+    assert bridge.find_endpoint("m1", "alice") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(5000, 5003))
+def test_random_datagrams_never_raise(data: bytes, port: int) -> None:
+    network = Network()
+    clock = [1.0]
+    bridge = make_bridge(network, clock)
+    bridge.transport.datagram_received(data, ("127.0.0.1", port), 1.0)
