@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ from aiortc.contrib.media import MediaPlayer
 
 from tests.e2e.conftest import BIN, free_port, stop, wait_for_health, wait_for_port
 from tests.e2e.slix import connect, disconnect
+from tests.e2e.wsclient import WebSocketClient, WebSocketRefused
 from tests.xmpp.helpers import xml
 from vw.bridge import colibri2
 
@@ -163,3 +165,33 @@ def test_two_aiortc_peers_exchange_video_through_the_bridge(stack: Stack) -> Non
         await disconnect(focus)
 
     asyncio.run(scenario())
+
+
+def test_bridge_channel(stack: Stack) -> None:
+    async def allocate() -> colibri2.ConferenceModified:
+        focus = await connect("focus@auth.localhost/focus", FOCUS_PASSWORD, stack.c2s_port,
+                              stack.ca)
+        answer = await colibri(focus, colibri2.ConferenceModify(
+            meeting_id=str(uuid.uuid4()), name="chat@conference.localhost", create=True,
+            endpoints=[colibri2.Endpoint(id=name, create=True) for name in ("ann", "ben")]))
+        await disconnect(focus)
+        return answer
+
+    answer = asyncio.run(allocate())
+    urls = {name: answer.endpoint(name).transport.ice_udp.web_socket_url
+            for name in ("ann", "ben")}
+    with pytest.raises(WebSocketRefused) as refused:
+        WebSocketClient(urls["ann"].replace("pwd=", "pwd=wrong"))
+    assert refused.value.status == 403
+    ann, ben = WebSocketClient(urls["ann"]), WebSocketClient(urls["ben"])
+    for client in (ann, ben):
+        assert json.loads(client.receive())["colibriClass"] == "ServerHello"
+    ann.send('{"colibriClass":"EndpointMessage","to":"","msgPayload":{"hello":"ben"}}')
+    relayed = json.loads(ben.receive())
+    assert relayed == {"colibriClass": "EndpointMessage", "from": "ann", "to": "",
+                       "msgPayload": {"hello": "ben"}}
+    ann.send("not json")  # ignored, the channel stays open
+    ben.send('{"colibriClass":"EndpointMessage","to":"ann","msgPayload":1}')
+    assert json.loads(ann.receive())["from"] == "ben"
+    ann.close()
+    ben.close()
