@@ -72,21 +72,52 @@ xmpp_port = {component}
     stop(process)
 
 
-def offer_sdp(transport: colibri2.IceUdpTransport) -> str:
-    """What the focus would turn into Jingle: the bridge's transport, Opus and VP8."""
+@dataclass(frozen=True)
+class RemoteSource:
+    """Another participant's stream, offered on an m-line of its own."""
+
+    owner: str
+    media: str
+    ssrc: int
+
+
+def offer_sdp(transport: colibri2.IceUdpTransport, remotes: tuple[RemoteSource, ...] = (),
+              version: int = 1) -> str:
+    """What the focus would turn into Jingle: the bridge's transport, Opus, VP8, and one
+    receive-only m-line per remote source (unified plan, as aiortc wants)."""
     fingerprint = transport.fingerprints[0]
     candidates = "".join(
         f"a=candidate:{c.foundation} 1 udp {c.priority} {c.ip} {c.port} typ {c.type}\r\n"
         for c in transport.candidates)
     common = (f"c=IN IP4 0.0.0.0\r\na=ice-ufrag:{transport.ufrag}\r\na=ice-pwd:{transport.pwd}\r\n"
               f"a=fingerprint:{fingerprint.hash} {fingerprint.value}\r\na=setup:actpass\r\n"
-              f"a=sendrecv\r\na=rtcp-mux\r\n{candidates}a=end-of-candidates\r\n")
-    return ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
-            f"m=audio 9 UDP/TLS/RTP/SAVPF {AUDIO_PT}\r\n{common}a=mid:0\r\n"
-            f"a=rtpmap:{AUDIO_PT} opus/48000/2\r\n"
-            f"m=video 9 UDP/TLS/RTP/SAVPF {VIDEO_PT}\r\n{common}a=mid:1\r\n"
-            f"a=rtpmap:{VIDEO_PT} VP8/90000\r\na=rtcp-fb:{VIDEO_PT} nack\r\n"
-            f"a=rtcp-fb:{VIDEO_PT} nack pli\r\n")
+              f"a=rtcp-mux\r\n{candidates}a=end-of-candidates\r\n")
+    codecs = {"audio": f"{AUDIO_PT}\r\n", "video": f"{VIDEO_PT}\r\n"}
+    rtpmap = {"audio": f"a=rtpmap:{AUDIO_PT} opus/48000/2\r\n",
+              "video": f"a=rtpmap:{VIDEO_PT} VP8/90000\r\na=rtcp-fb:{VIDEO_PT} nack\r\n"
+                       f"a=rtcp-fb:{VIDEO_PT} nack pli\r\n"}
+    sections = [("audio", "sendrecv", ""), ("video", "sendrecv", "")]
+    for remote in remotes:
+        sections.append((remote.media, "sendonly",
+                         f"a=msid:{remote.owner} {remote.owner}-{remote.media}\r\n"
+                         f"a=ssrc:{remote.ssrc} cname:{remote.owner}\r\n"))
+    mids = " ".join(str(i) for i in range(len(sections)))
+    sdp = (f"v=0\r\no=- 1 {version} IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+           f"a=group:BUNDLE {mids}\r\n")
+    for mid, (media, direction, extra) in enumerate(sections):
+        sdp += (f"m={media} 9 UDP/TLS/RTP/SAVPF {codecs[media]}{common}a=mid:{mid}\r\n"
+                f"a={direction}\r\n{rtpmap[media]}{extra}")
+    return sdp
+
+
+def media_ssrcs(sdp: str) -> dict[str, int]:
+    """The first SSRC of each media type in an answer (audio, and the video primary)."""
+    found: dict[str, int] = {}
+    for section in sdp.split("m=")[1:]:
+        ssrcs = re.findall(r"a=ssrc:(\d+) ", section)
+        if ssrcs:
+            found.setdefault(section.split()[0], int(ssrcs[0]))
+    return found
 
 
 def answer_to_endpoint(endpoint_id: str, sdp: str) -> colibri2.Endpoint:
@@ -121,6 +152,13 @@ async def colibri(focus, request: colibri2.ConferenceModify) -> colibri2.Confere
     iq.xml.append(ElementTree.fromstring(request.toElement().toXml()))
     reply = await iq.send(timeout=10)
     return colibri2.ConferenceModified.fromElement(xml(str(reply)).firstChildElement())
+
+
+async def last_frame(track, count: int):
+    """Receive ``count`` frames; return the last."""
+    for _ in range(count):
+        frame = await asyncio.wait_for(track.recv(), 15)
+    return frame
 
 
 async def receive_frames(track, count: int) -> int:
@@ -160,6 +198,65 @@ def test_two_aiortc_peers_exchange_video_through_the_bridge(stack: Stack) -> Non
                 track = await asyncio.wait_for(received[name].get(), 10)
                 video = track if track.kind == "video" else None
             assert await receive_frames(video, 30) == 30
+        for pc in peers.values():
+            await pc.close()
+        await disconnect(focus)
+
+    asyncio.run(scenario())
+
+
+SIZES = {"amy": (320, 240), "bert": (352, 288), "cleo": (176, 144)}
+
+
+def test_three_aiortc_peers_each_receive_the_other_two(stack: Stack) -> None:
+    """Each sender uses its own picture size, so a decoded frame says who sent it."""
+
+    async def scenario() -> None:
+        focus = await connect("focus@auth.localhost/focus3", FOCUS_PASSWORD, stack.c2s_port,
+                              stack.ca)
+        meeting = str(uuid.uuid4())
+        created = await colibri(focus, colibri2.ConferenceModify(
+            meeting_id=meeting, name="three@conference.localhost", create=True,
+            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
+                ice_controlling=True)) for name in SIZES]))
+        peers, tracks, ssrcs = {}, {}, {}
+        for name, (width, height) in SIZES.items():
+            pc = RTCPeerConnection()
+            video = MediaPlayer(f"testsrc=size={width}x{height}:rate=15", format="lavfi")
+            audio = MediaPlayer("sine=frequency=440:sample_rate=48000", format="lavfi")
+            pc.addTrack(audio.audio)
+            pc.addTrack(video.video)
+            queue: asyncio.Queue = asyncio.Queue()
+            pc.on("track", lambda track, q=queue: q.put_nowait(track))
+            transport = created.endpoint(name).transport.ice_udp
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await colibri(focus, colibri2.ConferenceModify(
+                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
+            peers[name], tracks[name] = pc, queue
+            ssrcs[name] = media_ssrcs(pc.localDescription.sdp)
+        for name, pc in peers.items():  # renegotiate: one m-line per remote source
+            remotes = tuple(RemoteSource(other, media, ssrc) for other in SIZES if other != name
+                            for media, ssrc in ssrcs[other].items())
+            transport = created.endpoint(name).transport.ice_udp
+            await pc.setRemoteDescription(RTCSessionDescription(
+                offer_sdp(transport, remotes, version=2), "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        for name in peers:
+            received = []
+            while len(received) < 6:
+                try:
+                    received.append(await asyncio.wait_for(tracks[name].get(), 10))
+                except TimeoutError:
+                    raise AssertionError(f"{name} got {[t.kind for t in received]} "
+                                         f"{pc.remoteDescription.sdp}") from None
+            # The first two tracks belong to the sendrecv m-lines, which carry nothing here.
+            video = [t for t in received[2:] if t.kind == "video"]
+            audio = [t for t in received[2:] if t.kind == "audio"]
+            frames = await asyncio.gather(*(last_frame(t, 10) for t in video))
+            others = {size for other, size in SIZES.items() if other != name}
+            assert {(f.width, f.height) for f in frames} == others, name
+            await asyncio.gather(*(last_frame(t, 5) for t in audio))
         for pc in peers.values():
             await pc.close()
         await disconnect(focus)
