@@ -38,6 +38,7 @@ run: $(INSTALLED)
 	@echo "  XMPP WebSocket    ws://localhost:5280/xmpp-websocket"
 	@echo "  XMPP BOSH         http://localhost:5280/http-bind"
 	@echo "  health, metrics   http://localhost:5280/about/health  /metrics"
+	@echo "  bridge            UDP 10000, http://localhost:9090/colibri/stats"
 	$(BIN)/twistd --nodaemon --pidfile= vw
 
 lint: $(INSTALLED)
