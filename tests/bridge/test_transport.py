@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -9,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.bridge.harness import FakeClient, Network, make_bridge, rtp
+from vw.bridge import colibri2
+from vw.bridge.allocation import Allocations
+from vw.rtp.extensions import AUDIO_LEVEL_URI
 from vw.stun import Message, MessageClass, Method, Username, short_term_key
 
 
@@ -93,3 +97,33 @@ def test_random_datagrams_never_raise(data: bytes, port: int) -> None:
     clock = [1.0]
     bridge = make_bridge(network, clock)
     bridge.transport.datagram_received(data, ("127.0.0.1", port), 1.0)
+
+
+def audio_with_level(ssrc: int, seq: int, level: int) -> bytes:
+    header = bytes([0x90, 111]) + seq.to_bytes(2, "big") + (seq * 960).to_bytes(4, "big")
+    extension = b"\xbe\xde\x00\x01" + bytes([0x10, 0x80 | level, 0, 0])
+    return header + ssrc.to_bytes(4, "big") + extension + bytes(40)
+
+
+def test_dominant_speaker_is_announced_on_the_bridge_channel(world) -> None:
+    bridge, network, alice, bob = world
+    conference = bridge.conferences["m1"]
+    Allocations(bridge).modify(colibri2.ConferenceModify(meeting_id="m1", endpoints=[
+        colibri2.Endpoint(id="alice", media=[colibri2.Media(type="audio", header_extensions=[
+            colibri2.HeaderExtension(id=1, uri=AUDIO_LEVEL_URI)])],
+            sources=[colibri2.MediaSource(type="audio", id="alice-a0",
+                                          sources=[colibri2.Source(ssrc=3333)])])]))
+    frames: list[str] = []
+    bob_endpoint = bridge.find_endpoint("m1", "bob")
+    bob_endpoint.channel_send = frames.append
+    now = 1000.0
+    for seq in range(150):  # three seconds of speech (loud, with pauses), a packet every 20 ms
+        now += 0.02
+        level = 10 if seq % 5 < 3 else 90
+        alice.deliver(alice.srtp.protect(audio_with_level(3333, seq, level)), now)
+        if seq % 5 == 0:
+            conference.dominant_speaker_changed(now)
+    events = [json.loads(f) for f in frames]
+    assert events and events[0]["colibriClass"] == "DominantSpeakerEndpointChangeEvent"
+    assert events[0]["dominantSpeakerEndpoint"] == "alice"
+    assert len(bob.received_media()) == 150  # audio is forwarded as it is

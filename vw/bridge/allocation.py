@@ -12,6 +12,7 @@ from vw.bridge.bridge import Bridge
 from vw.bridge.conference import Conference
 from vw.bridge.conference import Endpoint as BridgeEndpoint
 from vw.bridge.sources import SourceDescription, sources_from_groups
+from vw.rtp.extensions import AUDIO_LEVEL_URI
 from vw.xmpp.stanzas import CLIENT_NS
 
 log = Logger()
@@ -122,6 +123,10 @@ class Allocations:
                 for candidate in ice.candidates:
                     if candidate.protocol == "udp" and candidate.component == 1:
                         endpoint.ice.add_remote_candidate((candidate.ip, candidate.port), now)
+        for media in wanted.media:
+            for extension in media.header_extensions:
+                if media.type == "audio" and extension.uri == AUDIO_LEVEL_URI:
+                    endpoint.audio_level_id = extension.id
         if wanted.sources is not None:
             sources: list[SourceDescription] = []
             for media_source in wanted.sources:

@@ -78,8 +78,11 @@ class Bridge:
     # -- timers and stats ------------------------------------------------------------------
 
     def tick(self) -> None:
-        for endpoint in self.transport.tick(self.now()):
+        now = self.now()
+        for endpoint in self.transport.tick(now):
             self.transport.remove_endpoint(endpoint)
+        for conference in self.conferences.values():
+            conference.dominant_speaker_changed(now)
 
     def stats(self) -> dict[str, Any]:
         endpoints = [e for c in self.conferences.values() for e in c.endpoints.values()]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vw.bridge.channel import dominant_speaker
 from vw.bridge.ice import Address, IceAgent
 from vw.bridge.sources import SourceDescription
+from vw.bridge.speakers import DominantSpeakerIdentifier
 from vw.rtp.certificate import DtlsCertificate
 from vw.rtp.dtls import DtlsSession, role_for_remote_setup
+from vw.rtp.extensions import get_audio_level
 from vw.rtp.srtp import SrtpContext, SrtpError
 
 RTCP_SR = 200
@@ -42,6 +45,8 @@ class Endpoint:
         self.srtp: SrtpContext | None = None
         self.stats = EndpointStats()
         self.last_n = -1
+        #: The RTP header extension id of RFC 6464 audio levels, from the endpoint's media.
+        self.audio_level_id: int | None = None
         self.channel_send: Callable[[str], None] | None = None
         self.channel_pwd = self.ice.local_pwd
 
@@ -88,14 +93,18 @@ class Conference:
     meeting_id: str = ""
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     owners: dict[int, Endpoint] = field(default_factory=dict)
+    #: SSRCs of audio sources: their packets feed the dominant speaker detection.
+    audio_ssrcs: set[int] = field(default_factory=set)
     #: Called with (packet, address) for every datagram to send.
     send: Callable[[bytes, Address], None] = lambda data, address: None
+    speakers: DominantSpeakerIdentifier = field(default_factory=DominantSpeakerIdentifier)
 
     def set_sources(self, endpoint: Endpoint, sources: list[SourceDescription]) -> None:
         """Replace an endpoint's sources; SSRCs claimed by another endpoint are refused."""
         for ssrc in endpoint.ssrcs():
             if self.owners.get(ssrc) is endpoint:
                 del self.owners[ssrc]
+                self.audio_ssrcs.discard(ssrc)
         accepted = []
         for source in sources:
             if any(self.owners.get(s, endpoint) is not endpoint for s in source.ssrcs()):
@@ -103,20 +112,27 @@ class Conference:
             accepted.append(source)
             for ssrc in source.ssrcs():
                 self.owners[ssrc] = endpoint
+                if source.media == "audio":
+                    self.audio_ssrcs.add(ssrc)
         endpoint.sources = accepted
 
     def remove(self, endpoint: Endpoint) -> None:
         self.set_sources(endpoint, [])
         self.endpoints.pop(endpoint.id, None)
+        self.speakers.remove(endpoint.id)
 
     # -- media ---------------------------------------------------------------------
 
-    def rtp_received(self, sender: Endpoint, packet: bytes) -> None:
+    def rtp_received(self, sender: Endpoint, packet: bytes, now: float) -> None:
         """Forward a decrypted RTP packet from ``sender`` to every other connected endpoint."""
         ssrc = int.from_bytes(packet[8:12], "big")
         if self.owners.get(ssrc) is not sender:
             sender.stats.dropped_unannounced += 1
             return
+        if ssrc in self.audio_ssrcs and sender.audio_level_id is not None:
+            level = get_audio_level(packet, sender.audio_level_id)
+            if level is not None:
+                self.speakers.audio_level(sender.id, level[1], level[0], now)
         send = self.send
         for receiver in self.endpoints.values():
             if receiver is sender or receiver.srtp is None or receiver.ice.selected is None:
@@ -126,6 +142,16 @@ class Conference:
                 send(protected, receiver.ice.selected)
                 receiver.stats.packets_out += 1
                 receiver.stats.bytes_out += len(protected)
+
+    def dominant_speaker_changed(self, now: float) -> str | None:
+        """The new dominant speaker, when it changes (told to everyone on the bridge channel)."""
+        speaker = self.speakers.poll(now)
+        if speaker is not None:
+            frame = dominant_speaker(speaker, self.speakers.previous_speakers())
+            for endpoint in self.endpoints.values():
+                if endpoint.channel_send is not None:
+                    endpoint.channel_send(frame)
+        return speaker
 
     def rtcp_received(self, sender: Endpoint, packet: bytes) -> None:
         """Route feedback to the sender of the media it is about; sender reports to everyone."""

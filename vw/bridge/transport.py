@@ -69,7 +69,7 @@ class BridgeTransport:
             if endpoint is None or endpoint.srtp is None:
                 self.stats.dropped_unknown += 1
                 return
-            self._media(endpoint, data)
+            self._media(endpoint, data, now)
         elif first <= 3:
             self._stun(data, address, now)
         elif 20 <= first <= 63:
@@ -82,7 +82,7 @@ class BridgeTransport:
         else:
             self.stats.dropped_unknown += 1
 
-    def _media(self, endpoint: Endpoint, data: bytes) -> None:
+    def _media(self, endpoint: Endpoint, data: bytes, now: float) -> None:
         srtp = endpoint.srtp
         endpoint.stats.packets_in += 1
         endpoint.stats.bytes_in += len(data)
@@ -90,7 +90,7 @@ class BridgeTransport:
             if len(data) > 1 and 192 <= data[1] <= 223:
                 endpoint.conference.rtcp_received(endpoint, srtp.unprotect_rtcp(data))
             else:
-                endpoint.conference.rtp_received(endpoint, srtp.unprotect(data))
+                endpoint.conference.rtp_received(endpoint, srtp.unprotect(data), now)
         except SrtpError:
             endpoint.stats.dropped_srtp += 1
             self.stats.dropped_srtp += 1
