@@ -49,7 +49,8 @@ class FakeClient:
     """A client endpoint: its own ICE credentials, a DTLS client, an SRTP context."""
 
     def __init__(self, bridge: Bridge, network: Network, meeting: str, endpoint_id: str,
-                 port: int, ssrcs: list[int]) -> None:
+                 port: int, ssrcs: list[int],
+                 groups: list[tuple[str, list[int]]] = ()) -> None:
         self.bridge = bridge
         self.network = network
         self.address: Address = ("127.0.0.1", port)
@@ -59,6 +60,7 @@ class FakeClient:
         self.dtls = DtlsSession(self.certificate, "client",
                                 [("sha-256", self.certificate.fingerprint)])
         self.srtp: SrtpContext | None = None
+        self.received_rtcp: list[bytes] = []
         allocations = Allocations(bridge)
         create = meeting not in bridge.conferences
         answer = allocations.modify(colibri2.ConferenceModify(
@@ -72,7 +74,9 @@ class FakeClient:
         fingerprint = colibri2.Fingerprint(hash="sha-256", setup="active",
                                            value=self.certificate.fingerprint)
         sources = [colibri2.MediaSource(type="video", id=f"{endpoint_id}-v0",
-                                        sources=[colibri2.Source(ssrc=s) for s in ssrcs])]
+                                        sources=[colibri2.Source(ssrc=s) for s in ssrcs],
+                                        groups=[colibri2.SourceGroup(semantics, members)
+                                                for semantics, members in groups])]
         allocations.modify(colibri2.ConferenceModify(meeting_id=meeting, endpoints=[
             colibri2.Endpoint(id=endpoint_id, sources=sources, transport=colibri2.Transport(
                 ice_udp=colibri2.IceUdpTransport(ufrag=self.ufrag, pwd=self.pwd,
@@ -109,13 +113,25 @@ class FakeClient:
         self.srtp = self.dtls.srtp_keys().context()
 
     def received_media(self) -> list[bytes]:
+        """Decrypted RTP the bridge sent us (RTCP is kept in ``received_rtcp``)."""
         out = []
         for data in self.network.take(self.address):
             if 128 <= data[0] <= 191 and self.srtp is not None:
-                out.append(self.srtp.unprotect(data))
+                if 192 <= data[1] <= 223:
+                    self.received_rtcp.append(self.srtp.unprotect_rtcp(data))
+                else:
+                    out.append(self.srtp.unprotect(data))
         return out
 
 
 def rtp(ssrc: int, seq: int, payload: bytes = b"\x90\x80\x00" + bytes(100)) -> bytes:
     header = bytes([0x80, 100]) + seq.to_bytes(2, "big") + (seq * 3000).to_bytes(4, "big")
     return header + ssrc.to_bytes(4, "big") + payload
+
+
+def vp8(ssrc: int, seq: int, keyframe: bool) -> bytes:
+    """A one-packet VP8 frame: descriptor with S=1, then a key or delta frame header."""
+    header = bytes([0x80, 0xE4]) + seq.to_bytes(2, "big") + (seq * 3000).to_bytes(4, "big")
+    frame = (b"\x10\x02\x00\x9d\x01\x2a\x40\x01\xf0\x00" if keyframe
+             else b"\x11\x02\x00" + bytes(7))
+    return header + ssrc.to_bytes(4, "big") + b"\x10" + frame + bytes(50)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from vw.bridge.allocator import receiver_state
 from vw.bridge.channel import (
     ChannelMessage,
     EndpointMessage,
@@ -72,6 +73,7 @@ class Bridge:
                     target.channel_send(frame)
         elif isinstance(message, ReceiverVideoConstraints):
             endpoint.last_n = message.last_n
+            conference.simulcast.set_constraints(endpoint.id, receiver_state(message), self.now())
         elif isinstance(message, LastNChanged):
             endpoint.last_n = message.last_n
 

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 from vw.bridge.channel import dominant_speaker
 from vw.bridge.ice import Address, IceAgent
+from vw.bridge.simulcast import SimulcastRouter
 from vw.bridge.sources import SourceDescription
 from vw.bridge.speakers import DominantSpeakerIdentifier
 from vw.rtp.certificate import DtlsCertificate
 from vw.rtp.dtls import DtlsSession, role_for_remote_setup
 from vw.rtp.extensions import get_audio_level
+from vw.rtp.rtcp import Fir, Nack, Pli, parse_compound
 from vw.rtp.srtp import SrtpContext, SrtpError
 
 RTCP_SR = 200
@@ -98,6 +100,10 @@ class Conference:
     #: Called with (packet, address) for every datagram to send.
     send: Callable[[bytes, Address], None] = lambda data, address: None
     speakers: DominantSpeakerIdentifier = field(default_factory=DominantSpeakerIdentifier)
+    simulcast: SimulcastRouter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.simulcast = SimulcastRouter(self._request_keyframe)
 
     def set_sources(self, endpoint: Endpoint, sources: list[SourceDescription]) -> None:
         """Replace an endpoint's sources; SSRCs claimed by another endpoint are refused."""
@@ -115,11 +121,13 @@ class Conference:
                 if source.media == "audio":
                     self.audio_ssrcs.add(ssrc)
         endpoint.sources = accepted
+        self.simulcast.set_sources(endpoint.id, accepted)
 
     def remove(self, endpoint: Endpoint) -> None:
         self.set_sources(endpoint, [])
         self.endpoints.pop(endpoint.id, None)
         self.speakers.remove(endpoint.id)
+        self.simulcast.remove_receiver(endpoint.id)
 
     # -- media ---------------------------------------------------------------------
 
@@ -133,6 +141,14 @@ class Conference:
             level = get_audio_level(packet, sender.audio_level_id)
             if level is not None:
                 self.speakers.audio_level(sender.id, level[1], level[0], now)
+        simulcast = self.simulcast
+        if ssrc in simulcast.layers:
+            receivers = [e.id for e in self.endpoints.values() if e is not sender and e.connected]
+            for receiver, rewritten in simulcast.forward(ssrc, packet, receivers, now):
+                self._send_rtp(self.endpoints[receiver], rewritten)
+            return
+        if ssrc in simulcast.rtx:
+            return  # receivers of a simulcast source get retransmissions from the bridge
         send = self.send
         for receiver in self.endpoints.values():
             if receiver is sender or receiver.srtp is None or receiver.ice.selected is None:
@@ -153,8 +169,42 @@ class Conference:
                     endpoint.channel_send(frame)
         return speaker
 
-    def rtcp_received(self, sender: Endpoint, packet: bytes) -> None:
+    def _send_rtp(self, receiver: Endpoint, packet: bytes) -> None:
+        protected = receiver.protect(packet)
+        if protected is not None and receiver.ice.selected is not None:
+            self.send(protected, receiver.ice.selected)
+            receiver.stats.packets_out += 1
+            receiver.stats.bytes_out += len(protected)
+
+    def _request_keyframe(self, owner: str, rtcp: bytes) -> None:
+        endpoint = self.endpoints.get(owner)
+        if endpoint is not None and endpoint.connected:
+            try:
+                self.send(endpoint.srtp.protect_rtcp(rtcp), endpoint.ice.selected)
+            except SrtpError:
+                pass
+
+    def _simulcast_feedback(self, sender: Endpoint, packet: bytes, now: float) -> bool:
+        """Handle a receiver's feedback about projected sources; True if it was only that."""
+        primaries = self.simulcast.primaries
+        try:
+            packets = parse_compound(packet)
+        except ValueError:
+            return False
+        handled = False
+        for rtcp in packets:
+            about = ([ssrc for ssrc, _ in rtcp.entries] if isinstance(rtcp, Fir)
+                     else [rtcp.media_ssrc] if isinstance(rtcp, Pli | Nack) else [])
+            if any(ssrc in primaries for ssrc in about):
+                handled = True
+                for resent in self.simulcast.feedback(sender.id, rtcp, now):
+                    self._send_rtp(sender, resent)
+        return handled
+
+    def rtcp_received(self, sender: Endpoint, packet: bytes, now: float) -> None:
         """Route feedback to the sender of the media it is about; sender reports to everyone."""
+        if self.simulcast.primaries and self._simulcast_feedback(sender, packet, now):
+            return
         target = self._feedback_target(packet)
         if target is not None:
             receivers = [target] if target is not sender else []

@@ -88,7 +88,7 @@ class BridgeTransport:
         endpoint.stats.bytes_in += len(data)
         try:
             if len(data) > 1 and 192 <= data[1] <= 223:
-                endpoint.conference.rtcp_received(endpoint, srtp.unprotect_rtcp(data))
+                endpoint.conference.rtcp_received(endpoint, srtp.unprotect_rtcp(data), now)
             else:
                 endpoint.conference.rtp_received(endpoint, srtp.unprotect(data), now)
         except SrtpError:

@@ -1,0 +1,58 @@
+"""Simulcast through the bridge in memory: one layer per receiver on SIM[0], switched by
+constraints at key frames, with key frames asked of the sender."""
+
+from __future__ import annotations
+
+from tests.bridge.harness import FakeClient, Network, make_bridge, vp8
+from vw.bridge.channel import parse_message
+from vw.bridge.simulcast import target_layer
+from vw.rtp.rtcp import Pli, parse_compound
+
+LAYERS = [101, 102, 103]
+
+
+def test_target_layer_from_max_height() -> None:
+    assert [target_layer(3, h) for h in (-1, 0, 180, 359, 360, 720, 1080)] == \
+        [2, -1, 0, 0, 1, 2, 2]
+
+
+def test_receivers_get_one_layer_on_sim0_and_switch_on_constraints() -> None:
+    network = Network()
+    clock = [1000.0]
+    bridge = make_bridge(network, clock)
+    alice = FakeClient(bridge, network, "m1", "alice", 5001, LAYERS, [("SIM", LAYERS)])
+    bob = FakeClient(bridge, network, "m1", "bob", 5002, [2222])
+    alice.connect(1000.0)
+    bob.connect(1000.0)
+    now = 1000.0
+    seq = 0
+
+    def frames(count: int, keyframe_first: bool) -> list[bytes]:
+        nonlocal seq, now
+        for n in range(count):
+            now += 0.033
+            seq += 1
+            for ssrc in LAYERS:  # every layer sends every frame
+                alice.deliver(alice.srtp.protect(vp8(ssrc, seq, keyframe_first and n == 0)), now)
+        return bob.received_media()
+
+    projections = bridge.conferences["m1"].simulcast.projections
+    got = frames(5, keyframe_first=True)
+    assert projections[("bob", 101)].current_layer == 2
+    assert len(got) == 5  # no constraints yet: the top layer only
+    assert {int.from_bytes(p[8:12], "big") for p in got} == {101}
+    bridge.channel_message(bridge.find_endpoint("m1", "bob"), parse_message(
+        '{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":180}}'))
+    alice.received_media()
+    pli = [p for rtcp in alice.received_rtcp for p in parse_compound(rtcp) if isinstance(p, Pli)]
+    assert pli[-1].media_ssrc == 101  # a key frame of layer 0 is wanted
+    before_switch = frames(3, keyframe_first=False)  # still the top layer until a key frame
+    assert projections[("bob", 101)].current_layer == 2
+    after_switch = frames(3, keyframe_first=True)
+    assert projections[("bob", 101)].current_layer == 0
+    output = before_switch + after_switch
+    assert {int.from_bytes(p[8:12], "big") for p in output} == {101}
+    sequence = [int.from_bytes(p[2:4], "big") for p in got + output]
+    assert sequence == list(range(sequence[0], sequence[0] + len(sequence)))  # gapless
+    timestamps = [int.from_bytes(p[4:8], "big") for p in got + output]
+    assert timestamps == sorted(timestamps)

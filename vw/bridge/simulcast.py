@@ -1,0 +1,157 @@
+"""Simulcast forwarding: each receiver gets one layer of each simulcast source, on SIM[0].
+
+The conference hands this the decrypted packets of every layer of a simulcast video
+source and the feedback receivers send about SIM[0]; it keeps one
+:class:`VideoProjection` per (receiver, source), chooses the layer from the receiver's
+video constraints, asks the sender for key frames when a receiver must switch, and
+answers NACKs from its own cache (the sender's RTX for simulcast layers is not
+forwarded: receivers only know SIM[0] and its FID partner).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vw.bridge.allocator import ReceiverState
+from vw.bridge.feedback import KeyframeRequester
+from vw.bridge.projection import VideoProjection
+from vw.bridge.retransmission import RetransmissionCache
+from vw.bridge.sources import SourceDescription
+from vw.rtp.rtcp import Fir, Nack, Pli, RtcpPacket
+
+#: The height of simulcast layer 0; each layer above doubles it (Jitsi's assumption).
+BASE_HEIGHT = 180
+
+
+def target_layer(layers: int, max_height: int) -> int:
+    """The highest layer within ``max_height`` (negative: unlimited, 0: none)."""
+    if max_height == 0:
+        return -1
+    if max_height < 0:
+        return layers - 1
+    best = 0
+    for index in range(layers):
+        if BASE_HEIGHT << index <= max_height:
+            best = index
+    return best
+
+
+@dataclass(frozen=True)
+class Layer:
+    owner: str
+    source: SourceDescription
+    index: int
+
+
+class SimulcastRouter:
+    """The simulcast state of one conference."""
+
+    def __init__(self, request_keyframe: Callable[[str, bytes], None]) -> None:
+        #: Called with (sender endpoint id, RTCP bytes) to ask a sender for a key frame.
+        self._request_keyframe = request_keyframe
+        self.layers: dict[int, Layer] = {}
+        self.primaries: dict[int, Layer] = {}
+        self.rtx: set[int] = set()
+        self.keyframes = KeyframeRequester()
+        self.cache = RetransmissionCache()
+        #: (receiver id, source primary SSRC) -> projection
+        self.projections: dict[tuple[str, int], VideoProjection] = {}
+        #: receiver id -> its constraints
+        self.receivers: dict[str, ReceiverState] = {}
+
+    def set_sources(self, owner: str, sources: list[SourceDescription]) -> None:
+        """Track the owner's simulcast video sources (more than one layer)."""
+        self.remove_owner(owner)
+        for source in sources:
+            if source.media != "video" or len(source.layers) < 2:
+                continue
+            for index, ssrc in enumerate(source.layers):
+                self.layers[ssrc] = Layer(owner, source, index)
+            self.primaries[source.primary] = self.layers[source.primary]
+            self.rtx.update(source.rtx.values())
+
+    def remove_owner(self, owner: str) -> None:
+        for ssrc, layer in list(self.layers.items()):
+            if layer.owner == owner:
+                del self.layers[ssrc]
+                self.primaries.pop(ssrc, None)
+                self.rtx.difference_update(layer.source.rtx.values())
+                self.keyframes.forget(ssrc)
+        for key in [k for k in self.projections if self.primaries.get(k[1]) is None]:
+            del self.projections[key]
+
+    def remove_receiver(self, receiver: str) -> None:
+        self.receivers.pop(receiver, None)
+        for key in [k for k in self.projections if k[0] == receiver]:
+            del self.projections[key]
+
+    def set_constraints(self, receiver: str, state: ReceiverState, now: float) -> None:
+        self.receivers[receiver] = state
+        for (who, primary), projection in self.projections.items():
+            if who == receiver:
+                self._retarget(receiver, self.primaries[primary], projection, now)
+
+    def _projection(self, receiver: str, layer: Layer, now: float) -> VideoProjection:
+        key = (receiver, layer.source.primary)
+        projection = self.projections.get(key)
+        if projection is None:
+            projection = self.projections[key] = VideoProjection(layer.source)
+            self._retarget(receiver, layer, projection, now)
+        return projection
+
+    def _retarget(self, receiver: str, layer: Layer, projection: VideoProjection,
+                  now: float) -> None:
+        state = self.receivers.get(receiver, ReceiverState(default_max_height=-1))
+        wanted = target_layer(len(layer.source.layers), state.max_height(layer.owner))
+        if projection.set_target(wanted):
+            self._ask_keyframe(layer, projection, now)
+
+    def _ask_keyframe(self, layer: Layer, projection: VideoProjection, now: float) -> None:
+        ssrc = projection.keyframe_ssrc
+        if ssrc is not None:
+            request = self.keyframes.request(ssrc, now)
+            if request is not None:
+                self._request_keyframe(layer.owner, request)
+
+    def forward(self, ssrc: int, packet: bytes, receivers: list[str],
+                now: float) -> list[tuple[str, bytes]]:
+        """The packet as each receiver should get it (nothing for layers it is not sent)."""
+        layer = self.layers[ssrc]
+        self.cache.store(ssrc, int.from_bytes(packet[2:4], "big"), packet, now)
+        out = []
+        for receiver in receivers:
+            projection = self._projection(receiver, layer, now)
+            rewritten = projection.rewrite(packet, now)
+            if projection.keyframe_needed:
+                self._ask_keyframe(layer, projection, now)
+            if rewritten is not None:
+                out.append((receiver, rewritten))
+        return out
+
+    def feedback(self, receiver: str, packet: RtcpPacket, now: float) -> list[bytes]:
+        """Act on a receiver's PLI, FIR or NACK about a projected source; retransmissions out."""
+        if isinstance(packet, Fir):
+            primaries = [ssrc for ssrc, _ in packet.entries]
+        else:
+            primaries = [packet.media_ssrc]
+        out = []
+        for primary in primaries:
+            layer = self.primaries.get(primary)
+            projection = self.projections.get((receiver, primary))
+            if layer is None or projection is None:
+                continue
+            if isinstance(packet, Pli | Fir):
+                current = projection.current_layer
+                ssrc = layer.source.layers[current] if current >= 0 else layer.source.primary
+                request = self.keyframes.request(ssrc, now)
+                if request is not None:
+                    self._request_keyframe(layer.owner, request)
+            elif isinstance(packet, Nack):
+                for seq in packet.lost:
+                    origin = projection.original_sequence(seq)
+                    cached = origin and self.cache.lookup(origin[0], origin[1], now)
+                    resent = cached and projection.rewrite_retransmission(cached)
+                    if resent:
+                        out.append(resent)
+        return out
