@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 JS_DIR := tests/e2e/js
 JS_INSTALLED := $(JS_DIR)/node_modules/.installed
 # Debian packages the tests and benchmarks use as peers and anchors.
-OS_PACKAGES := prosody openssl
+OS_PACKAGES := prosody openssl chromium
 
 .PHONY: run test lint unit os-deps bench clean
 

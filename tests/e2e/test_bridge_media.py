@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ class Stack:
     directory: Path
     c2s_port: int
     udp_port: int
+    bridge_http_port: int
 
     @property
     def ca(self) -> Path:
@@ -68,7 +70,7 @@ xmpp_port = {component}
                                stderr=subprocess.STDOUT, env={**os.environ})
     wait_for_port(c2s, process)
     wait_for_health(f"http://127.0.0.1:{bridge_http}/about/health", process)
-    yield Stack(process, directory, c2s, udp)
+    yield Stack(process, directory, c2s, udp, bridge_http)
     stop(process)
 
 
@@ -292,3 +294,91 @@ def test_bridge_channel(stack: Stack) -> None:
     assert json.loads(ann.receive())["from"] == "ben"
     ann.close()
     ben.close()
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+ANSWER_IN_PAGE = """async (offer) => {
+  const pc = new RTCPeerConnection();
+  window.pc = pc;
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+  await pc.setRemoteDescription({type: 'offer', sdp: offer});
+  for (const track of stream.getTracks()) {
+    const transceiver = pc.getTransceivers().find(
+      t => t.receiver.track.kind === track.kind && !t.sender.track);
+    transceiver.direction = 'sendrecv';
+    await transceiver.sender.replaceTrack(track);
+  }
+  await pc.setLocalDescription(await pc.createAnswer());
+  await new Promise(resolve => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange',
+      () => pc.iceGatheringState === 'complete' && resolve());
+    setTimeout(resolve, 3000);
+  });
+  return pc.localDescription.sdp;
+}"""
+
+FRAMES_DECODED = """async () => {
+  const stats = await window.pc.getStats();
+  let frames = 0;
+  stats.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video')
+                         frames += r.framesDecoded || 0; });
+  return frames;
+}"""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is missing")
+def test_chromium_and_aiortc_exchange_video_through_the_bridge(stack: Stack,
+                                                               tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    async def scenario() -> None:
+        focus = await connect("focus@auth.localhost/focus-c", FOCUS_PASSWORD, stack.c2s_port,
+                              stack.ca)
+        meeting = str(uuid.uuid4())
+        created = await colibri(focus, colibri2.ConferenceModify(
+            meeting_id=meeting, name="browser@conference.localhost", create=True,
+            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
+                ice_controlling=True)) for name in ("chromium", "aiortc")]))
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = await browser.new_page()
+            # A page on localhost is a secure context, where getUserMedia exists.
+            await page.goto(f"http://127.0.0.1:{stack.bridge_http_port}/about/health")
+            transport = created.endpoint("chromium").transport.ice_udp
+            answer = await page.evaluate(ANSWER_IN_PAGE, offer_sdp(transport))
+            await colibri(focus, colibri2.ConferenceModify(
+                meeting_id=meeting, endpoints=[answer_to_endpoint("chromium", answer)]))
+            pc = RTCPeerConnection()
+            player = MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi")
+            pc.addTrack(player.video)
+            tracks: asyncio.Queue = asyncio.Queue()
+            pc.on("track", tracks.put_nowait)
+            transport = created.endpoint("aiortc").transport.ice_udp
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await colibri(focus, colibri2.ConferenceModify(
+                meeting_id=meeting, endpoints=[answer_to_endpoint("aiortc",
+                                                                  pc.localDescription.sdp)]))
+            video = None
+            while video is None:
+                track = await asyncio.wait_for(tracks.get(), 10)
+                video = track if track.kind == "video" else None
+            assert await receive_frames(video, 20) == 20  # Chromium's fake camera, decoded
+            decoded = 0
+            for _ in range(100):
+                decoded = await page.evaluate(FRAMES_DECODED)
+                if decoded >= 20:
+                    break
+                await asyncio.sleep(0.1)
+            assert decoded >= 20  # aiortc's test pattern, decoded in Chromium
+            await browser.close()
+            await pc.close()
+        await disconnect(focus)
+
+    asyncio.run(scenario())
