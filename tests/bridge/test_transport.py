@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from tests.bridge.harness import FakeClient, Network, make_bridge, rtp
 from vw.bridge import colibri2
 from vw.bridge.allocation import Allocations
-from vw.rtp.extensions import AUDIO_LEVEL_URI
+from vw.rtp.extensions import AUDIO_LEVEL_URI, TRANSPORT_CC_URI, get_transport_cc
+from vw.rtp.rtcp import TransportFeedback, parse_compound
 from vw.stun import Message, MessageClass, Method, Username, short_term_key
 
 
@@ -127,3 +128,37 @@ def test_dominant_speaker_is_announced_on_the_bridge_channel(world) -> None:
     assert events and events[0]["colibriClass"] == "DominantSpeakerEndpointChangeEvent"
     assert events[0]["dominantSpeakerEndpoint"] == "alice"
     assert len(bob.received_media()) == 150  # audio is forwarded as it is
+
+
+def with_transport_cc(ssrc: int, seq: int, transport_seq: int) -> bytes:
+    header = bytes([0x90, 100]) + seq.to_bytes(2, "big") + (seq * 3000).to_bytes(4, "big")
+    extension = b"\xbe\xde\x00\x01" + bytes([0x51]) + transport_seq.to_bytes(2, "big") + b"\0"
+    return header + ssrc.to_bytes(4, "big") + extension + bytes(100)
+
+
+def test_transport_cc_is_terminated_per_leg(world) -> None:
+    bridge, network, alice, bob = world
+    hdrext = [colibri2.HeaderExtension(id=5, uri=TRANSPORT_CC_URI)]
+    for name in ("alice", "bob"):
+        Allocations(bridge).modify(colibri2.ConferenceModify(meeting_id="m1", endpoints=[
+            colibri2.Endpoint(id=name, media=[colibri2.Media(type="video",
+                                                             header_extensions=hdrext)])]))
+    now = 1000.0
+    for n in range(10):
+        now += 0.01
+        alice.deliver(alice.srtp.protect(with_transport_cc(1111, n, 700 + n)), now)
+    forwarded = bob.received_media()
+    assert [get_transport_cc(p, 5) for p in forwarded] == list(range(10))  # bob's own numbers
+    for endpoint in bridge.conferences["m1"].endpoints.values():
+        endpoint.transport_feedback(now + 0.1)
+    alice.received_media()
+    feedback = [p for rtcp in alice.received_rtcp for p in parse_compound(rtcp)
+                if isinstance(p, TransportFeedback)]
+    assert feedback and feedback[0].base_sequence == 700
+    # Bob's feedback about his leg feeds his estimator and never reaches Alice.
+    report = bytes(TransportFeedback.build(sender_ssrc=2222, media_ssrc=1111, feedback_count=0,
+                                           packets=[(s, 1_000_000 + s * 10_000)
+                                                    for s in range(10)]))
+    bob.deliver(bob.srtp.protect_rtcp(report), now + 0.2)
+    alice.received_media()
+    assert len(alice.received_rtcp) == 1

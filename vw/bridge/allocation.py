@@ -12,7 +12,7 @@ from vw.bridge.bridge import Bridge
 from vw.bridge.conference import Conference
 from vw.bridge.conference import Endpoint as BridgeEndpoint
 from vw.bridge.sources import SourceDescription, sources_from_groups
-from vw.rtp.extensions import AUDIO_LEVEL_URI
+from vw.rtp.extensions import AUDIO_LEVEL_URI, TRANSPORT_CC_URI
 from vw.xmpp.stanzas import CLIENT_NS
 
 log = Logger()
@@ -127,6 +127,8 @@ class Allocations:
             for extension in media.header_extensions:
                 if media.type == "audio" and extension.uri == AUDIO_LEVEL_URI:
                     endpoint.audio_level_id = extension.id
+                elif extension.uri == TRANSPORT_CC_URI:
+                    endpoint.transport_cc_id = extension.id
         if wanted.sources is not None:
             sources: list[SourceDescription] = []
             for media_source in wanted.sources:

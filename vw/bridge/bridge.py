@@ -85,6 +85,8 @@ class Bridge:
             self.transport.remove_endpoint(endpoint)
         for conference in self.conferences.values():
             conference.dominant_speaker_changed(now)
+            for endpoint in conference.endpoints.values():
+                endpoint.transport_feedback(now)
 
     def stats(self) -> dict[str, Any]:
         endpoints = [e for c in self.conferences.values() for e in c.endpoints.values()]

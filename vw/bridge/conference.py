@@ -6,19 +6,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vw.bridge.channel import dominant_speaker
+from vw.bridge.estimator import BandwidthEstimator
+from vw.bridge.feedback import TransportCcReceiver
 from vw.bridge.ice import Address, IceAgent
 from vw.bridge.simulcast import SimulcastRouter
 from vw.bridge.sources import SourceDescription
 from vw.bridge.speakers import DominantSpeakerIdentifier
 from vw.rtp.certificate import DtlsCertificate
 from vw.rtp.dtls import DtlsSession, role_for_remote_setup
-from vw.rtp.extensions import get_audio_level
-from vw.rtp.rtcp import Fir, Nack, Pli, parse_compound
+from vw.rtp.extensions import (
+    get_audio_level,
+    get_transport_cc,
+    pack_transport_cc,
+    set_extension_into,
+)
+from vw.rtp.rtcp import (
+    Fir,
+    Nack,
+    Pli,
+    Remb,
+    RtcpPacket,
+    SenderReport,
+    TransportFeedback,
+    pack_compound,
+    parse_compound,
+)
 from vw.rtp.srtp import SrtpContext, SrtpError
 
-RTCP_SR = 200
-RTCP_RTPFB = 205
-RTCP_PSFB = 206
+#: The SSRC the bridge sends its own feedback from.
+FEEDBACK_SSRC = 0x7662
 
 
 @dataclass
@@ -29,6 +45,7 @@ class EndpointStats:
     bytes_out: int = 0
     dropped_unannounced: int = 0
     dropped_srtp: int = 0
+    dropped_rtcp: int = 0
 
 
 class Endpoint:
@@ -49,6 +66,11 @@ class Endpoint:
         self.last_n = -1
         #: The RTP header extension id of RFC 6464 audio levels, from the endpoint's media.
         self.audio_level_id: int | None = None
+        #: The transport-wide congestion control extension id; the bridge terminates it per leg.
+        self.transport_cc_id: int | None = None
+        self.transport_cc = TransportCcReceiver()
+        self.estimator = BandwidthEstimator()
+        self._transport_seq = 0
         self.channel_send: Callable[[str], None] | None = None
         self.channel_pwd = self.ice.local_pwd
 
@@ -76,11 +98,29 @@ class Endpoint:
             self.srtp = self.dtls.srtp_keys().context()
         return out
 
-    def protect(self, packet: bytes) -> bytes | None:
+    def protect(self, packet: bytes, now: float) -> bytes | None:
+        """SRTP for this leg, with this leg's own transport-wide sequence number."""
+        if self.transport_cc_id is not None:
+            buffer = bytearray(packet)
+            sequence = self._transport_seq
+            if set_extension_into(buffer, self.transport_cc_id, pack_transport_cc(sequence)):
+                self._transport_seq = (sequence + 1) & 0xFFFF
+                self.estimator.sent(sequence, len(buffer), now)
+                packet = bytes(buffer)
         try:
             return self.srtp.protect(packet)
         except SrtpError:
             return None
+
+    def transport_feedback(self, now: float) -> None:
+        """Send the transport-cc feedback due for what this endpoint sent us."""
+        if self.transport_cc_id is None or not self.connected or not self.sources:
+            return
+        for rtcp in self.transport_cc.feedback(now, FEEDBACK_SSRC, self.sources[0].primary):
+            try:
+                self.conference.send(self.srtp.protect_rtcp(rtcp), self.ice.selected)
+            except SrtpError:
+                return
 
     def ssrcs(self) -> set[int]:
         return {ssrc for source in self.sources for ssrc in source.ssrcs()}
@@ -137,6 +177,10 @@ class Conference:
         if self.owners.get(ssrc) is not sender:
             sender.stats.dropped_unannounced += 1
             return
+        if sender.transport_cc_id is not None:
+            sequence = get_transport_cc(packet, sender.transport_cc_id)
+            if sequence is not None:
+                sender.transport_cc.packet_received(sequence, now)
         if ssrc in self.audio_ssrcs and sender.audio_level_id is not None:
             level = get_audio_level(packet, sender.audio_level_id)
             if level is not None:
@@ -145,7 +189,7 @@ class Conference:
         if ssrc in simulcast.layers:
             receivers = [e.id for e in self.endpoints.values() if e is not sender and e.connected]
             for receiver, rewritten in simulcast.forward(ssrc, packet, receivers, now):
-                self._send_rtp(self.endpoints[receiver], rewritten)
+                self._send_rtp(self.endpoints[receiver], rewritten, now)
             return
         if ssrc in simulcast.rtx:
             return  # receivers of a simulcast source get retransmissions from the bridge
@@ -153,7 +197,7 @@ class Conference:
         for receiver in self.endpoints.values():
             if receiver is sender or receiver.srtp is None or receiver.ice.selected is None:
                 continue
-            protected = receiver.protect(packet)
+            protected = receiver.protect(packet, now)
             if protected is not None:
                 send(protected, receiver.ice.selected)
                 receiver.stats.packets_out += 1
@@ -169,8 +213,8 @@ class Conference:
                     endpoint.channel_send(frame)
         return speaker
 
-    def _send_rtp(self, receiver: Endpoint, packet: bytes) -> None:
-        protected = receiver.protect(packet)
+    def _send_rtp(self, receiver: Endpoint, packet: bytes, now: float) -> None:
+        protected = receiver.protect(packet, now)
         if protected is not None and receiver.ice.selected is not None:
             self.send(protected, receiver.ice.selected)
             receiver.stats.packets_out += 1
@@ -178,67 +222,48 @@ class Conference:
 
     def _request_keyframe(self, owner: str, rtcp: bytes) -> None:
         endpoint = self.endpoints.get(owner)
-        if endpoint is not None and endpoint.connected:
-            try:
-                self.send(endpoint.srtp.protect_rtcp(rtcp), endpoint.ice.selected)
-            except SrtpError:
-                pass
+        if endpoint is not None:
+            self._send_rtcp(endpoint, rtcp)
 
-    def _simulcast_feedback(self, sender: Endpoint, packet: bytes, now: float) -> bool:
-        """Handle a receiver's feedback about projected sources; True if it was only that."""
-        primaries = self.simulcast.primaries
+    def rtcp_received(self, sender: Endpoint, packet: bytes, now: float) -> None:
+        """Terminate what is about this leg; route feedback to the media's sender and sender
+        reports to everyone else."""
         try:
             packets = parse_compound(packet)
         except ValueError:
-            return False
-        handled = False
+            sender.stats.dropped_rtcp += 1
+            return
+        for_sender: dict[Endpoint, list[RtcpPacket]] = {}
+        reports: list[RtcpPacket] = []
         for rtcp in packets:
-            about = ([ssrc for ssrc, _ in rtcp.entries] if isinstance(rtcp, Fir)
-                     else [rtcp.media_ssrc] if isinstance(rtcp, Pli | Nack) else [])
-            if any(ssrc in primaries for ssrc in about):
-                handled = True
-                for resent in self.simulcast.feedback(sender.id, rtcp, now):
-                    self._send_rtp(sender, resent)
-        return handled
+            if isinstance(rtcp, TransportFeedback):
+                sender.estimator.feedback_received(rtcp, now)
+            elif isinstance(rtcp, Remb):
+                sender.estimator.remb_received(rtcp.bitrate, now)
+            elif isinstance(rtcp, Pli | Fir | Nack):
+                about = [ssrc for ssrc, _ in rtcp.entries] if isinstance(rtcp, Fir) else [
+                    rtcp.media_ssrc]
+                if any(ssrc in self.simulcast.primaries for ssrc in about):
+                    for resent in self.simulcast.feedback(sender.id, rtcp, now):
+                        self._send_rtp(sender, resent, now)
+                    continue
+                owner = next((self.owners[s] for s in about if s in self.owners), None)
+                if owner is not None and owner is not sender:
+                    for_sender.setdefault(owner, []).append(rtcp)
+            elif isinstance(rtcp, SenderReport) and rtcp.ssrc not in self.simulcast.layers:
+                reports.append(rtcp)
+        for owner, feedback in for_sender.items():
+            self._send_rtcp(owner, pack_compound(feedback))
+        if reports:
+            compound = pack_compound(reports)
+            for receiver in self.endpoints.values():
+                if receiver is not sender:
+                    self._send_rtcp(receiver, compound)
 
-    def rtcp_received(self, sender: Endpoint, packet: bytes, now: float) -> None:
-        """Route feedback to the sender of the media it is about; sender reports to everyone."""
-        if self.simulcast.primaries and self._simulcast_feedback(sender, packet, now):
+    def _send_rtcp(self, receiver: Endpoint, packet: bytes) -> None:
+        if receiver.srtp is None or receiver.ice.selected is None:
             return
-        target = self._feedback_target(packet)
-        if target is not None:
-            receivers = [target] if target is not sender else []
-        elif _packet_types(packet) & {RTCP_SR}:
-            receivers = [e for e in self.endpoints.values() if e is not sender]
-        else:
-            return
-        for receiver in receivers:
-            if receiver.srtp is None or receiver.ice.selected is None:
-                continue
-            try:
-                protected = receiver.srtp.protect_rtcp(packet)
-            except SrtpError:
-                continue
-            self.send(protected, receiver.ice.selected)
-
-    def _feedback_target(self, packet: bytes) -> Endpoint | None:
-        offset = 0
-        while offset + 12 <= len(packet):
-            packet_type = packet[offset + 1]
-            length = (int.from_bytes(packet[offset + 2:offset + 4], "big") + 1) * 4
-            if packet_type in (RTCP_RTPFB, RTCP_PSFB):
-                media_ssrc = int.from_bytes(packet[offset + 8:offset + 12], "big")
-                owner = self.owners.get(media_ssrc)
-                if owner is not None:
-                    return owner
-            offset += length
-        return None
-
-
-def _packet_types(packet: bytes) -> set[int]:
-    types = set()
-    offset = 0
-    while offset + 4 <= len(packet):
-        types.add(packet[offset + 1])
-        offset += (int.from_bytes(packet[offset + 2:offset + 4], "big") + 1) * 4
-    return types
+        try:
+            self.send(receiver.srtp.protect_rtcp(packet), receiver.ice.selected)
+        except SrtpError:
+            pass
