@@ -122,7 +122,7 @@ class BridgeConfig:
     websocket_base_url: str = ""
     #: Region reported to the focus for region-based bridge selection.
     region: str = ""
-    #: Seconds after which an endpoint without any media or signaling is expired.
+    #: Seconds an allocated endpoint may take to connect (ICE and DTLS) before it is expired.
     endpoint_timeout: int = 60
     #: The XMPP server's component port the bridge connects to (XEP-0114).
     xmpp_host: str = "127.0.0.1"

@@ -162,3 +162,13 @@ def test_transport_cc_is_terminated_per_leg(world) -> None:
     bob.deliver(bob.srtp.protect_rtcp(report), now + 0.2)
     alice.received_media()
     assert len(alice.received_rtcp) == 1
+
+
+def test_endpoints_that_never_connect_expire() -> None:
+    network = Network()
+    clock = [1000.0]
+    bridge = make_bridge(network, clock)
+    FakeClient(bridge, network, "m2", "ghost", 5009, [4444])
+    assert bridge.transport.tick(1059.0) == []
+    (expired,) = bridge.transport.tick(1061.0)
+    assert expired.id == "ghost"

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -382,3 +383,15 @@ def test_chromium_and_aiortc_exchange_video_through_the_bridge(stack: Stack,
         await disconnect(focus)
 
     asyncio.run(scenario())
+
+
+def test_stats_health_and_metrics(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.bridge_http_port}"
+    with urllib.request.urlopen(f"{base}/colibri/stats", timeout=10) as response:
+        stats = json.load(response)
+    assert {"conferences", "endpoints", "packets_received", "packets_sent",
+            "graceful_shutdown"} <= set(stats)
+    with urllib.request.urlopen(f"{base}/about/health", timeout=10) as response:
+        assert json.load(response) == {"status": "ok"}
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        assert b"vw_bridge_packets_sent" in response.read()

@@ -29,13 +29,13 @@ class Bridge:
     def __init__(self, bridge_id: str, certificate: DtlsCertificate,
                  send: Callable[[bytes, Address], None], host_candidates: list[Address],
                  websocket_base_url: str, now: Callable[[], float],
-                 advertised: Address | None = None) -> None:
+                 advertised: Address | None = None, connect_timeout: float = 60.0) -> None:
         self.id = bridge_id
         self.now = now
         self.host_candidates = host_candidates
         self.advertised = advertised
         self.websocket_base_url = websocket_base_url.rstrip("/")
-        self.transport = BridgeTransport(certificate, send)
+        self.transport = BridgeTransport(certificate, send, connect_timeout)
         self.draining = False
 
     @property

@@ -84,7 +84,7 @@ class BridgeService(MultiService):
         base_url = settings.websocket_base_url or f"ws://{bind}:{settings.http_port}"
         self.media = MediaProtocol(clock)
         self.bridge = Bridge(bridge_id, DtlsCertificate.generate(), self.media.send, candidates,
-                             base_url, clock.seconds, advertised)
+                             base_url, clock.seconds, advertised, settings.endpoint_timeout)
         self.media.bridge = self.bridge
         internet.UDPServer(settings.udp_port, self.media, interface=bind).setServiceParent(self)
         internet.TCPServer(settings.http_port, Site(self.http_root()),

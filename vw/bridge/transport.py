@@ -27,10 +27,12 @@ class TransportStats:
 class BridgeTransport:
     """Every endpoint of every conference behind one UDP port."""
 
-    def __init__(self, certificate: DtlsCertificate,
-                 send: Callable[[bytes, Address], None]) -> None:
+    def __init__(self, certificate: DtlsCertificate, send: Callable[[bytes, Address], None],
+                 connect_timeout: float = 60.0) -> None:
         self.certificate = certificate
         self.send = send
+        #: An endpoint that has not connected this long after it was created is expired.
+        self.connect_timeout = connect_timeout
         self.conferences: dict[str, Conference] = {}
         self.by_ufrag: dict[str, Endpoint] = {}
         self.by_address: dict[Address, Endpoint] = {}
@@ -138,12 +140,15 @@ class BridgeTransport:
     # -- timers ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Endpoint]:
-        """Run ICE checks, consent and DTLS retransmissions; return endpoints without consent."""
+        """Run ICE checks, consent and DTLS retransmissions; return endpoints to expire (no
+        consent, or never connected)."""
         expired = []
         for endpoint in list(self.by_ufrag.values()):
             for out, target in endpoint.ice.poll(now):
                 self.send(out, target)
-            if endpoint.ice.consent_expired(now):
+            never_connected = (not endpoint.connected
+                               and now - endpoint.created > self.connect_timeout)
+            if endpoint.ice.consent_expired(now) or never_connected:
                 expired.append(endpoint)
                 continue
             dtls = endpoint.dtls
