@@ -193,15 +193,9 @@ class Conference:
             return
         if ssrc in simulcast.rtx:
             return  # receivers of a simulcast source get retransmissions from the bridge
-        send = self.send
         for receiver in self.endpoints.values():
-            if receiver is sender or receiver.srtp is None or receiver.ice.selected is None:
-                continue
-            protected = receiver.protect(packet, now)
-            if protected is not None:
-                send(protected, receiver.ice.selected)
-                receiver.stats.packets_out += 1
-                receiver.stats.bytes_out += len(protected)
+            if receiver is not sender and receiver.connected:
+                self._send_rtp(receiver, packet, now)
 
     def dominant_speaker_changed(self, now: float) -> str | None:
         """The new dominant speaker, when it changes (told to everyone on the bridge channel)."""
@@ -214,8 +208,9 @@ class Conference:
         return speaker
 
     def _send_rtp(self, receiver: Endpoint, packet: bytes, now: float) -> None:
+        """Protect and send to a connected receiver."""
         protected = receiver.protect(packet, now)
-        if protected is not None and receiver.ice.selected is not None:
+        if protected is not None:
             self.send(protected, receiver.ice.selected)
             receiver.stats.packets_out += 1
             receiver.stats.bytes_out += len(protected)
