@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -28,6 +30,7 @@ from vw.bridge import colibri2
 FOCUS_PASSWORD = "focus-password"
 AUDIO_PT = 111
 VIDEO_PT = 100
+RTX_PT = 96
 
 
 @dataclass
@@ -95,10 +98,11 @@ def offer_sdp(transport: colibri2.IceUdpTransport, remotes: tuple[RemoteSource, 
     common = (f"c=IN IP4 0.0.0.0\r\na=ice-ufrag:{transport.ufrag}\r\na=ice-pwd:{transport.pwd}\r\n"
               f"a=fingerprint:{fingerprint.hash} {fingerprint.value}\r\na=setup:actpass\r\n"
               f"a=rtcp-mux\r\n{candidates}a=end-of-candidates\r\n")
-    codecs = {"audio": f"{AUDIO_PT}\r\n", "video": f"{VIDEO_PT}\r\n"}
+    codecs = {"audio": f"{AUDIO_PT}\r\n", "video": f"{VIDEO_PT} {RTX_PT}\r\n"}
     rtpmap = {"audio": f"a=rtpmap:{AUDIO_PT} opus/48000/2\r\n",
               "video": f"a=rtpmap:{VIDEO_PT} VP8/90000\r\na=rtcp-fb:{VIDEO_PT} nack\r\n"
-                       f"a=rtcp-fb:{VIDEO_PT} nack pli\r\n"}
+                       f"a=rtcp-fb:{VIDEO_PT} nack pli\r\n"
+                       f"a=rtpmap:{RTX_PT} rtx/90000\r\na=fmtp:{RTX_PT} apt={VIDEO_PT}\r\n"}
     sections = [("audio", "sendrecv", ""), ("video", "sendrecv", "")]
     for remote in remotes:
         sections.append((remote.media, "sendonly",
@@ -395,3 +399,89 @@ def test_stats_health_and_metrics(stack: Stack) -> None:
         assert json.load(response) == {"status": "ok"}
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
         assert b"vw_bridge_packets_sent" in response.read()
+
+
+class LossyRelay(asyncio.DatagramProtocol):
+    """Between a peer and the bridge: drops about 5% of SRTP media toward the peer, reliably
+    passes ICE and DTLS, and counts the retransmissions (RTX) that follow."""
+
+    def __init__(self, bridge: tuple[str, int], loss: float = 0.05) -> None:
+        self.bridge = bridge
+        self.loss = loss
+        self.peer: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.upstream: asyncio.DatagramTransport | None = None
+        self.dropped: set[tuple[int, int]] = set()
+        self.retransmissions = 0
+        self.random = random.Random(7)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.peer = addr
+        self.upstream.sendto(data, self.bridge)
+
+    def from_bridge(self, data: bytes) -> None:
+        if 128 <= data[0] <= 191 and not 192 <= data[1] <= 223:
+            if data[1] & 0x7F == RTX_PT:
+                self.retransmissions += 1
+            elif self.random.random() < self.loss:
+                self.dropped.add((int.from_bytes(data[8:12], "big"),
+                                  int.from_bytes(data[2:4], "big")))
+                return
+        if self.peer is not None:
+            self.transport.sendto(data, self.peer)
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, relay: LossyRelay) -> None:
+        self.relay = relay
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.relay.from_bridge(data)
+
+
+def test_nack_repairs_five_percent_loss(stack: Stack) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        relay = LossyRelay(("127.0.0.1", stack.udp_port))
+        await loop.create_datagram_endpoint(lambda: relay, local_addr=("127.0.0.1", 0))
+        relay.upstream, _ = await loop.create_datagram_endpoint(
+            lambda: _Upstream(relay), local_addr=("127.0.0.1", 0))
+        relay_port = relay.transport.get_extra_info("sockname")[1]
+        focus = await connect("focus@auth.localhost/focus-l", FOCUS_PASSWORD, stack.c2s_port,
+                              stack.ca)
+        meeting = str(uuid.uuid4())
+        created = await colibri(focus, colibri2.ConferenceModify(
+            meeting_id=meeting, name="lossy@conference.localhost", create=True,
+            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
+                ice_controlling=True)) for name in ("sender", "receiver")]))
+        peers, queues = {}, {}
+        for name in ("sender", "receiver"):
+            pc = RTCPeerConnection()
+            # Both send: aiortc sends NACKs from the SSRC of its own sender.
+            pc.addTrack(MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi").video)
+            queue: asyncio.Queue = asyncio.Queue()
+            pc.on("track", queue.put_nowait)
+            transport = created.endpoint(name).transport.ice_udp
+            if name == "receiver":  # the receiver reaches the bridge only through the relay
+                transport.candidates = [dataclasses.replace(transport.candidates[0],
+                                                            port=relay_port)]
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await colibri(focus, colibri2.ConferenceModify(
+                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
+            peers[name], queues[name] = pc, queue
+        video = None
+        while video is None:
+            track = await asyncio.wait_for(queues["receiver"].get(), 10)
+            video = track if track.kind == "video" else None
+        assert await receive_frames(video, 90) == 90  # six seconds of video keep decoding
+        assert len(relay.dropped) >= 10
+        assert relay.retransmissions >= len(relay.dropped) // 2  # NACKed and resent as RTX
+        for pc in peers.values():
+            await pc.close()
+        await disconnect(focus)
+
+    asyncio.run(scenario())
