@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
+from slixmpp.exceptions import IqError
 
 from tests.e2e.conftest import BIN, free_port, stop, wait_for_health, wait_for_port
 from tests.e2e.slix import connect, disconnect
@@ -485,3 +486,41 @@ def test_nack_repairs_five_percent_loss(stack: Stack) -> None:
         await disconnect(focus)
 
     asyncio.run(scenario())
+
+
+def test_drain_refuses_new_conferences(stack: Stack) -> None:
+    base = f"http://127.0.0.1:{stack.bridge_http_port}"
+
+    def drain(value: object) -> int:
+        request = urllib.request.Request(f"{base}/colibri/drain", method="POST",
+                                         data=json.dumps({"drain": value}).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    async def create() -> str:
+        focus = await connect("focus@auth.localhost/focus-d", FOCUS_PASSWORD, stack.c2s_port,
+                              stack.ca)
+        iq = focus.make_iq_set(ito="jvb.localhost")
+        request = colibri2.ConferenceModify(meeting_id=str(uuid.uuid4()), create=True)
+        iq.xml.append(ElementTree.fromstring(request.toElement().toXml()))
+        try:
+            reply = await iq.send(timeout=10)
+            return reply["type"]
+        except IqError as e:
+            return colibri2.Colibri2Error.fromStanza(xml(str(e.iq))).reason
+        finally:
+            await disconnect(focus)
+
+    assert drain("yes") == 400
+    assert drain(True) == 200
+    try:
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:
+            urllib.request.urlopen(f"{base}/about/health", timeout=10)
+        assert unhealthy.value.code == 503
+        assert asyncio.run(create()) == "graceful_shutdown"
+    finally:
+        assert drain(False) == 200
+    assert asyncio.run(create()) == "result"

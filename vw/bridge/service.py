@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 from collections.abc import Callable
@@ -75,6 +76,35 @@ class StatsResource(Resource):
         return json.dumps(self.bridge.stats()).encode()
 
 
+class DrainResource(Resource):
+    """POST ``{"drain": true}`` to refuse new conferences (existing ones go on), false to end.
+
+    Only from the machine itself: the HTTP port also serves colibri-ws to the world.
+    """
+
+    isLeaf = True
+
+    def __init__(self, bridge: Bridge) -> None:
+        super().__init__()
+        self.bridge = bridge
+
+    def render_POST(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        if not ipaddress.ip_address(request.getClientAddress().host).is_loopback:
+            request.setResponseCode(403)
+            return b'{"error": "drain is only accepted from loopback"}'
+        try:
+            body = json.loads(request.content.read(1024) or b"{}")
+            drain = body["drain"]
+            if not isinstance(drain, bool):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            request.setResponseCode(400)
+            return b'{"error": "expected {\\"drain\\": true|false}"}'
+        self.bridge.draining = drain
+        return json.dumps({"drain": drain}).encode()
+
+
 class BridgeService(MultiService):
     """vw-bridge: one Bridge, its UDP port, its HTTP port and its timer."""
 
@@ -112,9 +142,15 @@ class BridgeService(MultiService):
             self.bridge.id, self.bridge.find_endpoint, self.bridge.channel_message, VERSION))
         colibri = Resource()
         colibri.putChild(b"stats", StatsResource(self.bridge))
+        colibri.putChild(b"drain", DrainResource(self.bridge))
         root.putChild(b"colibri", colibri)
         add_ops_resources(root, [self._health], self.registry)
         return root
+
+    def stopService(self) -> object:
+        """SIGTERM: refuse new conferences while the listeners close."""
+        self.bridge.draining = True
+        return super().stopService()
 
     def _health(self) -> str | None:
         return "draining" if self.bridge.draining else None
