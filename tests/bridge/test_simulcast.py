@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from tests.bridge.harness import FakeClient, Network, make_bridge, vp8
 from vw.bridge.channel import parse_message
-from vw.bridge.simulcast import target_layer
 from vw.rtp.rtcp import Pli, parse_compound
 
 LAYERS = [101, 102, 103]
-
-
-def test_target_layer_from_max_height() -> None:
-    assert [target_layer(3, h) for h in (-1, 0, 180, 359, 360, 720, 1080)] == \
-        [2, -1, 0, 0, 1, 2, 2]
 
 
 def test_receivers_get_one_layer_on_sim0_and_switch_on_constraints() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.bridge.harness import FakeClient, Network, make_bridge, rtp
 from vw.bridge import colibri2
 from vw.bridge.allocation import Allocations
+from vw.bridge.channel import parse_message
 from vw.rtp.extensions import AUDIO_LEVEL_URI, TRANSPORT_CC_URI, get_transport_cc
 from vw.rtp.rtcp import TransportFeedback, parse_compound
 from vw.stun import Message, MessageClass, Method, Username, short_term_key
@@ -87,7 +88,7 @@ def test_consent_expiry_removes_the_endpoint(world) -> None:
     bridge.transport.tick(1010.0)
     assert bridge.find_endpoint("m1", "alice") is not None
     for endpoint in bridge.transport.tick(1031.0):
-        bridge.transport.remove_endpoint(endpoint)
+        bridge.transport.remove_endpoint(endpoint, 1031.0)
     assert bridge.find_endpoint("m1", "alice") is None
 
 
@@ -172,3 +173,25 @@ def test_endpoints_that_never_connect_expire() -> None:
     assert bridge.transport.tick(1059.0) == []
     (expired,) = bridge.transport.tick(1061.0)
     assert expired.id == "ghost"
+
+
+def test_last_n_limits_the_video_a_receiver_gets() -> None:
+    network = Network()
+    bridge = make_bridge(network, [1000.0])
+    alice = FakeClient(bridge, network, "m3", "alice", 5011, [1111])
+    bob = FakeClient(bridge, network, "m3", "bob", 5012, [2222])
+    carol = FakeClient(bridge, network, "m3", "carol", 5013, [3333])
+    for client in (alice, bob, carol):
+        client.connect(1000.0)
+    frames: list[str] = []
+    carol_endpoint = bridge.find_endpoint("m3", "carol")
+    carol_endpoint.channel_send = frames.append
+    bridge.channel_message(carol_endpoint, parse_message(
+        '{"colibriClass":"ReceiverVideoConstraints","lastN":1,"onStageEndpoints":["bob"],'
+        '"defaultConstraints":{"maxHeight":720}}'))
+    assert json.loads(frames[-1]) == {"colibriClass": "LastNEndpointsChangeEvent",
+                                      "lastNEndpoints": ["bob"]}
+    alice.deliver(alice.srtp.protect(rtp(1111, 1)), 1000.1)
+    bob.deliver(bob.srtp.protect(rtp(2222, 1)), 1000.1)
+    assert [int.from_bytes(p[8:12], "big") for p in carol.received_media()] == [2222]
+    assert len(alice.received_media()) == 1  # alice has no constraints: she gets everything

@@ -88,7 +88,7 @@ class Allocations:
         existing = conference.endpoints.get(wanted.id)
         if wanted.expire:
             if existing is not None:
-                self.bridge.transport.remove_endpoint(existing)
+                self.bridge.transport.remove_endpoint(existing, self.bridge.now())
             return colibri2.Endpoint(id=wanted.id, expire=True)
         if wanted.create:
             if existing is not None:
@@ -135,7 +135,7 @@ class Allocations:
                 sources += sources_from_groups(
                     media_source.type, [s.ssrc for s in media_source.sources],
                     [(g.semantics, g.ssrcs) for g in media_source.groups])
-            endpoint.conference.set_sources(endpoint, sources)
+            endpoint.conference.set_sources(endpoint, sources, self.bridge.now())
 
     def _describe(self, endpoint: BridgeEndpoint) -> colibri2.IceUdpTransport:
         offered = [(address, "host") for address in self.bridge.host_candidates]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from vw.bridge.allocator import receiver_state
+from vw.bridge.allocator import ReceiverState, receiver_state
 from vw.bridge.channel import (
     ChannelMessage,
     EndpointMessage,
@@ -44,7 +45,7 @@ class Bridge:
 
     def expire_conference(self, conference: Conference) -> None:
         for endpoint in list(conference.endpoints.values()):
-            self.transport.remove_endpoint(endpoint)
+            self.transport.remove_endpoint(endpoint, self.now())
         self.conferences.pop(conference.id, None)
 
     def find_endpoint(self, conference_id: str, endpoint_id: str) -> Endpoint | None:
@@ -72,17 +73,19 @@ class Bridge:
                 if target is not endpoint and target.channel_send is not None:
                     target.channel_send(frame)
         elif isinstance(message, ReceiverVideoConstraints):
-            endpoint.last_n = message.last_n
-            conference.simulcast.set_constraints(endpoint.id, receiver_state(message), self.now())
+            conference.set_constraints(endpoint, receiver_state(message), self.now())
         elif isinstance(message, LastNChanged):
-            endpoint.last_n = message.last_n
+            state = conference.constraints.get(endpoint.id, ReceiverState(default_max_height=-1))
+            conference.set_constraints(endpoint, dataclasses.replace(state,
+                                                                     last_n=message.last_n),
+                                       self.now())
 
     # -- timers and stats ------------------------------------------------------------------
 
     def tick(self) -> None:
         now = self.now()
         for endpoint in self.transport.tick(now):
-            self.transport.remove_endpoint(endpoint)
+            self.transport.remove_endpoint(endpoint, now)
         for conference in self.conferences.values():
             conference.dominant_speaker_changed(now)
             for endpoint in conference.endpoints.values():

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vw.bridge.channel import dominant_speaker
+from vw.bridge.allocator import (
+    CandidateSource,
+    LayerInfo,
+    ReceiverState,
+    allocate,
+    forwarded_endpoints,
+)
+from vw.bridge.channel import dominant_speaker, last_n_endpoints
 from vw.bridge.estimator import BandwidthEstimator
 from vw.bridge.feedback import TransportCcReceiver
 from vw.bridge.ice import Address, IceAgent
@@ -63,7 +71,8 @@ class Endpoint:
         self.dtls: DtlsSession | None = None
         self.srtp: SrtpContext | None = None
         self.stats = EndpointStats()
-        self.last_n = -1
+        #: Endpoints whose video this endpoint is sent; None: everyone's (no constraints yet).
+        self.video_from: set[str] | None = None
         #: The RTP header extension id of RFC 6464 audio levels, from the endpoint's media.
         self.audio_level_id: int | None = None
         #: The transport-wide congestion control extension id; the bridge terminates it per leg.
@@ -141,11 +150,14 @@ class Conference:
     send: Callable[[bytes, Address], None] = lambda data, address: None
     speakers: DominantSpeakerIdentifier = field(default_factory=DominantSpeakerIdentifier)
     simulcast: SimulcastRouter = field(init=False)
+    #: What each receiver asked for (ReceiverVideoConstraints); absent: everything.
+    constraints: dict[str, ReceiverState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.simulcast = SimulcastRouter(self._request_keyframe)
 
-    def set_sources(self, endpoint: Endpoint, sources: list[SourceDescription]) -> None:
+    def set_sources(self, endpoint: Endpoint, sources: list[SourceDescription],
+                    now: float) -> None:
         """Replace an endpoint's sources; SSRCs claimed by another endpoint are refused."""
         for ssrc in endpoint.ssrcs():
             if self.owners.get(ssrc) is endpoint:
@@ -162,12 +174,14 @@ class Conference:
                     self.audio_ssrcs.add(ssrc)
         endpoint.sources = accepted
         self.simulcast.set_sources(endpoint.id, accepted)
+        self.reallocate(now)
 
-    def remove(self, endpoint: Endpoint) -> None:
-        self.set_sources(endpoint, [])
+    def remove(self, endpoint: Endpoint, now: float) -> None:
+        self.set_sources(endpoint, [], now)
         self.endpoints.pop(endpoint.id, None)
         self.speakers.remove(endpoint.id)
         self.simulcast.remove_receiver(endpoint.id)
+        self.constraints.pop(endpoint.id, None)
 
     # -- media ---------------------------------------------------------------------
 
@@ -193,9 +207,39 @@ class Conference:
             return
         if ssrc in simulcast.rtx:
             return  # receivers of a simulcast source get retransmissions from the bridge
+        video = ssrc not in self.audio_ssrcs
         for receiver in self.endpoints.values():
-            if receiver is not sender and receiver.connected:
-                self._send_rtp(receiver, packet, now)
+            if receiver is sender or not receiver.connected:
+                continue
+            if video and receiver.video_from is not None and sender.id not in receiver.video_from:
+                continue
+            self._send_rtp(receiver, packet, now)
+
+    def set_constraints(self, receiver: Endpoint, state: ReceiverState, now: float) -> None:
+        self.constraints[receiver.id] = state
+        self.reallocate(now)
+
+    def reallocate(self, now: float) -> None:
+        """Decide again what video each constrained receiver gets (last-N, max heights,
+        speaker order) and tell it which endpoints it now receives."""
+        ranks = self.speakers.speaker_ranks()
+        sources = [CandidateSource(e.id, s.primary, [LayerInfo() for _ in s.layers],
+                                   ranks.get(e.id))
+                   for e in self.endpoints.values() for s in e.sources if s.media == "video"]
+        for receiver in self.endpoints.values():
+            state = self.constraints.get(receiver.id)
+            if state is None:
+                continue
+            theirs = [source for source in sources if source.endpoint_id != receiver.id]
+            allocation = allocate(state, theirs, math.inf)
+            for primary, layer_index in allocation.items():
+                if primary in self.simulcast.primaries:
+                    self.simulcast.set_target(receiver.id, primary, layer_index, now)
+            forwarded = forwarded_endpoints(state, theirs, allocation)
+            if receiver.video_from is None or set(forwarded) != receiver.video_from:
+                receiver.video_from = set(forwarded)
+                if receiver.channel_send is not None:
+                    receiver.channel_send(last_n_endpoints(forwarded))
 
     def dominant_speaker_changed(self, now: float) -> str | None:
         """The new dominant speaker, when it changes (told to everyone on the bridge channel)."""
@@ -205,6 +249,7 @@ class Conference:
             for endpoint in self.endpoints.values():
                 if endpoint.channel_send is not None:
                     endpoint.channel_send(frame)
+            self.reallocate(now)
         return speaker
 
     def _send_rtp(self, receiver: Endpoint, packet: bytes, now: float) -> None:

@@ -13,28 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vw.bridge.allocator import ReceiverState
 from vw.bridge.feedback import KeyframeRequester
 from vw.bridge.projection import VideoProjection
 from vw.bridge.retransmission import RetransmissionCache
 from vw.bridge.sources import SourceDescription
 from vw.rtp.rtcp import Fir, Nack, Pli, RtcpPacket
-
-#: The height of simulcast layer 0; each layer above doubles it (Jitsi's assumption).
-BASE_HEIGHT = 180
-
-
-def target_layer(layers: int, max_height: int) -> int:
-    """The highest layer within ``max_height`` (negative: unlimited, 0: none)."""
-    if max_height == 0:
-        return -1
-    if max_height < 0:
-        return layers - 1
-    best = 0
-    for index in range(layers):
-        if BASE_HEIGHT << index <= max_height:
-            best = index
-    return best
 
 
 @dataclass(frozen=True)
@@ -57,8 +40,8 @@ class SimulcastRouter:
         self.cache = RetransmissionCache()
         #: (receiver id, source primary SSRC) -> projection
         self.projections: dict[tuple[str, int], VideoProjection] = {}
-        #: receiver id -> its constraints
-        self.receivers: dict[str, ReceiverState] = {}
+        #: receiver id -> the layer index of each source primary the allocation chose
+        self.targets: dict[str, dict[int, int]] = {}
 
     def set_sources(self, owner: str, sources: list[SourceDescription]) -> None:
         """Track the owner's simulcast video sources (more than one layer)."""
@@ -82,15 +65,19 @@ class SimulcastRouter:
             del self.projections[key]
 
     def remove_receiver(self, receiver: str) -> None:
-        self.receivers.pop(receiver, None)
+        self.targets.pop(receiver, None)
         for key in [k for k in self.projections if k[0] == receiver]:
             del self.projections[key]
 
-    def set_constraints(self, receiver: str, state: ReceiverState, now: float) -> None:
-        self.receivers[receiver] = state
-        for (who, primary), projection in self.projections.items():
-            if who == receiver:
-                self._retarget(receiver, self.primaries[primary], projection, now)
+    def set_target(self, receiver: str, primary: int, layer_index: int, now: float) -> None:
+        """Forward ``layer_index`` of the source ``primary`` to ``receiver`` (-1: nothing)."""
+        self.targets.setdefault(receiver, {})[primary] = layer_index
+        layer = self.primaries.get(primary)
+        if layer is None:
+            return
+        projection = self._projection(receiver, layer, now)
+        if projection.set_target(layer_index):
+            self._ask_keyframe(layer, projection, now)
 
     def _projection(self, receiver: str, layer: Layer, now: float) -> VideoProjection:
         key = (receiver, layer.source.primary)
@@ -102,8 +89,10 @@ class SimulcastRouter:
 
     def _retarget(self, receiver: str, layer: Layer, projection: VideoProjection,
                   now: float) -> None:
-        state = self.receivers.get(receiver, ReceiverState(default_max_height=-1))
-        wanted = target_layer(len(layer.source.layers), state.max_height(layer.owner))
+        """A new projection starts on the allocated layer, or the top one before any
+        allocation for this receiver."""
+        wanted = self.targets.get(receiver, {}).get(layer.source.primary,
+                                                    len(layer.source.layers) - 1)
         if projection.set_target(wanted):
             self._ask_keyframe(layer, projection, now)
 

@@ -47,8 +47,8 @@ class BridgeTransport:
         self.by_ufrag[endpoint.ice.local_ufrag] = endpoint
         return endpoint
 
-    def remove_endpoint(self, endpoint: Endpoint) -> None:
-        endpoint.conference.remove(endpoint)
+    def remove_endpoint(self, endpoint: Endpoint, now: float) -> None:
+        endpoint.conference.remove(endpoint, now)
         self.by_ufrag.pop(endpoint.ice.local_ufrag, None)
         if endpoint.address is not None and self.by_address.get(endpoint.address) is endpoint:
             del self.by_address[endpoint.address]
