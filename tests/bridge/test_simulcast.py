@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.bridge.harness import FakeClient, Network, make_bridge, vp8
 from vw.bridge.channel import parse_message
-from vw.rtp.rtcp import Pli, parse_compound
+from vw.rtp.rtcp import Pli, Remb, parse_compound
 
 LAYERS = [101, 102, 103]
 
@@ -50,3 +50,20 @@ def test_receivers_get_one_layer_on_sim0_and_switch_on_constraints() -> None:
     assert sequence == list(range(sequence[0], sequence[0] + len(sequence)))  # gapless
     timestamps = [int.from_bytes(p[4:8], "big") for p in got + output]
     assert timestamps == sorted(timestamps)
+
+
+def test_a_receivers_bandwidth_estimate_limits_its_layer() -> None:
+    network = Network()
+    bridge = make_bridge(network, [1000.0])
+    alice = FakeClient(bridge, network, "m1", "alice", 5001, LAYERS, [("SIM", LAYERS)])
+    bob = FakeClient(bridge, network, "m1", "bob", 5002, [2222])
+    alice.connect(1000.0)
+    bob.connect(1000.0)
+    conference = bridge.conferences["m1"]
+    bob_endpoint = bridge.find_endpoint("m1", "bob")
+    bridge.channel_message(bob_endpoint, parse_message(
+        '{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":720}}'))
+    assert conference.simulcast.targets["bob"][101] == 2
+    bob.deliver(bob.srtp.protect_rtcp(bytes(Remb(2222, 200_000, [101]))), 1000.5)
+    conference.reallocate(1001.0)
+    assert conference.simulcast.targets["bob"][101] == 0  # 200 kbps: the 180p layer only

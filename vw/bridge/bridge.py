@@ -22,6 +22,8 @@ from vw.bridge.transport import BridgeTransport
 from vw.rtp.certificate import DtlsCertificate
 
 VERSION = "vw-bridge 0.1.0"
+#: Seconds between allocations that follow the receivers' bandwidth estimates.
+REALLOCATE_EVERY = 1.0
 
 
 class Bridge:
@@ -88,6 +90,8 @@ class Bridge:
             self.transport.remove_endpoint(endpoint, now)
         for conference in self.conferences.values():
             conference.dominant_speaker_changed(now)
+            if conference.constraints and now - conference.allocated >= REALLOCATE_EVERY:
+                conference.reallocate(now)
             for endpoint in conference.endpoints.values():
                 endpoint.transport_feedback(now)
 

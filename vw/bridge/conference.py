@@ -152,6 +152,8 @@ class Conference:
     simulcast: SimulcastRouter = field(init=False)
     #: What each receiver asked for (ReceiverVideoConstraints); absent: everything.
     constraints: dict[str, ReceiverState] = field(default_factory=dict)
+    #: When the allocation was last decided (it follows the estimates every second).
+    allocated: float = 0.0
 
     def __post_init__(self) -> None:
         self.simulcast = SimulcastRouter(self._request_keyframe)
@@ -221,7 +223,9 @@ class Conference:
 
     def reallocate(self, now: float) -> None:
         """Decide again what video each constrained receiver gets (last-N, max heights,
-        speaker order) and tell it which endpoints it now receives."""
+        speaker order, its bandwidth estimate once it reports one) and tell it which
+        endpoints it now receives."""
+        self.allocated = now
         ranks = self.speakers.speaker_ranks()
         sources = [CandidateSource(e.id, s.primary, [LayerInfo() for _ in s.layers],
                                    ranks.get(e.id))
@@ -231,7 +235,9 @@ class Conference:
             if state is None:
                 continue
             theirs = [source for source in sources if source.endpoint_id != receiver.id]
-            allocation = allocate(state, theirs, math.inf)
+            estimator = receiver.estimator
+            limit = estimator.estimate(now) if estimator.informed else math.inf
+            allocation = allocate(state, theirs, limit)
             for primary, layer_index in allocation.items():
                 if primary in self.simulcast.primaries:
                     self.simulcast.set_target(receiver.id, primary, layer_index, now)

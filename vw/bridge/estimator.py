@@ -126,6 +126,11 @@ class BandwidthEstimator:
     # -- results -------------------------------------------------------------------------
 
     @property
+    def informed(self) -> bool:
+        """Whether the receiver ever reported (transport-cc feedback or REMB)."""
+        return self._last_feedback is not None or self._remb_time > 0
+
+    @property
     def estimate_bps(self) -> int:
         """The current estimate in bits per second (as of the latest event)."""
         return self.estimate(self._now)
