@@ -13,6 +13,8 @@ from tests.bridge.harness import FakeClient, Network, make_bridge, rtp
 from vw.bridge import colibri2
 from vw.bridge.allocation import Allocations
 from vw.bridge.channel import parse_message
+from vw.rtp.certificate import DtlsCertificate
+from vw.rtp.dtls import DtlsSession
 from vw.rtp.extensions import AUDIO_LEVEL_URI, TRANSPORT_CC_URI, get_transport_cc
 from vw.rtp.rtcp import TransportFeedback, parse_compound
 from vw.stun import Message, MessageClass, Method, Username, short_term_key
@@ -195,3 +197,15 @@ def test_last_n_limits_the_video_a_receiver_gets() -> None:
     bob.deliver(bob.srtp.protect(rtp(2222, 1)), 1000.1)
     assert [int.from_bytes(p[8:12], "big") for p in carol.received_media()] == [2222]
     assert len(alice.received_media()) == 1  # alice has no constraints: she gets everything
+
+
+def test_client_hello_flood_changes_nothing(world) -> None:
+    bridge, network, alice, bob = world
+    hello = DtlsSession(DtlsCertificate.generate(), "client", [("sha-256", "00")]).start(1000.0)
+    for n in range(500):
+        bridge.transport.datagram_received(hello[0], ("127.0.0.1", 20000 + n), 1000.0)
+        alice.deliver(hello[0], 1000.0)  # a new handshake on a connected association
+    packet = rtp(1111, 9)
+    alice.deliver(alice.srtp.protect(packet), 1000.1)
+    assert bob.received_media() == [packet]
+    assert bridge.transport.stats.dropped_unknown >= 500
