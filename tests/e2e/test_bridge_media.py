@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import random
 import re
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.contrib.media import MediaPlayer
+from av import VideoFrame
 from slixmpp.exceptions import IqError
 
 from tests.e2e.conftest import BIN, free_port, stop, wait_for_health, wait_for_port
@@ -524,3 +527,79 @@ def test_drain_refuses_new_conferences(stack: Stack) -> None:
     finally:
         assert drain(False) == 200
     assert asyncio.run(create()) == "result"
+
+
+def counter_image(n: int) -> np.ndarray:
+    """A smooth gradient with the frame number, mod 256, as eight black or white squares."""
+    image = np.empty((240, 320, 3), dtype=np.uint8)
+    image[:, :, 0] = np.linspace(30, 220, 320, dtype=np.uint8)[None, :]
+    image[:, :, 1] = np.linspace(40, 200, 240, dtype=np.uint8)[:, None]
+    image[:, :, 2] = 128
+    for bit in range(8):
+        image[0:40, bit * 40:(bit + 1) * 40] = 255 if n >> bit & 1 else 0
+    return image
+
+
+def read_counter(image: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(8)
+               if image[8:32, bit * 40 + 8:bit * 40 + 32].mean() > 128)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 99.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+class CounterTrack(VideoStreamTrack):
+    """Video whose frames say their own number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame.from_ndarray(counter_image(self.count), format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        self.count += 1
+        return frame
+
+
+def test_decoded_video_is_in_order_and_faithful(stack: Stack) -> None:
+    async def scenario() -> None:
+        focus = await connect("focus@auth.localhost/focus-p", FOCUS_PASSWORD, stack.c2s_port,
+                              stack.ca)
+        meeting = str(uuid.uuid4())
+        created = await colibri(focus, colibri2.ConferenceModify(
+            meeting_id=meeting, name="psnr@conference.localhost", create=True,
+            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
+                ice_controlling=True)) for name in ("source", "viewer")]))
+        peers, queues = {}, {}
+        for name in ("source", "viewer"):
+            pc = RTCPeerConnection()
+            pc.addTrack(CounterTrack())
+            queue: asyncio.Queue = asyncio.Queue()
+            pc.on("track", queue.put_nowait)
+            transport = created.endpoint(name).transport.ice_udp
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await colibri(focus, colibri2.ConferenceModify(
+                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
+            peers[name], queues[name] = pc, queue
+        video = None
+        while video is None:
+            track = await asyncio.wait_for(queues["viewer"].get(), 10)
+            video = track if track.kind == "video" else None
+        counters, quality = [], []
+        for _ in range(60):
+            image = (await asyncio.wait_for(video.recv(), 15)).to_ndarray(format="rgb24")
+            counters.append(read_counter(image))
+            quality.append(psnr(image, counter_image(counters[-1])))
+        steps = [(b - a) % 256 for a, b in zip(counters[10:], counters[11:], strict=False)]
+        assert all(0 < step < 16 for step in steps), counters  # in order, none repeated
+        assert min(quality[10:]) >= 30, quality
+        for pc in peers.values():
+            await pc.close()
+        await disconnect(focus)
+
+    asyncio.run(scenario())
