@@ -165,6 +165,51 @@ async def colibri(focus, request: colibri2.ConferenceModify) -> colibri2.Confere
     return colibri2.ConferenceModified.fromElement(xml(str(reply)).firstChildElement())
 
 
+class Meeting:
+    """The focus's side of one conference: the Colibri2 allocation and each peer's answer."""
+
+    def __init__(self, focus, meeting_id: str, created: colibri2.ConferenceModified) -> None:
+        self.focus = focus
+        self.id = meeting_id
+        self.created = created
+
+    @classmethod
+    async def create(cls, focus, room: str, names: tuple[str, ...]) -> Meeting:
+        meeting_id = str(uuid.uuid4())
+        created = await colibri(focus, colibri2.ConferenceModify(
+            meeting_id=meeting_id, name=f"{room}@conference.localhost", create=True,
+            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
+                ice_controlling=True)) for name in names]))
+        return cls(focus, meeting_id, created)
+
+    def transport(self, name: str) -> colibri2.IceUdpTransport:
+        return self.created.endpoint(name).transport.ice_udp
+
+    async def join(self, name: str, pc: RTCPeerConnection,
+                   offer: str | None = None) -> asyncio.Queue:
+        """Offer the bridge's transport to ``pc``, pass its answer to the bridge; its remote
+        tracks arrive on the returned queue."""
+        tracks: asyncio.Queue = asyncio.Queue()
+        pc.on("track", tracks.put_nowait)
+        await pc.setRemoteDescription(RTCSessionDescription(
+            offer or offer_sdp(self.transport(name)), "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.update(answer_to_endpoint(name, pc.localDescription.sdp))
+        return tracks
+
+    async def update(self, endpoint: colibri2.Endpoint) -> None:
+        await colibri(self.focus, colibri2.ConferenceModify(meeting_id=self.id,
+                                                            endpoints=[endpoint]))
+
+
+async def first_video(tracks: asyncio.Queue):
+    """The first video track a peer is given."""
+    while True:
+        track = await asyncio.wait_for(tracks.get(), 10)
+        if track.kind == "video":
+            return track
+
+
 async def last_frame(track, count: int):
     """Receive ``count`` frames; return the last."""
     for _ in range(count):
@@ -184,31 +229,15 @@ def test_two_aiortc_peers_exchange_video_through_the_bridge(stack: Stack) -> Non
     async def scenario() -> None:
         focus = await connect("focus@auth.localhost/focus", FOCUS_PASSWORD, stack.c2s_port,
                               stack.ca)
-        meeting = str(uuid.uuid4())
-        created = await colibri(focus, colibri2.ConferenceModify(
-            meeting_id=meeting, name="room@conference.localhost", create=True,
-            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
-                ice_controlling=True)) for name in ("alice", "bob")]))
+        meeting = await Meeting.create(focus, "room", ("alice", "bob"))
         peers, received = {}, {}
         for name in ("alice", "bob"):
             pc = RTCPeerConnection()
-            player = MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi")
-            pc.addTrack(player.video)
-            tracks: asyncio.Queue = asyncio.Queue()
-            pc.on("track", lambda track, q=tracks: q.put_nowait(track))
-            transport = created.endpoint(name).transport.ice_udp
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            await colibri(focus, colibri2.ConferenceModify(
-                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
+            pc.addTrack(MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi").video)
+            received[name] = await meeting.join(name, pc)
             peers[name] = pc
-            received[name] = tracks
         for name in peers:
-            video = None
-            while video is None:
-                track = await asyncio.wait_for(received[name].get(), 10)
-                video = track if track.kind == "video" else None
-            assert await receive_frames(video, 30) == 30
+            assert await receive_frames(await first_video(received[name]), 30) == 30
         for pc in peers.values():
             await pc.close()
         await disconnect(focus)
@@ -225,11 +254,7 @@ def test_three_aiortc_peers_each_receive_the_other_two(stack: Stack) -> None:
     async def scenario() -> None:
         focus = await connect("focus@auth.localhost/focus3", FOCUS_PASSWORD, stack.c2s_port,
                               stack.ca)
-        meeting = str(uuid.uuid4())
-        created = await colibri(focus, colibri2.ConferenceModify(
-            meeting_id=meeting, name="three@conference.localhost", create=True,
-            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
-                ice_controlling=True)) for name in SIZES]))
+        meeting = await Meeting.create(focus, "three", tuple(SIZES))
         peers, tracks, ssrcs = {}, {}, {}
         for name, (width, height) in SIZES.items():
             pc = RTCPeerConnection()
@@ -237,21 +262,14 @@ def test_three_aiortc_peers_each_receive_the_other_two(stack: Stack) -> None:
             audio = MediaPlayer("sine=frequency=440:sample_rate=48000", format="lavfi")
             pc.addTrack(audio.audio)
             pc.addTrack(video.video)
-            queue: asyncio.Queue = asyncio.Queue()
-            pc.on("track", lambda track, q=queue: q.put_nowait(track))
-            transport = created.endpoint(name).transport.ice_udp
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            await colibri(focus, colibri2.ConferenceModify(
-                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
-            peers[name], tracks[name] = pc, queue
+            tracks[name] = await meeting.join(name, pc)
+            peers[name] = pc
             ssrcs[name] = media_ssrcs(pc.localDescription.sdp)
         for name, pc in peers.items():  # renegotiate: one m-line per remote source
             remotes = tuple(RemoteSource(other, media, ssrc) for other in SIZES if other != name
                             for media, ssrc in ssrcs[other].items())
-            transport = created.endpoint(name).transport.ice_udp
             await pc.setRemoteDescription(RTCSessionDescription(
-                offer_sdp(transport, remotes, version=2), "offer"))
+                offer_sdp(meeting.transport(name), remotes, version=2), "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         for name in peers:
             received = []
@@ -276,18 +294,15 @@ def test_three_aiortc_peers_each_receive_the_other_two(stack: Stack) -> None:
 
 
 def test_bridge_channel(stack: Stack) -> None:
-    async def allocate() -> colibri2.ConferenceModified:
+    async def allocate() -> Meeting:
         focus = await connect("focus@auth.localhost/focus", FOCUS_PASSWORD, stack.c2s_port,
                               stack.ca)
-        answer = await colibri(focus, colibri2.ConferenceModify(
-            meeting_id=str(uuid.uuid4()), name="chat@conference.localhost", create=True,
-            endpoints=[colibri2.Endpoint(id=name, create=True) for name in ("ann", "ben")]))
+        meeting = await Meeting.create(focus, "chat", ("ann", "ben"))
         await disconnect(focus)
-        return answer
+        return meeting
 
-    answer = asyncio.run(allocate())
-    urls = {name: answer.endpoint(name).transport.ice_udp.web_socket_url
-            for name in ("ann", "ben")}
+    meeting = asyncio.run(allocate())
+    urls = {name: meeting.transport(name).web_socket_url for name in ("ann", "ben")}
     with pytest.raises(WebSocketRefused) as refused:
         WebSocketClient(urls["ann"].replace("pwd=", "pwd=wrong"))
     assert refused.value.status == 403
@@ -348,36 +363,18 @@ def test_chromium_and_aiortc_exchange_video_through_the_bridge(stack: Stack,
     async def scenario() -> None:
         focus = await connect("focus@auth.localhost/focus-c", FOCUS_PASSWORD, stack.c2s_port,
                               stack.ca)
-        meeting = str(uuid.uuid4())
-        created = await colibri(focus, colibri2.ConferenceModify(
-            meeting_id=meeting, name="browser@conference.localhost", create=True,
-            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
-                ice_controlling=True)) for name in ("chromium", "aiortc")]))
+        meeting = await Meeting.create(focus, "browser", ("chromium", "aiortc"))
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
                 executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = await browser.new_page()
             # A page on localhost is a secure context, where getUserMedia exists.
             await page.goto(f"http://127.0.0.1:{stack.bridge_http_port}/about/health")
-            transport = created.endpoint("chromium").transport.ice_udp
-            answer = await page.evaluate(ANSWER_IN_PAGE, offer_sdp(transport))
-            await colibri(focus, colibri2.ConferenceModify(
-                meeting_id=meeting, endpoints=[answer_to_endpoint("chromium", answer)]))
+            answer = await page.evaluate(ANSWER_IN_PAGE, offer_sdp(meeting.transport("chromium")))
+            await meeting.update(answer_to_endpoint("chromium", answer))
             pc = RTCPeerConnection()
-            player = MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi")
-            pc.addTrack(player.video)
-            tracks: asyncio.Queue = asyncio.Queue()
-            pc.on("track", tracks.put_nowait)
-            transport = created.endpoint("aiortc").transport.ice_udp
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            await colibri(focus, colibri2.ConferenceModify(
-                meeting_id=meeting, endpoints=[answer_to_endpoint("aiortc",
-                                                                  pc.localDescription.sdp)]))
-            video = None
-            while video is None:
-                track = await asyncio.wait_for(tracks.get(), 10)
-                video = track if track.kind == "video" else None
+            pc.addTrack(MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi").video)
+            video = await first_video(await meeting.join("aiortc", pc))
             assert await receive_frames(video, 20) == 20  # Chromium's fake camera, decoded
             decoded = 0
             for _ in range(100):
@@ -456,31 +453,19 @@ def test_nack_repairs_five_percent_loss(stack: Stack) -> None:
         relay_port = relay.transport.get_extra_info("sockname")[1]
         focus = await connect("focus@auth.localhost/focus-l", FOCUS_PASSWORD, stack.c2s_port,
                               stack.ca)
-        meeting = str(uuid.uuid4())
-        created = await colibri(focus, colibri2.ConferenceModify(
-            meeting_id=meeting, name="lossy@conference.localhost", create=True,
-            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
-                ice_controlling=True)) for name in ("sender", "receiver")]))
+        meeting = await Meeting.create(focus, "lossy", ("sender", "receiver"))
         peers, queues = {}, {}
         for name in ("sender", "receiver"):
             pc = RTCPeerConnection()
             # Both send: aiortc sends NACKs from the SSRC of its own sender.
             pc.addTrack(MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi").video)
-            queue: asyncio.Queue = asyncio.Queue()
-            pc.on("track", queue.put_nowait)
-            transport = created.endpoint(name).transport.ice_udp
+            transport = meeting.transport(name)
             if name == "receiver":  # the receiver reaches the bridge only through the relay
-                transport.candidates = [dataclasses.replace(transport.candidates[0],
-                                                            port=relay_port)]
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            await colibri(focus, colibri2.ConferenceModify(
-                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
-            peers[name], queues[name] = pc, queue
-        video = None
-        while video is None:
-            track = await asyncio.wait_for(queues["receiver"].get(), 10)
-            video = track if track.kind == "video" else None
+                transport = dataclasses.replace(transport, candidates=[
+                    dataclasses.replace(transport.candidates[0], port=relay_port)])
+            queues[name] = await meeting.join(name, pc, offer_sdp(transport))
+            peers[name] = pc
+        video = await first_video(queues["receiver"])
         assert await receive_frames(video, 90) == 90  # six seconds of video keep decoding
         assert len(relay.dropped) >= 10
         assert relay.retransmissions >= len(relay.dropped) // 2  # NACKed and resent as RTX
@@ -569,27 +554,14 @@ def test_decoded_video_is_in_order_and_faithful(stack: Stack) -> None:
     async def scenario() -> None:
         focus = await connect("focus@auth.localhost/focus-p", FOCUS_PASSWORD, stack.c2s_port,
                               stack.ca)
-        meeting = str(uuid.uuid4())
-        created = await colibri(focus, colibri2.ConferenceModify(
-            meeting_id=meeting, name="psnr@conference.localhost", create=True,
-            endpoints=[colibri2.Endpoint(id=name, create=True, transport=colibri2.Transport(
-                ice_controlling=True)) for name in ("source", "viewer")]))
+        meeting = await Meeting.create(focus, "psnr", ("source", "viewer"))
         peers, queues = {}, {}
         for name in ("source", "viewer"):
             pc = RTCPeerConnection()
             pc.addTrack(CounterTrack())
-            queue: asyncio.Queue = asyncio.Queue()
-            pc.on("track", queue.put_nowait)
-            transport = created.endpoint(name).transport.ice_udp
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp(transport), "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            await colibri(focus, colibri2.ConferenceModify(
-                meeting_id=meeting, endpoints=[answer_to_endpoint(name, pc.localDescription.sdp)]))
-            peers[name], queues[name] = pc, queue
-        video = None
-        while video is None:
-            track = await asyncio.wait_for(queues["viewer"].get(), 10)
-            video = track if track.kind == "video" else None
+            queues[name] = await meeting.join(name, pc)
+            peers[name] = pc
+        video = await first_video(queues["viewer"])
         counters, quality = [], []
         for _ in range(60):
             image = (await asyncio.wait_for(video.recv(), 15)).to_ndarray(format="rgb24")
