@@ -60,6 +60,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.words.xish.domish import Element
 
@@ -690,19 +691,12 @@ class Endpoint:
     @classmethod
     def fromElement(cls, element: Element) -> Endpoint:
         _expect(element, COLIBRI2_NS, "endpoint")
-        transport = _optional(element, "transport")
-        sources = _optional(element, "sources")
         force_mute = _optional(element, "force-mute")
         last_n = _optional(element, "initial-last-n")
         return cls(
-            id=_required(element, "id"),
-            create=_bool(element, "create", False),
-            expire=_bool(element, "expire", False),
+            **_read_common(element),
             stats_id=element.getAttribute("stats-id"),
             muc_role=_choice(element, "muc-role", MUC_ROLES),
-            media=[Media.fromElement(c) for c in _children(element, COLIBRI2_NS, "media")],
-            transport=None if transport is None else Transport.fromElement(transport),
-            sources=None if sources is None else _parse_sources(sources),
             force_mute=None if force_mute is None else ForceMute.fromElement(force_mute),
             capabilities=[_required(c, "name")
                           for c in _children(element, COLIBRI2_NS, "capability")],
@@ -711,19 +705,7 @@ class Endpoint:
 
     def toElement(self) -> Element:
         element = _new(COLIBRI2_NS, "endpoint")
-        element["id"] = self.id
-        if self.create:
-            element["create"] = "true"
-        if self.expire:
-            element["expire"] = "true"
-        _set(element, "stats-id", self.stats_id)
-        _set(element, "muc-role", self.muc_role)
-        for media in self.media:
-            element.addChild(media.toElement())
-        if self.transport is not None:
-            element.addChild(self.transport.toElement())
-        if self.sources is not None:
-            element.addChild(_sources_element(self.sources))
+        _write_common(element, self, {"stats-id": self.stats_id, "muc-role": self.muc_role})
         if self.force_mute is not None:
             element.addChild(self.force_mute.toElement())
         for name in self.capabilities:
@@ -756,40 +738,55 @@ class Relay:
     @classmethod
     def fromElement(cls, element: Element) -> Relay:
         _expect(element, COLIBRI2_NS, "relay")
-        transport = _optional(element, "transport")
-        sources = _optional(element, "sources")
         endpoints = _optional(element, "endpoints")
         return cls(
-            id=_required(element, "id"),
-            create=_bool(element, "create", False),
-            expire=_bool(element, "expire", False),
+            **_read_common(element),
             mesh_id=element.getAttribute("mesh-id"),
-            media=[Media.fromElement(c) for c in _children(element, COLIBRI2_NS, "media")],
-            transport=None if transport is None else Transport.fromElement(transport),
-            sources=None if sources is None else _parse_sources(sources),
             endpoints=None if endpoints is None else [
                 Endpoint.fromElement(c) for c in _children(endpoints, COLIBRI2_NS, "endpoint")],
         )
 
     def toElement(self) -> Element:
         element = _new(COLIBRI2_NS, "relay")
-        element["id"] = self.id
-        if self.create:
-            element["create"] = "true"
-        if self.expire:
-            element["expire"] = "true"
-        _set(element, "mesh-id", self.mesh_id)
-        for media in self.media:
-            element.addChild(media.toElement())
-        if self.transport is not None:
-            element.addChild(self.transport.toElement())
-        if self.sources is not None:
-            element.addChild(_sources_element(self.sources))
+        _write_common(element, self, {"mesh-id": self.mesh_id})
         if self.endpoints is not None:
             wrapper = element.addChild(_new(COLIBRI2_NS, "endpoints"))
             for endpoint in self.endpoints:
                 wrapper.addChild(endpoint.toElement())
         return element
+
+
+def _read_common(element: Element) -> dict[str, Any]:
+    """What ``<endpoint>`` and ``<relay>`` share: id, create, expire, media, transport,
+    sources."""
+    transport = _optional(element, "transport")
+    sources = _optional(element, "sources")
+    return {
+        "id": _required(element, "id"),
+        "create": _bool(element, "create", False),
+        "expire": _bool(element, "expire", False),
+        "media": [Media.fromElement(c) for c in _children(element, COLIBRI2_NS, "media")],
+        "transport": None if transport is None else Transport.fromElement(transport),
+        "sources": None if sources is None else _parse_sources(sources),
+    }
+
+
+def _write_common(element: Element, entity: Endpoint | Relay,
+                  attributes: dict[str, str | None]) -> None:
+    """Write the shared parts, with ``attributes`` after id, create and expire."""
+    element["id"] = entity.id
+    if entity.create:
+        element["create"] = "true"
+    if entity.expire:
+        element["expire"] = "true"
+    for name, value in attributes.items():
+        _set(element, name, value)
+    for media in entity.media:
+        element.addChild(media.toElement())
+    if entity.transport is not None:
+        element.addChild(entity.transport.toElement())
+    if entity.sources is not None:
+        element.addChild(_sources_element(entity.sources))
 
 
 def _entities(element: Element) -> tuple[list[Endpoint], list[Relay]]:
