@@ -17,6 +17,7 @@ from .rtp import (
     TWO_BYTE_PROFILE,
     pack_extensions,
     parse_extensions,
+    walk_extensions,
 )
 
 __all__ = [
@@ -136,37 +137,11 @@ def find_extension(data: bytes, ext_id: int) -> tuple[int, int] | None:
     if blk is None:
         return None
     profile, _, pos, end = blk
-    if profile == ONE_BYTE_PROFILE:
-        while pos < end:
-            b = data[pos]
-            if b == 0:
-                pos += 1
-                continue
-            i = b >> 4
-            if i == 15:
-                return None
-            length = (b & 0x0F) + 1
-            pos += 1
-            if pos + length > end:
-                raise ValueError(f"RTP one-byte header extension {i} is truncated")
-            if i == ext_id:
-                return pos, length
-            pos += length
-    elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
-        while pos < end:
-            i = data[pos]
-            if i == 0:
-                pos += 1
-                continue
-            if pos + 2 > end:
-                raise ValueError(f"RTP two-byte header extension {i} has no length byte")
-            length = data[pos + 1]
-            pos += 2
-            if pos + length > end:
-                raise ValueError(f"RTP two-byte header extension {i} is truncated")
-            if i == ext_id:
-                return pos, length
-            pos += length
+    if profile != ONE_BYTE_PROFILE and profile & 0xFFF0 != TWO_BYTE_PROFILE:
+        return None
+    for i, offset, length in walk_extensions(profile, data, pos, end):
+        if i == ext_id:
+            return offset, length
     return None
 
 

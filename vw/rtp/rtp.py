@@ -11,6 +11,7 @@ Every malformed input raises :class:`ValueError` with a message saying what is w
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -54,48 +55,56 @@ def _is_two_byte(profile: int) -> bool:
     return profile & 0xFFF0 == TWO_BYTE_PROFILE
 
 
-def parse_extensions(profile: int, block: bytes) -> dict[int, bytes]:
-    """Parse an RFC 8285 extension block (without its 4-byte profile/length word) into {id: value}.
+def walk_extensions(profile: int, data: bytes, start: int,
+                    end: int) -> Iterator[tuple[int, int, int]]:
+    """(id, value offset, value length) of each element of an RFC 8285 extension block
+    ``data[start:end]``; ValueError when an element overruns the block.
 
-    Padding bytes (0) are skipped. In the one-byte form, ID 15 ends parsing (RFC 8285 §4.2).
-    If an ID repeats, the first element wins (as :func:`vw.rtp.extensions.find_extension`).
+    Padding bytes (0) are skipped; in the one-byte form ID 15 ends the block (RFC 8285 §4.2).
     """
-    extensions: dict[int, bytes] = {}
-    n = len(block)
-    pos = 0
+    pos = start
     if profile == ONE_BYTE_PROFILE:
-        while pos < n:
-            b = block[pos]
+        while pos < end:
+            b = data[pos]
             if b == 0:
                 pos += 1
                 continue
             ext_id = b >> 4
             if ext_id == 15:
-                break
+                return
             length = (b & 0x0F) + 1
             pos += 1
-            if pos + length > n:
+            if pos + length > end:
                 raise ValueError(f"RTP one-byte header extension {ext_id} is truncated")
-            if ext_id not in extensions:
-                extensions[ext_id] = bytes(block[pos : pos + length])
+            yield ext_id, pos, length
             pos += length
     elif _is_two_byte(profile):
-        while pos < n:
-            ext_id = block[pos]
+        while pos < end:
+            ext_id = data[pos]
             if ext_id == 0:
                 pos += 1
                 continue
-            if pos + 2 > n:
+            if pos + 2 > end:
                 raise ValueError(f"RTP two-byte header extension {ext_id} has no length byte")
-            length = block[pos + 1]
+            length = data[pos + 1]
             pos += 2
-            if pos + length > n:
+            if pos + length > end:
                 raise ValueError(f"RTP two-byte header extension {ext_id} is truncated")
-            if ext_id not in extensions:
-                extensions[ext_id] = bytes(block[pos : pos + length])
+            yield ext_id, pos, length
             pos += length
     else:
         raise ValueError(f"RTP header extension profile {profile:#06x} is not RFC 8285")
+
+
+def parse_extensions(profile: int, block: bytes) -> dict[int, bytes]:
+    """Parse an RFC 8285 extension block (without its 4-byte profile/length word) into {id: value}.
+
+    If an ID repeats, the first element wins (as :func:`vw.rtp.extensions.find_extension`).
+    """
+    extensions: dict[int, bytes] = {}
+    for ext_id, pos, length in walk_extensions(profile, block, 0, len(block)):
+        if ext_id not in extensions:
+            extensions[ext_id] = bytes(block[pos : pos + length])
     return extensions
 
 
