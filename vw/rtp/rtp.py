@@ -373,20 +373,8 @@ def rewrite_header(
     payload_type: int | None = None,
 ) -> bytes:
     """A copy of ``data`` with SSRC, sequence number, timestamp (and optionally PT) replaced."""
-    if len(data) < RTP_HEADER_LENGTH:
-        raise _short(len(data))
     buf = bytearray(data)
-    try:
-        if payload_type is None:
-            _SEQ_TS_SSRC.pack_into(buf, 2, sequence, timestamp, ssrc)
-        else:
-            if not 0 <= payload_type <= 127:
-                raise struct.error(f"payload type {payload_type} is not in 0-127")
-            _PT_SEQ_TS_SSRC.pack_into(
-                buf, 1, (buf[1] & 0x80) | payload_type, sequence, timestamp, ssrc
-            )
-    except struct.error as e:
-        raise ValueError(f"RTP header field out of range: {e}") from None
+    rewrite_header_into(buf, ssrc, sequence, timestamp, payload_type)
     return bytes(buf)
 
 
