@@ -89,12 +89,24 @@ class RemoteSource:
     owner: str
     media: str
     ssrc: int
+    rtx: int | None = None
+
+
+def source_lines(remote: RemoteSource) -> str:
+    lines = f"a=msid:{remote.owner} {remote.owner}-{remote.media}\r\n"
+    if remote.rtx is not None:
+        lines += f"a=ssrc-group:FID {remote.ssrc} {remote.rtx}\r\n"
+    for ssrc in (remote.ssrc, remote.rtx):
+        if ssrc is not None:
+            lines += f"a=ssrc:{ssrc} cname:{remote.owner}\r\n"
+    return lines
 
 
 def offer_sdp(transport: colibri2.IceUdpTransport, remotes: tuple[RemoteSource, ...] = (),
-              version: int = 1) -> str:
+              version: int = 1, carried: RemoteSource | None = None) -> str:
     """What the focus would turn into Jingle: the bridge's transport, Opus, VP8, and one
-    receive-only m-line per remote source (unified plan, as aiortc wants)."""
+    receive-only m-line per remote source (unified plan, as aiortc wants). ``carried`` is a
+    remote source signalled on the sendrecv m-line of its media instead."""
     fingerprint = transport.fingerprints[0]
     candidates = "".join(
         f"a=candidate:{c.foundation} 1 udp {c.priority} {c.ip} {c.port} typ {c.type}\r\n"
@@ -107,11 +119,11 @@ def offer_sdp(transport: colibri2.IceUdpTransport, remotes: tuple[RemoteSource, 
               "video": f"a=rtpmap:{VIDEO_PT} VP8/90000\r\na=rtcp-fb:{VIDEO_PT} nack\r\n"
                        f"a=rtcp-fb:{VIDEO_PT} nack pli\r\n"
                        f"a=rtpmap:{RTX_PT} rtx/90000\r\na=fmtp:{RTX_PT} apt={VIDEO_PT}\r\n"}
-    sections = [("audio", "sendrecv", ""), ("video", "sendrecv", "")]
+    sections = [(media, "sendrecv", source_lines(carried)
+                 if carried is not None and carried.media == media else "")
+                for media in ("audio", "video")]
     for remote in remotes:
-        sections.append((remote.media, "sendonly",
-                         f"a=msid:{remote.owner} {remote.owner}-{remote.media}\r\n"
-                         f"a=ssrc:{remote.ssrc} cname:{remote.owner}\r\n"))
+        sections.append((remote.media, "sendonly", source_lines(remote)))
     mids = " ".join(str(i) for i in range(len(sections)))
     sdp = (f"v=0\r\no=- 1 {version} IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
            f"a=group:BUNDLE {mids}\r\n")
@@ -129,6 +141,12 @@ def media_ssrcs(sdp: str) -> dict[str, int]:
         if ssrcs:
             found.setdefault(section.split()[0], int(ssrcs[0]))
     return found
+
+
+def rtx_partner(sdp: str, ssrc: int) -> int | None:
+    """The RTX SSRC an answer pairs with ``ssrc`` (its FID group)."""
+    found = re.search(rf"a=ssrc-group:FID {ssrc} (\d+)", sdp)
+    return int(found.group(1)) if found else None
 
 
 def answer_to_endpoint(endpoint_id: str, sdp: str) -> colibri2.Endpoint:
@@ -395,7 +413,9 @@ def test_stats_health_and_metrics(stack: Stack) -> None:
     with urllib.request.urlopen(f"{base}/colibri/stats", timeout=10) as response:
         stats = json.load(response)
     assert {"conferences", "endpoints", "packets_received", "packets_sent",
-            "graceful_shutdown"} <= set(stats)
+            "packet_rate_download", "packet_rate_upload", "bit_rate_download",
+            "bit_rate_upload", "loss_rate_download", "loss_rate_upload", "rtt_aggregate",
+            "stress_level", "graceful_shutdown"} <= set(stats)
     with urllib.request.urlopen(f"{base}/about/health", timeout=10) as response:
         assert json.load(response) == {"status": "ok"}
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
@@ -444,6 +464,9 @@ class _Upstream(asyncio.DatagramProtocol):
 
 
 def test_nack_repairs_five_percent_loss(stack: Stack) -> None:
+    """The relay drops 5% of the media toward the viewer; the bridge answers the viewer's
+    NACKs from its cache as RTX, so decoded frames stay faithful."""
+
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         relay = LossyRelay(("127.0.0.1", stack.udp_port))
@@ -453,23 +476,38 @@ def test_nack_repairs_five_percent_loss(stack: Stack) -> None:
         relay_port = relay.transport.get_extra_info("sockname")[1]
         focus = await connect("focus@auth.localhost/focus-l", FOCUS_PASSWORD, stack.c2s_port,
                               stack.ca)
-        meeting = await Meeting.create(focus, "lossy", ("sender", "receiver"))
-        peers, queues = {}, {}
-        for name in ("sender", "receiver"):
-            pc = RTCPeerConnection()
-            # Both send: aiortc sends NACKs from the SSRC of its own sender.
-            pc.addTrack(MediaPlayer("testsrc=size=320x240:rate=15", format="lavfi").video)
-            transport = meeting.transport(name)
-            if name == "receiver":  # the receiver reaches the bridge only through the relay
-                transport = dataclasses.replace(transport, candidates=[
-                    dataclasses.replace(transport.candidates[0], port=relay_port)])
-            queues[name] = await meeting.join(name, pc, offer_sdp(transport))
-            peers[name] = pc
-        video = await first_video(queues["receiver"])
-        assert await receive_frames(video, 90) == 90  # six seconds of video keep decoding
-        assert len(relay.dropped) >= 10
+        meeting = await Meeting.create(focus, "lossy", ("source", "viewer"))
+        source = RTCPeerConnection()
+        source.addTrack(CounterTrack())
+        await meeting.join("source", source)
+        video_ssrc = media_ssrcs(source.localDescription.sdp)["video"]
+        remote = RemoteSource("source", "video", video_ssrc,
+                              rtx_partner(source.localDescription.sdp, video_ssrc))
+        assert remote.rtx is not None
+        viewer = RTCPeerConnection()
+        transport = meeting.transport("viewer")  # reached only through the relay
+        transport = dataclasses.replace(transport, candidates=[
+            dataclasses.replace(transport.candidates[0], port=relay_port)])
+        # aiortc takes RTX only from an SSRC its m-line signals, and routes RTX by payload
+        # type, which must be unique to that m-line: the source rides on the video m-line.
+        await meeting.join("viewer", viewer, offer_sdp(transport, carried=remote))
+        video = viewer.getTransceivers()[1].receiver.track
+        counters, quality = [], []
+        for _ in range(150):  # five seconds
+            image = (await asyncio.wait_for(video.recv(), 15)).to_ndarray(format="rgb24")
+            counters.append(read_counter(image))
+            quality.append(psnr(image, counter_image(counters[-1])))
+        assert len(relay.dropped) >= 5
         assert relay.retransmissions >= len(relay.dropped) // 2  # NACKed and resent as RTX
-        for pc in peers.values():
+        stats_url = f"http://127.0.0.1:{stack.bridge_http_port}/colibri/stats"
+        with urllib.request.urlopen(stats_url, timeout=10) as response:
+            stats = json.load(response)
+        assert stats["nack_retransmissions"] >= len(relay.dropped) // 2  # from the bridge
+        assert stats["rtt_aggregate"] > 0
+        steps = [(b - a) % 256 for a, b in zip(counters[-30:], counters[-29:], strict=False)]
+        assert all(0 < step < 16 for step in steps), counters
+        assert min(quality[-30:]) >= 30, quality  # no lasting corruption
+        for pc in (source, viewer):
             await pc.close()
         await disconnect(focus)
 

@@ -22,6 +22,18 @@ HOST_PRIORITY = (126 << 24) | (65535 << 8) | 255
 SRFLX_PRIORITY = (100 << 24) | (65535 << 8) | 255
 
 
+def rtx_payload_types(payload_types: list[colibri2.PayloadType]) -> dict[int, int]:
+    """Original -> RTX payload type, from the ``rtx`` payload types' ``apt`` parameters."""
+    found = {}
+    for payload_type in payload_types:
+        if (payload_type.name or "").lower() != "rtx":
+            continue
+        apt = next((p.value for p in payload_type.parameters if p.name == "apt"), None)
+        if apt is not None and apt.isdigit() and int(apt) <= 127:
+            found[int(apt)] = payload_type.id
+    return found
+
+
 class AllocationError(Exception):
     def __init__(self, reason: str, text: str = "") -> None:
         super().__init__(f"{reason}: {text}")
@@ -124,6 +136,8 @@ class Allocations:
                     if candidate.protocol == "udp" and candidate.component == 1:
                         endpoint.ice.add_remote_candidate((candidate.ip, candidate.port), now)
         for media in wanted.media:
+            if media.type == "video" and media.payload_types:
+                endpoint.rtx_payload_types = rtx_payload_types(media.payload_types)
             for extension in media.header_extensions:
                 if media.type == "audio" and extension.uri == AUDIO_LEVEL_URI:
                     endpoint.audio_level_id = extension.id

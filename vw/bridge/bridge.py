@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from vw.bridge.allocator import ReceiverState, receiver_state
@@ -24,6 +25,35 @@ from vw.rtp.certificate import DtlsCertificate
 VERSION = "vw-bridge 0.1.0"
 #: Seconds between allocations that follow the receivers' bandwidth estimates.
 REALLOCATE_EVERY = 1.0
+#: Seconds over which packet and bit rates are measured.
+RATE_INTERVAL = 1.0
+#: Endpoints, and packets per second in plus out, that make a stress level of 1.
+ENDPOINT_CAPACITY = 500
+PACKET_RATE_CAPACITY = 50_000
+
+
+@dataclass
+class Rates:
+    """Packet and bit rates in and out over the last interval."""
+
+    packets_in: float = 0.0
+    packets_out: float = 0.0
+    bits_in: float = 0.0
+    bits_out: float = 0.0
+    _totals: tuple[int, int, int, int] = (0, 0, 0, 0)
+    _since: float | None = None
+
+    def update(self, totals: tuple[int, int, int, int], now: float) -> None:
+        if self._since is not None and now - self._since < RATE_INTERVAL:
+            return
+        if self._since is not None:
+            elapsed = now - self._since
+            deltas = [max(0, new - old) / elapsed for new, old in zip(totals, self._totals,
+                                                                       strict=True)]
+            self.packets_in, self.packets_out = deltas[0], deltas[1]
+            self.bits_in, self.bits_out = deltas[2] * 8, deltas[3] * 8
+        self._totals = totals
+        self._since = now
 
 
 class Bridge:
@@ -40,6 +70,7 @@ class Bridge:
         self.websocket_base_url = websocket_base_url.rstrip("/")
         self.transport = BridgeTransport(certificate, send, connect_timeout)
         self.draining = False
+        self.rates = Rates()
 
     @property
     def conferences(self) -> dict[str, Conference]:
@@ -86,6 +117,7 @@ class Bridge:
 
     def tick(self) -> None:
         now = self.now()
+        self.rates.update(self.totals(), now)
         for endpoint in self.transport.tick(now):
             self.transport.remove_endpoint(endpoint, now)
         for conference in self.conferences.values():
@@ -93,20 +125,46 @@ class Bridge:
             if conference.constraints and now - conference.allocated >= REALLOCATE_EVERY:
                 conference.reallocate(now)
             for endpoint in conference.endpoints.values():
-                endpoint.transport_feedback(now)
+                endpoint.rtcp_due(now)
+
+    def _endpoints(self) -> list[Endpoint]:
+        return [e for c in self.conferences.values() for e in c.endpoints.values()]
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """Packets in, packets out, bytes in, bytes out since the bridge started."""
+        endpoints = self._endpoints()
+        current = (sum(e.stats.packets_in for e in endpoints),
+                   sum(e.stats.packets_out for e in endpoints),
+                   sum(e.stats.bytes_in for e in endpoints),
+                   sum(e.stats.bytes_out for e in endpoints))
+        return tuple(a + b for a, b in zip(current, self.transport.departed, strict=True))
 
     def stats(self) -> dict[str, Any]:
-        endpoints = [e for c in self.conferences.values() for e in c.endpoints.values()]
-        packets_in = sum(e.stats.packets_in for e in endpoints)
-        packets_out = sum(e.stats.packets_out for e in endpoints)
+        endpoints = self._endpoints()
+        packets_in, packets_out, bytes_in, bytes_out = self.totals()
+        rates = self.rates
+        rtts = [e.reports.rtt for e in endpoints if e.reports.rtt is not None]
+        stress = max(len(endpoints) / ENDPOINT_CAPACITY,
+                     (rates.packets_in + rates.packets_out) / PACKET_RATE_CAPACITY)
         return {
             "conferences": len(self.conferences),
             "endpoints": len(endpoints),
             "connected_endpoints": sum(1 for e in endpoints if e.connected),
             "packets_received": packets_in,
             "packets_sent": packets_out,
-            "bytes_received": sum(e.stats.bytes_in for e in endpoints),
-            "bytes_sent": sum(e.stats.bytes_out for e in endpoints),
+            "bytes_received": bytes_in,
+            "bytes_sent": bytes_out,
+            "packet_rate_download": round(rates.packets_in),
+            "packet_rate_upload": round(rates.packets_out),
+            "bit_rate_download": round(rates.bits_in),
+            "bit_rate_upload": round(rates.bits_out),
+            "loss_rate_download": _mean([e.reports.upstream_loss for e in endpoints]),
+            "loss_rate_upload": _mean([e.reports.downstream_loss for e in endpoints]),
+            "rtt_aggregate": round(_mean(rtts) * 1000, 1),
+            "stress_level": round(min(1.0, stress), 3),
+            "nack_retransmissions": sum(
+                r.stats.resent for c in self.conferences.values()
+                for r in c.repair.responders.values()),
             "dropped_unannounced": sum(e.stats.dropped_unannounced for e in endpoints),
             "dropped_srtp": self.transport.stats.dropped_srtp,
             "dropped_stun": self.transport.stats.dropped_stun,
@@ -114,3 +172,7 @@ class Bridge:
             "graceful_shutdown": self.draining,
             "version": VERSION,
         }
+
+
+def _mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 4) if values else 0.0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vw.bridge.allocator import (
     CandidateSource,
@@ -15,8 +17,10 @@ from vw.bridge.allocator import (
 )
 from vw.bridge.channel import dominant_speaker, last_n_endpoints
 from vw.bridge.estimator import BandwidthEstimator
-from vw.bridge.feedback import TransportCcReceiver
+from vw.bridge.feedback import FEEDBACK_SSRC, TransportCcReceiver
 from vw.bridge.ice import Address, IceAgent
+from vw.bridge.repair import ForwardedAsIs, ReceiverView, Repair
+from vw.bridge.reports import LegReports
 from vw.bridge.simulcast import SimulcastRouter
 from vw.bridge.sources import SourceDescription
 from vw.bridge.speakers import DominantSpeakerIdentifier
@@ -32,6 +36,7 @@ from vw.rtp.rtcp import (
     Fir,
     Nack,
     Pli,
+    ReceiverReport,
     Remb,
     RtcpPacket,
     SenderReport,
@@ -39,10 +44,11 @@ from vw.rtp.rtcp import (
     pack_compound,
     parse_compound,
 )
+from vw.rtp.rtp import unwrap_rtx
 from vw.rtp.srtp import SrtpContext, SrtpError
 
-#: The SSRC the bridge sends its own feedback from.
-FEEDBACK_SSRC = 0x7662
+#: Original -> RTX payload types when Colibri2 names none: Jicofo's VP8, VP9 and H.264 offer.
+DEFAULT_RTX_PAYLOAD_TYPES = {100: 96, 101: 97, 107: 99}
 
 
 @dataclass
@@ -78,7 +84,10 @@ class Endpoint:
         #: The transport-wide congestion control extension id; the bridge terminates it per leg.
         self.transport_cc_id: int | None = None
         self.transport_cc = TransportCcReceiver()
+        #: Original -> RTX payload types this endpoint negotiated (empty: no RTX).
+        self.rtx_payload_types: dict[int, int] = dict(DEFAULT_RTX_PAYLOAD_TYPES)
         self.estimator = BandwidthEstimator()
+        self.reports = LegReports(FEEDBACK_SSRC)
         self._transport_seq = 0
         self.channel_send: Callable[[str], None] | None = None
         self.channel_pwd = self.ice.local_pwd
@@ -105,6 +114,7 @@ class Endpoint:
         out = self.dtls.datagram_received(data, now)
         if self.srtp is None and self.dtls.state == "connected":
             self.srtp = self.dtls.srtp_keys().context()
+            self.conference.endpoint_connected(self, now)
         return out
 
     def protect(self, packet: bytes, now: float) -> bytes | None:
@@ -121,18 +131,37 @@ class Endpoint:
         except SrtpError:
             return None
 
-    def transport_feedback(self, now: float) -> None:
-        """Send the transport-cc feedback due for what this endpoint sent us."""
-        if self.transport_cc_id is None or not self.connected or not self.sources:
+    def rtcp_due(self, now: float) -> None:
+        """Send the transport-cc feedback and the receiver report due for what this endpoint
+        sent us."""
+        if not self.connected or not self.sources:
             return
-        for rtcp in self.transport_cc.feedback(now, FEEDBACK_SSRC, self.sources[0].primary):
-            try:
-                self.conference.send(self.srtp.protect_rtcp(rtcp), self.ice.selected)
-            except SrtpError:
-                return
+        due = []
+        if self.transport_cc_id is not None:
+            due += self.transport_cc.feedback(now, FEEDBACK_SSRC, self.sources[0].primary)
+        report = self.reports.report_due(now)
+        if report is not None:
+            due.append(bytes(report))
+        for rtcp in due:
+            self.send_rtcp(rtcp)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        if self.srtp is None or self.ice.selected is None:
+            return
+        try:
+            self.conference.send(self.srtp.protect_rtcp(packet), self.ice.selected)
+        except SrtpError:
+            pass
 
     def ssrcs(self) -> set[int]:
         return {ssrc for source in self.sources for ssrc in source.ssrcs()}
+
+
+class MediaSink(Protocol):
+    """Receives the decrypted RTP of a conference's sources (a recorder, for one)."""
+
+    def rtp_received(self, endpoint_id: str, packet: bytes, now: float) -> None:
+        """``packet`` from an SSRC ``endpoint_id`` announced; it must not be modified."""
 
 
 @dataclass
@@ -146,6 +175,10 @@ class Conference:
     owners: dict[int, Endpoint] = field(default_factory=dict)
     #: SSRCs of audio sources: their packets feed the dominant speaker detection.
     audio_ssrcs: set[int] = field(default_factory=set)
+    #: RTX SSRC -> the SSRC it retransmits (FID groups).
+    rtx_media: dict[int, int] = field(default_factory=dict)
+    #: Media sinks: they get the decrypted RTP of every source (a recorder, for one).
+    sinks: list[MediaSink] = field(default_factory=list)
     #: Called with (packet, address) for every datagram to send.
     send: Callable[[bytes, Address], None] = lambda data, address: None
     speakers: DominantSpeakerIdentifier = field(default_factory=DominantSpeakerIdentifier)
@@ -157,6 +190,7 @@ class Conference:
 
     def __post_init__(self) -> None:
         self.simulcast = SimulcastRouter(self._request_keyframe)
+        self.repair = Repair()
 
     def set_sources(self, endpoint: Endpoint, sources: list[SourceDescription],
                     now: float) -> None:
@@ -165,6 +199,9 @@ class Conference:
             if self.owners.get(ssrc) is endpoint:
                 del self.owners[ssrc]
                 self.audio_ssrcs.discard(ssrc)
+                self.rtx_media.pop(ssrc, None)
+                self.repair.forget(ssrc)
+                endpoint.reports.forget(ssrc)
         accepted = []
         for source in sources:
             if any(self.owners.get(s, endpoint) is not endpoint for s in source.ssrcs()):
@@ -174,6 +211,7 @@ class Conference:
                 self.owners[ssrc] = endpoint
                 if source.media == "audio":
                     self.audio_ssrcs.add(ssrc)
+            self.rtx_media.update((rtx, media) for media, rtx in source.rtx.items())
         endpoint.sources = accepted
         self.simulcast.set_sources(endpoint.id, accepted)
         self.reallocate(now)
@@ -183,6 +221,7 @@ class Conference:
         self.endpoints.pop(endpoint.id, None)
         self.speakers.remove(endpoint.id)
         self.simulcast.remove_receiver(endpoint.id)
+        self.repair.remove_receiver(endpoint.id)
         self.constraints.pop(endpoint.id, None)
 
     # -- media ---------------------------------------------------------------------
@@ -197,25 +236,46 @@ class Conference:
             sequence = get_transport_cc(packet, sender.transport_cc_id)
             if sequence is not None:
                 sender.transport_cc.packet_received(sequence, now)
-        if ssrc in self.audio_ssrcs and sender.audio_level_id is not None:
-            level = get_audio_level(packet, sender.audio_level_id)
-            if level is not None:
-                self.speakers.audio_level(sender.id, level[1], level[0], now)
+        for sink in self.sinks:
+            sink.rtp_received(sender.id, packet, now)
+        video = ssrc not in self.audio_ssrcs
+        if video:
+            media_ssrc = self.rtx_media.get(ssrc)
+            if media_ssrc is not None:
+                self._retransmission_received(sender, media_ssrc, packet, now)
+                return
+            self.repair.cache.store(ssrc, packet[2] << 8 | packet[3], packet, now)
+            sender.reports.packet_received(ssrc, packet[2] << 8 | packet[3],
+                                           int.from_bytes(packet[4:8], "big"), 90000, now)
+        else:
+            sender.reports.packet_received(ssrc, packet[2] << 8 | packet[3],
+                                           int.from_bytes(packet[4:8], "big"), 48000, now)
+            if sender.audio_level_id is not None:
+                level = get_audio_level(packet, sender.audio_level_id)
+                if level is not None:
+                    self.speakers.audio_level(sender.id, level[1], level[0], now)
         simulcast = self.simulcast
         if ssrc in simulcast.layers:
             receivers = [e.id for e in self.endpoints.values() if e is not sender and e.connected]
             for receiver, rewritten in simulcast.forward(ssrc, packet, receivers, now):
                 self._send_rtp(self.endpoints[receiver], rewritten, now)
             return
-        if ssrc in simulcast.rtx:
-            return  # receivers of a simulcast source get retransmissions from the bridge
-        video = ssrc not in self.audio_ssrcs
         for receiver in self.endpoints.values():
             if receiver is sender or not receiver.connected:
                 continue
             if video and receiver.video_from is not None and sender.id not in receiver.video_from:
                 continue
             self._send_rtp(receiver, packet, now)
+
+    def endpoint_connected(self, receiver: Endpoint, now: float) -> None:
+        """A new receiver can only decode from a key frame: ask the senders of plain video for
+        one (a simulcast projection asks for its own when it starts)."""
+        for sender in self.endpoints.values():
+            if sender is receiver:
+                continue
+            for source in sender.sources:
+                if source.media == "video" and source.primary not in self.simulcast.primaries:
+                    self.request_keyframe(source.primary, now)
 
     def set_constraints(self, receiver: Endpoint, state: ReceiverState, now: float) -> None:
         self.constraints[receiver.id] = state
@@ -269,7 +329,7 @@ class Conference:
     def _request_keyframe(self, owner: str, rtcp: bytes) -> None:
         endpoint = self.endpoints.get(owner)
         if endpoint is not None:
-            self._send_rtcp(endpoint, rtcp)
+            endpoint.send_rtcp(rtcp)
 
     def rtcp_received(self, sender: Endpoint, packet: bytes, now: float) -> None:
         """Terminate what is about this leg; route feedback to the media's sender and sender
@@ -286,30 +346,82 @@ class Conference:
                 sender.estimator.feedback_received(rtcp, now)
             elif isinstance(rtcp, Remb):
                 sender.estimator.remb_received(rtcp.bitrate, now)
-            elif isinstance(rtcp, Pli | Fir | Nack):
+            elif isinstance(rtcp, Nack):
+                self._answer_nack(sender, rtcp, now)
+            elif isinstance(rtcp, Pli | Fir):
                 about = [ssrc for ssrc, _ in rtcp.entries] if isinstance(rtcp, Fir) else [
                     rtcp.media_ssrc]
                 if any(ssrc in self.simulcast.primaries for ssrc in about):
-                    for resent in self.simulcast.feedback(sender.id, rtcp, now):
-                        self._send_rtp(sender, resent, now)
+                    self.simulcast.keyframe_requested(sender.id, rtcp, now)
                     continue
                 owner = next((self.owners[s] for s in about if s in self.owners), None)
                 if owner is not None and owner is not sender:
                     for_sender.setdefault(owner, []).append(rtcp)
-            elif isinstance(rtcp, SenderReport) and rtcp.ssrc not in self.simulcast.layers:
-                reports.append(rtcp)
+            elif isinstance(rtcp, SenderReport | ReceiverReport):
+                for block in rtcp.reports:
+                    if self.owners.get(block.ssrc) is not sender:
+                        sender.reports.report_block_received(block, now)
+                if isinstance(rtcp, SenderReport):
+                    sender.reports.sender_report_received(rtcp.ssrc, rtcp.ntp_timestamp, now)
+                    if rtcp.ssrc not in self.simulcast.layers:
+                        reports.append(dataclasses.replace(rtcp, reports=[]))
         for owner, feedback in for_sender.items():
-            self._send_rtcp(owner, pack_compound(feedback))
+            owner.send_rtcp(pack_compound(feedback))
         if reports:
             compound = pack_compound(reports)
             for receiver in self.endpoints.values():
-                if receiver is not sender:
-                    self._send_rtcp(receiver, compound)
+                if receiver is not sender and receiver.connected:
+                    for report in reports:
+                        receiver.reports.sender_report_forwarded(report.ntp_timestamp, now)
+                    receiver.send_rtcp(compound)
 
-    def _send_rtcp(self, receiver: Endpoint, packet: bytes) -> None:
-        if receiver.srtp is None or receiver.ice.selected is None:
+    def _answer_nack(self, receiver: Endpoint, nack: Nack, now: float) -> None:
+        """Resend from the cache what ``receiver`` lost; ask senders for what the bridge lost."""
+        owner = self.owners.get(nack.media_ssrc)
+        if owner is None or owner is receiver or nack.media_ssrc in self.audio_ssrcs:
+            return
+        view: ReceiverView | None
+        if nack.media_ssrc in self.simulcast.primaries:
+            view = self.simulcast.view(receiver.id, nack.media_ssrc)
+            if view is None:
+                return
+        else:
+            view = ForwardedAsIs(nack.media_ssrc)
+        rtx_ssrc = next((s.rtx.get(nack.media_ssrc) for s in owner.sources
+                         if nack.media_ssrc in s.layers), None)
+        rtx = (rtx_ssrc, receiver.rtx_payload_types) if rtx_ssrc and receiver.rtx_payload_types \
+            else None
+        resent, missing = self.repair.answer(receiver.id, nack, view, rtx,
+                                             receiver.reports.rtt, now)
+        for packet in resent:
+            self._send_rtp(receiver, packet, now)
+        if missing:
+            owner.send_rtcp(pack_compound(
+                [Nack(FEEDBACK_SSRC, ssrc, lost) for ssrc, lost in missing.items()]))
+
+    def _retransmission_received(self, sender: Endpoint, media_ssrc: int, packet: bytes,
+                                 now: float) -> None:
+        """A sender's RTX: into the cache, and on to the receivers that wait for it."""
+        original_pt = next((pt for pt, rtx in sender.rtx_payload_types.items()
+                            if rtx == packet[1] & 0x7F), None)
+        if original_pt is None:
             return
         try:
-            self.send(receiver.srtp.protect_rtcp(packet), receiver.ice.selected)
-        except SrtpError:
-            pass
+            seq, original = unwrap_rtx(packet, original_pt)
+        except ValueError:
+            return  # padding only: a bandwidth probe
+        original = original[:8] + media_ssrc.to_bytes(4, "big") + original[12:]
+        for receiver_id, nack in self.repair.recovered(media_ssrc, seq, original, now):
+            receiver = self.endpoints.get(receiver_id)
+            if receiver is not None and receiver.connected:
+                self._answer_nack(receiver, nack, now)
+
+    def request_keyframe(self, ssrc: int, now: float) -> None:
+        """Ask the sender of ``ssrc`` for a key frame (rate-limited), e.g. for a media sink."""
+        owner = self.owners.get(ssrc)
+        if owner is not None:
+            request = self.simulcast.keyframes.request(ssrc, now)
+            if request is not None:
+                owner.send_rtcp(request)
+
+

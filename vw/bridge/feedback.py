@@ -25,6 +25,9 @@ def _ticks(t: int, ref: int) -> int:
     return (t - ref + 125) // 250
 
 
+#: The SSRC the bridge sends its own feedback from.
+FEEDBACK_SSRC = 0x7662
+
 class TransportCcReceiver:
     """Transport-cc feedback for one incoming leg.
 
@@ -164,7 +167,8 @@ class KeyframeRequester:
     ``sender_ssrc`` is the bridge's SSRC on the leg the request is sent on.
     """
 
-    def __init__(self, sender_ssrc: int = 0, min_interval: float = 0.3, use_fir: bool = False):
+    def __init__(self, sender_ssrc: int = FEEDBACK_SSRC, min_interval: float = 0.3,
+                 use_fir: bool = False) -> None:
         self.sender_ssrc = sender_ssrc
         self.min_interval = min_interval
         self.use_fir = use_fir

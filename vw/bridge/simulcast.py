@@ -1,11 +1,10 @@
 """Simulcast forwarding: each receiver gets one layer of each simulcast source, on SIM[0].
 
 The conference hands this the decrypted packets of every layer of a simulcast video
-source and the feedback receivers send about SIM[0]; it keeps one
+source and the key frame requests receivers send about SIM[0]; it keeps one
 :class:`VideoProjection` per (receiver, source), chooses the layer from the receiver's
-video constraints, asks the sender for key frames when a receiver must switch, and
-answers NACKs from its own cache (the sender's RTX for simulcast layers is not
-forwarded: receivers only know SIM[0] and its FID partner).
+video constraints and asks the sender for key frames when a receiver must switch. The
+projections are also how the conference's loss repair sees each receiver's numbering.
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ from dataclasses import dataclass
 
 from vw.bridge.feedback import KeyframeRequester
 from vw.bridge.projection import VideoProjection
-from vw.bridge.retransmission import RetransmissionCache
 from vw.bridge.sources import SourceDescription
-from vw.rtp.rtcp import Fir, Nack, Pli, RtcpPacket
+from vw.rtp.rtcp import Fir, Pli
 
 
 @dataclass(frozen=True)
@@ -35,9 +33,7 @@ class SimulcastRouter:
         self._request_keyframe = request_keyframe
         self.layers: dict[int, Layer] = {}
         self.primaries: dict[int, Layer] = {}
-        self.rtx: set[int] = set()
         self.keyframes = KeyframeRequester()
-        self.cache = RetransmissionCache()
         #: (receiver id, source primary SSRC) -> projection
         self.projections: dict[tuple[str, int], VideoProjection] = {}
         #: receiver id -> the layer index of each source primary the allocation chose
@@ -52,14 +48,12 @@ class SimulcastRouter:
             for index, ssrc in enumerate(source.layers):
                 self.layers[ssrc] = Layer(owner, source, index)
             self.primaries[source.primary] = self.layers[source.primary]
-            self.rtx.update(source.rtx.values())
 
     def remove_owner(self, owner: str) -> None:
         for ssrc, layer in list(self.layers.items()):
             if layer.owner == owner:
                 del self.layers[ssrc]
                 self.primaries.pop(ssrc, None)
-                self.rtx.difference_update(layer.source.rtx.values())
                 self.keyframes.forget(ssrc)
         for key in [k for k in self.projections if self.primaries.get(k[1]) is None]:
             del self.projections[key]
@@ -107,7 +101,6 @@ class SimulcastRouter:
                 now: float) -> list[tuple[str, bytes]]:
         """The packet as each receiver should get it (nothing for layers it is not sent)."""
         layer = self.layers[ssrc]
-        self.cache.store(ssrc, int.from_bytes(packet[2:4], "big"), packet, now)
         out = []
         for receiver in receivers:
             projection = self._projection(receiver, layer, now)
@@ -118,29 +111,21 @@ class SimulcastRouter:
                 out.append((receiver, rewritten))
         return out
 
-    def feedback(self, receiver: str, packet: RtcpPacket, now: float) -> list[bytes]:
-        """Act on a receiver's PLI, FIR or NACK about a projected source; retransmissions out."""
-        if isinstance(packet, Fir):
-            primaries = [ssrc for ssrc, _ in packet.entries]
-        else:
-            primaries = [packet.media_ssrc]
-        out = []
+    def view(self, receiver: str, primary: int) -> VideoProjection | None:
+        """How ``receiver`` sees the simulcast source ``primary``, once it has been sent some."""
+        return self.projections.get((receiver, primary))
+
+    def keyframe_requested(self, receiver: str, packet: Pli | Fir, now: float) -> None:
+        """Pass a receiver's PLI or FIR about projected sources on to their senders."""
+        primaries = ([ssrc for ssrc, _ in packet.entries] if isinstance(packet, Fir)
+                     else [packet.media_ssrc])
         for primary in primaries:
             layer = self.primaries.get(primary)
             projection = self.projections.get((receiver, primary))
             if layer is None or projection is None:
                 continue
-            if isinstance(packet, Pli | Fir):
-                current = projection.current_layer
-                ssrc = layer.source.layers[current] if current >= 0 else layer.source.primary
-                request = self.keyframes.request(ssrc, now)
-                if request is not None:
-                    self._request_keyframe(layer.owner, request)
-            elif isinstance(packet, Nack):
-                for seq in packet.lost:
-                    origin = projection.original_sequence(seq)
-                    cached = origin and self.cache.lookup(origin[0], origin[1], now)
-                    resent = cached and projection.rewrite_retransmission(cached)
-                    if resent:
-                        out.append(resent)
-        return out
+            current = projection.current_layer
+            ssrc = layer.source.layers[current] if current >= 0 else layer.source.primary
+            request = self.keyframes.request(ssrc, now)
+            if request is not None:
+                self._request_keyframe(layer.owner, request)

@@ -37,6 +37,8 @@ class BridgeTransport:
         self.by_ufrag: dict[str, Endpoint] = {}
         self.by_address: dict[Address, Endpoint] = {}
         self.stats = TransportStats()
+        #: Packets in, packets out, bytes in, bytes out of endpoints that have left.
+        self.departed = (0, 0, 0, 0)
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -48,6 +50,11 @@ class BridgeTransport:
         return endpoint
 
     def remove_endpoint(self, endpoint: Endpoint, now: float) -> None:
+        if endpoint.conference.endpoints.get(endpoint.id) is endpoint:
+            stats = endpoint.stats
+            self.departed = tuple(a + b for a, b in zip(self.departed, (
+                stats.packets_in, stats.packets_out, stats.bytes_in, stats.bytes_out),
+                strict=True))
         endpoint.conference.remove(endpoint, now)
         self.by_ufrag.pop(endpoint.ice.local_ufrag, None)
         if endpoint.address is not None and self.by_address.get(endpoint.address) is endpoint:
