@@ -36,7 +36,7 @@ def test_cache_stores_and_looks_up_per_ssrc() -> None:
     assert cache.lookup(7, 5, 1.5) == rtp(5, ssrc=7)
     assert cache.lookup(SSRC, 6, 1.5) is None
     assert cache.lookup(8, 5, 1.5) is None
-    assert len(cache) == 2
+    assert cache.stored(SSRC, 1.5) == cache.stored(7, 1.5) == 1
 
 
 def test_cache_copies_mutable_buffers() -> None:
@@ -51,13 +51,13 @@ def test_cache_evicts_by_count() -> None:
     cache = RetransmissionCache(max_packets=1024)
     for seq in range(65000, 65000 + 1500):  # wraps the 16-bit sequence
         cache.store(SSRC, seq & 0xFFFF, rtp(seq & 0xFFFF), 0.0)
-    assert len(cache) == 1024
+    assert cache.stored(SSRC, 0.0) == 1024
     assert cache.lookup(SSRC, (65000 + 475) & 0xFFFF, 0.0) is None
     assert cache.lookup(SSRC, (65000 + 476) & 0xFFFF, 0.0) is not None
     assert cache.lookup(SSRC, (65000 + 1499) & 0xFFFF, 0.0) is not None
     # the limit is per SSRC
     cache.store(9, 1, rtp(1, ssrc=9), 0.0)
-    assert len(cache) == 1025
+    assert cache.stored(9, 0.0) == 1 and cache.stored(SSRC, 0.0) == 1024
 
 
 def test_cache_evicts_by_age() -> None:
@@ -67,8 +67,8 @@ def test_cache_evicts_by_age() -> None:
     assert cache.lookup(SSRC, 1, 1.0) == rtp(1)
     assert cache.lookup(SSRC, 1, 1.01) is None
     assert cache.lookup(SSRC, 2, 1.01) == rtp(2)
-    cache.store(SSRC, 3, rtp(3), 1.6)  # expires 2 on the way
-    assert len(cache) == 1
+    cache.store(SSRC, 3, rtp(3), 1.6)
+    assert cache.stored(SSRC, 1.6) == 1
 
 
 def test_cache_sweeps_idle_ssrcs() -> None:
@@ -78,17 +78,18 @@ def test_cache_sweeps_idle_ssrcs() -> None:
     cache.store(SSRC, 2, rtp(2), 2.0)
     assert cache.ssrcs() == [SSRC]
     cache.forget(SSRC)
-    assert len(cache) == 0
+    assert cache.ssrcs() == []
 
 
 def test_cache_replaces_a_stored_sequence() -> None:
-    cache = RetransmissionCache(max_packets=2)
+    cache = RetransmissionCache(max_packets=4)
     cache.store(SSRC, 1, rtp(1), 0.0)
     cache.store(SSRC, 2, rtp(2), 0.0)
     cache.store(SSRC, 1, rtp(1, payload=b"again"), 0.1)
-    cache.store(SSRC, 3, rtp(3), 0.1)  # evicts 2, the oldest stored
-    assert cache.lookup(SSRC, 2, 0.1) is None
     assert cache.lookup(SSRC, 1, 0.1) == rtp(1, payload=b"again")
+    cache.store(SSRC, 6, rtp(6), 0.1)  # four later: takes 2's slot
+    assert cache.lookup(SSRC, 2, 0.1) is None
+    assert cache.lookup(SSRC, 6, 0.1) == rtp(6)
 
 
 def test_cache_rejects_nonsense_limits() -> None:

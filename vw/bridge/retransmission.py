@@ -24,9 +24,11 @@ __all__ = ["RetransmissionCache", "NackResponder", "NackStats", "RtxStream"]
 class RetransmissionCache:
     """Recently sent RTP packets by (SSRC, sequence number).
 
-    Each SSRC keeps at most ``max_packets`` packets, none older than ``max_age`` seconds.
-    Storing a sequence number again replaces the earlier packet. SSRCs whose packets have all
-    expired are dropped by the periodic sweep that :meth:`store` runs once per ``max_age``.
+    Each SSRC has a ring of ``max_packets`` slots indexed by sequence number, so storing and
+    looking up cost the same whatever the load: a packet stays until a sequence number
+    ``max_packets`` later takes its slot, and is no longer returned once older than
+    ``max_age`` seconds. SSRCs that stored nothing for ``max_age`` are dropped by the sweep
+    that :meth:`store` runs once per ``max_age``.
     """
 
     def __init__(self, max_packets: int = 1024, max_age: float = 1.0) -> None:
@@ -36,7 +38,8 @@ class RetransmissionCache:
             raise ValueError(f"max_age {max_age} is not positive")
         self.max_packets = max_packets
         self.max_age = max_age
-        self._streams: dict[int, OrderedDict[int, tuple[float, bytes]]] = {}
+        #: SSRC -> [time of the last store, ring of (sequence, time, packet) or None]
+        self._streams: dict[int, list] = {}
         self._last_sweep: float | None = None
 
     def store(self, ssrc: int, seq: int, packet: bytes, now: float) -> None:
@@ -44,13 +47,9 @@ class RetransmissionCache:
         seq &= 0xFFFF
         stream = self._streams.get(ssrc)
         if stream is None:
-            stream = self._streams[ssrc] = OrderedDict()
-        elif seq in stream:
-            del stream[seq]
-        stream[seq] = (now, bytes(packet))
-        while len(stream) > self.max_packets:
-            stream.popitem(last=False)
-        self._expire_stream(stream, now)
+            stream = self._streams[ssrc] = [now, [None] * self.max_packets]
+        stream[0] = now
+        stream[1][seq % self.max_packets] = (seq, now, bytes(packet))
         if self._last_sweep is None or not 0 <= now - self._last_sweep < self.max_age:
             self._last_sweep = now
             self.expire(now)
@@ -60,22 +59,16 @@ class RetransmissionCache:
         stream = self._streams.get(ssrc)
         if stream is None:
             return None
-        entry = stream.get(seq & 0xFFFF)
-        if entry is None:
+        seq &= 0xFFFF
+        entry = stream[1][seq % self.max_packets]
+        if entry is None or entry[0] != seq or not 0 <= now - entry[1] <= self.max_age:
             return None
-        if now - entry[0] > self.max_age:
-            self._expire_stream(stream, now)
-            stream.pop(seq & 0xFFFF, None)
-            return None
-        return entry[1]
+        return entry[2]
 
     def expire(self, now: float) -> None:
-        """Drop every packet older than ``max_age`` and every SSRC left empty."""
-        for ssrc in list(self._streams):
-            stream = self._streams[ssrc]
-            self._expire_stream(stream, now)
-            if not stream:
-                del self._streams[ssrc]
+        """Drop the SSRCs that stored nothing for ``max_age``."""
+        for ssrc in [s for s, stream in self._streams.items() if now - stream[0] > self.max_age]:
+            del self._streams[ssrc]
 
     def forget(self, ssrc: int) -> None:
         """Drop everything stored for ``ssrc`` (its source went away)."""
@@ -84,17 +77,11 @@ class RetransmissionCache:
     def ssrcs(self) -> list[int]:
         return list(self._streams)
 
-    def __len__(self) -> int:
-        return sum(len(stream) for stream in self._streams.values())
-
-    def _expire_stream(self, stream: OrderedDict[int, tuple[float, bytes]], now: float) -> None:
-        # Insertion order is storage order, so the oldest packets are at the front.
-        limit = now - self.max_age
-        while stream:
-            seq, (stored, _) = next(iter(stream.items()))
-            if stored >= limit:
-                break
-            del stream[seq]
+    def stored(self, ssrc: int, now: float) -> int:
+        """How many packets of ``ssrc`` a lookup would still return."""
+        stream = self._streams.get(ssrc)
+        return 0 if stream is None else sum(
+            1 for entry in stream[1] if entry is not None and 0 <= now - entry[1] <= self.max_age)
 
 
 @dataclass(slots=True)

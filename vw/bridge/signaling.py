@@ -27,7 +27,7 @@ def stats_presence(bridge: Bridge, sender: str, room_occupant: str, region: str)
     presence.addElement(("http://jabber.org/protocol/muc", "x"))
     element = presence.addElement((COLIBRI_NS, "stats"))
     values = {
-        "stress_level": f"{min(1.0, stats['endpoints'] / 500):.3f}",
+        "stress_level": f"{stats['stress_level']:.3f}",
         "graceful_shutdown": "true" if stats["graceful_shutdown"] else "false",
         "region": region,
         "relay_id": bridge.id,
