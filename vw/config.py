@@ -136,11 +136,39 @@ class BridgeConfig:
 
 
 @dataclass(frozen=True)
+class FocusConfig:
+    #: /about/health, /about/stats, /metrics and conference-request/v1.
+    http_port: int = 8888
+    #: The XMPP server's client port the focus logs in on, as focus@auth.DOMAIN.
+    xmpp_host: str = "127.0.0.1"
+    xmpp_port: int = 5222
+    #: focus@auth.DOMAIN's password; empty: generated once under state_dir (the all-in-one
+    #: creates the account with it).
+    password: str = ""
+    #: Who is made a moderator: "all", "first" (the first to join, then whoever is oldest
+    #: when the moderators leave) or "token" (the JWT's moderator claim only).
+    moderators: str = "all"
+    #: Rooms wait for an authenticated (non-anonymous) participant before guests can start.
+    require_authenticated_host: bool = False
+    #: "least-loaded", "single" or "region".
+    bridge_selection: str = "least-loaded"
+    #: The bridge's JID for the "single" strategy; empty: the first to join the brewery.
+    single_bridge: str = ""
+    #: Endpoints of one conference on one bridge before it spans another (0: no limit).
+    max_participants_per_bridge: int = 0
+    #: The region of participants that report none, for region-based selection.
+    region: str = ""
+    #: Seconds a bridge may go without a brewery presence before it counts as gone.
+    bridge_timeout: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     xmpp: XMPPConfig = field(default_factory=XMPPConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    focus: FocusConfig = field(default_factory=FocusConfig)
     #: The file this came from, or "<defaults>".
     source: str = "<defaults>"
 

@@ -7,7 +7,6 @@ import getpass
 import sys
 
 from vw.config import ConfigError, load
-from vw.xmpp.sasl import derive_credentials
 from vw.xmpp.stanzas import parse_jid
 from vw.xmpp.storage import AccountStore, open_database
 
@@ -57,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if not password:
         print("vw-accounts: empty password", file=sys.stderr)
         return 2
-    store.set_credentials(jid.host, jid.user, [derive_credentials(password, "sha256"),
-                                               derive_credentials(password, "sha1")])
+    store.set_password(jid.host, jid.user, password)
     return 0
 
 

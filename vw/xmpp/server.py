@@ -15,6 +15,7 @@ from vw.xmpp.errors import StanzaError
 from vw.xmpp.features import ServerFeatures, TurnOffer
 from vw.xmpp.muc import MUCService, RoomDefaults
 from vw.xmpp.presence import Presence
+from vw.xmpp.proxy import ClientProxy
 from vw.xmpp.roster import ROSTER_NS, MemoryRosterStore, Rosters
 from vw.xmpp.router import Router
 from vw.xmpp.session import Session
@@ -85,6 +86,8 @@ class XMPPServer:
             for domain in self.muc_domains]
         for service in self.muc_services:
             self.router.register_component(service.domain, service)
+        self.router.register_component(config.focus_domain, ClientProxy(
+            self.router, config.focus_domain, f"focus@{config.auth_domain}"))
         self.metrics = XMPPMetrics(self.registry, self)
 
     @staticmethod

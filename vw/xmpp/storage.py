@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from vw.xmpp.roster import RosterItem
-from vw.xmpp.sasl import ScramCredentials
+from vw.xmpp.sasl import ScramCredentials, derive_credentials
 
 metadata = MetaData()
 
@@ -86,6 +86,11 @@ class AccountStore:
             if not found:
                 db.execute(insert(accounts).values(host=host, username=username,
                                                    credentials=text))
+
+    def set_password(self, host: str, username: str, password: str) -> None:
+        """Create or update an account with SCRAM-SHA-256 and SCRAM-SHA-1 keys for ``password``."""
+        self.set_credentials(host, username, [derive_credentials(password, "sha256"),
+                                              derive_credentials(password, "sha1")])
 
     def delete(self, host: str, username: str) -> bool:
         with self._engine.begin() as db:
