@@ -129,3 +129,14 @@ def test_malformed_request_is_a_bad_request(bridge: Bridge) -> None:
 
 def test_results_are_not_answered(bridge: Bridge) -> None:
     assert Allocations(bridge).handle_iq(xml("<iq type='result' id='r'/>")) is None
+
+
+def test_only_the_focus_may_allocate(bridge: Bridge) -> None:
+    request = iq(colibri2.ConferenceModify(meeting_id="m9", create=True))
+    request["from"] = "mallory@localhost/x"
+    allocations = Allocations(bridge, frozenset({"focus@auth.localhost"}))
+    reply = allocations.handle_iq(request)
+    assert reply["type"] == "error" and reply.error.firstChildElement().name == "forbidden"
+    assert "m9" not in bridge.conferences
+    request["from"] = "focus@auth.localhost/focus"
+    assert allocations.handle_iq(request)["type"] == "result"

@@ -97,7 +97,7 @@ http_port = {ports[1]}
 component_port = {ports[2]}
 keepalive_interval = 30
 resume_timeout = 30
-components = {{ "focus.localhost" = "component-secret" }}
+components = {{ "echo.localhost" = "component-secret" }}
 
 [xmpp.token]
 app_id = "{TOKEN_APP}"
@@ -135,3 +135,55 @@ def xmpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XMPPServer
 
 def have(command: str) -> bool:
     return shutil.which(command) is not None
+
+
+FOCUS_PASSWORD = "focus-password"
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen
+    directory: Path
+    c2s_port: int
+    udp_port: int
+    bridge_http_port: int
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "var" / "tls" / "ca.pem"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The all-in-one (XMPP server and bridge) on free ports, with a focus account."""
+    directory = tmp_path_factory.mktemp("stack")
+    c2s, http, component, udp, bridge_http, focus_http = (free_port() for _ in range(6))
+    config = directory / "vw.toml"
+    config.write_text(f"""
+[general]
+state_dir = "{directory / 'var'}"
+[xmpp]
+c2s_port = {c2s}
+http_port = {http}
+component_port = {component}
+[bridge]
+udp_port = {udp}
+http_port = {bridge_http}
+bridge_id = "b1"
+xmpp_port = {component}
+[focus]
+http_port = {focus_http}
+xmpp_port = {c2s}
+password = "{FOCUS_PASSWORD}"
+""")
+    subprocess.run([BIN / "vw-accounts", "--config", str(config), "add", "focus@auth.localhost",
+                    "--password-stdin"], input=FOCUS_PASSWORD + "\n", text=True, check=True,
+                   cwd=directory)
+    log = open(directory / "twistd.log", "w")
+    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
+                                str(config)], cwd=directory, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ})
+    wait_for_port(c2s, process)
+    wait_for_health(f"http://127.0.0.1:{bridge_http}/about/health", process)
+    yield Stack(process, directory, c2s, udp, bridge_http)
+    stop(process)

@@ -6,14 +6,11 @@ import asyncio
 import dataclasses
 import json
 import math
-import os
 import random
 import re
 import shutil
-import subprocess
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -25,61 +22,15 @@ from aiortc.contrib.media import MediaPlayer
 from av import VideoFrame
 from slixmpp.exceptions import IqError
 
-from tests.e2e.conftest import BIN, free_port, stop, wait_for_health, wait_for_port
+from tests.e2e.conftest import FOCUS_PASSWORD, Stack
 from tests.e2e.slix import connect, disconnect
 from tests.e2e.wsclient import WebSocketClient, WebSocketRefused
 from tests.xmpp.helpers import xml
 from vw.bridge import colibri2
 
-FOCUS_PASSWORD = "focus-password"
 AUDIO_PT = 111
 VIDEO_PT = 100
 RTX_PT = 96
-
-
-@dataclass
-class Stack:
-    process: subprocess.Popen
-    directory: Path
-    c2s_port: int
-    udp_port: int
-    bridge_http_port: int
-
-    @property
-    def ca(self) -> Path:
-        return self.directory / "var" / "tls" / "ca.pem"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The all-in-one (XMPP server and bridge) on free ports, with a focus account."""
-    directory = tmp_path_factory.mktemp("stack")
-    c2s, http, component, udp, bridge_http = (free_port() for _ in range(5))
-    config = directory / "vw.toml"
-    config.write_text(f"""
-[general]
-state_dir = "{directory / 'var'}"
-[xmpp]
-c2s_port = {c2s}
-http_port = {http}
-component_port = {component}
-[bridge]
-udp_port = {udp}
-http_port = {bridge_http}
-bridge_id = "b1"
-xmpp_port = {component}
-""")
-    subprocess.run([BIN / "vw-accounts", "--config", str(config), "add", "focus@auth.localhost",
-                    "--password-stdin"], input=FOCUS_PASSWORD + "\n", text=True, check=True,
-                   cwd=directory)
-    log = open(directory / "twistd.log", "w")
-    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
-                                str(config)], cwd=directory, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ})
-    wait_for_port(c2s, process)
-    wait_for_health(f"http://127.0.0.1:{bridge_http}/about/health", process)
-    yield Stack(process, directory, c2s, udp, bridge_http)
-    stop(process)
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,18 @@ from collections.abc import Callable
 import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 
-from tests.e2e import test_bridge_media
+from tests.e2e.conftest import FOCUS_PASSWORD, Stack
 from tests.e2e.slix import connect, disconnect
 from tests.e2e.test_bridge_media import (
     CHROMIUM_ARGS,
-    FOCUS_PASSWORD,
     Meeting,
     RemoteSource,
-    Stack,
     answer_to_endpoint,
     offer_sdp,
 )
 from tests.e2e.wsclient import WebSocketClient
 from vw.bridge import colibri2
 from vw.rtp.extensions import TRANSPORT_CC_URI
-
-#: The all-in-one (XMPP server and bridge), shared by this module's tests.
-stack = test_bridge_media.stack
 
 TRANSPORT_CC_ID = 5
 #: The heights of Chromium's three simulcast layers of a 1280x720 camera, lowest first.

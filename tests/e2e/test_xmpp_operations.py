@@ -24,7 +24,7 @@ def test_twistd_lists_the_plugins() -> None:
                             timeout=60, check=True)
     commands = {line.split()[0] for line in result.stdout.splitlines()
                 if line.startswith("    ") and line.split()}
-    assert {"vw", "vw-xmpp", "vw-bridge"} <= commands
+    assert {"vw", "vw-xmpp", "vw-bridge", "vw-focus"} <= commands
 
 
 def test_health_and_metrics(xmpp_server: XMPPServerProcess) -> None:
@@ -94,7 +94,7 @@ class Echo(slixmpp.ComponentXMPP):
 
 def test_external_component(xmpp_server: XMPPServerProcess) -> None:
     async def scenario() -> None:
-        component = Echo("focus.localhost", xmpp_server.component_secret,
+        component = Echo("echo.localhost", xmpp_server.component_secret,
                          xmpp_server.component_port)
         started = asyncio.get_running_loop().create_future()
         component.add_event_handler("session_start", lambda _: started.set_result(True))
@@ -104,9 +104,9 @@ def test_external_component(xmpp_server: XMPPServerProcess) -> None:
         gina = await connect("gina@localhost/c", "gina-password", xmpp_server.c2s_port,
                              xmpp_server.ca)
         inbox = Inbox(gina, "message")
-        gina.send_message(mto="focus.localhost", mbody="ping", mtype="chat")
+        gina.send_message(mto="echo.localhost", mbody="ping", mtype="chat")
         reply = await inbox.next()
-        assert reply["body"] == "echo: ping" and reply["from"] == "focus.localhost"
+        assert reply["body"] == "echo: ping" and reply["from"] == "echo.localhost"
         await disconnect(gina)
         component.disconnect()
         await asyncio.sleep(0.2)
@@ -116,7 +116,7 @@ def test_external_component(xmpp_server: XMPPServerProcess) -> None:
 
 def test_wrong_component_secret_is_refused(xmpp_server: XMPPServerProcess) -> None:
     async def scenario() -> None:
-        component = Echo("focus.localhost", "wrong", xmpp_server.component_port)
+        component = Echo("echo.localhost", "wrong", xmpp_server.component_port)
         ended = asyncio.get_running_loop().create_future()
         component.add_event_handler("disconnected", lambda _: ended.done()
                                     or ended.set_result(True))

@@ -9,6 +9,7 @@ from twisted.internet import reactor
 from vw.bridge.service import BridgeService, bridge_component_secret
 from vw.common.service import ConfigOptions, TopService
 from vw.config import Config
+from vw.focus.service import FocusService, focus_password
 from vw.xmpp.service import XMPPService
 
 
@@ -26,6 +27,9 @@ def with_local_bridge(config: Config) -> Config:
 def makeService(options: Options) -> TopService:
     config = with_local_bridge(options.config)
     top = TopService(config)
-    XMPPService(config, reactor).setServiceParent(top)
+    xmpp = XMPPService(config, reactor)
+    xmpp.xmpp.accounts.set_password(config.auth_domain, "focus", focus_password(config))
+    xmpp.setServiceParent(top)
     BridgeService(config, reactor).setServiceParent(top)
+    FocusService(config, reactor).setServiceParent(top)
     return top

@@ -44,8 +44,10 @@ class AllocationError(Exception):
 class Allocations:
     """Answers the focus's Colibri2 requests against one Bridge."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, focus_jids: frozenset[str] = frozenset()) -> None:
         self.bridge = bridge
+        #: Bare JIDs allowed to allocate (empty: anyone who can reach the bridge).
+        self.focus_jids = focus_jids
         self.feedback_ssrcs = {"audio": secrets.randbits(31) | 1, "video": secrets.randbits(31) | 1}
 
     def handle_iq(self, iq: Element) -> Element | None:
@@ -54,6 +56,11 @@ class Allocations:
             return None
         payload = next((c for c in iq.elements() if c.uri == colibri2.COLIBRI2_NS), None)
         try:
+            sender = iq.getAttribute("from", "").partition("/")[0]
+            if self.focus_jids and sender not in self.focus_jids:
+                log.info("refused Colibri2 from {sender}", sender=sender)
+                return colibri2.colibri2_error_reply(iq, "unspecified", "not the focus",
+                                                     "forbidden")
             if payload is None:
                 raise AllocationError("feature_not_implemented", "expected conference-modify")
             try:

@@ -19,7 +19,7 @@ from twisted.web.server import Request, Site
 from vw.bridge import signaling
 from vw.bridge.bridge import VERSION, Bridge
 from vw.bridge.websocket import ColibriWebSocketResource
-from vw.common.ops import add_ops_resources
+from vw.common.ops import JSONResource, add_ops_resources
 from vw.common.state import persistent_secret
 from vw.config import Config
 from vw.rtp.certificate import DtlsCertificate
@@ -62,18 +62,6 @@ class MediaProtocol(DatagramProtocol):
             self._sendto(data, addr)
         except OSError as e:  # a full buffer, an unreachable or wrong-family address
             log.debug("cannot send to {addr}: {error}", addr=addr, error=e)
-
-
-class StatsResource(Resource):
-    isLeaf = True
-
-    def __init__(self, bridge: Bridge) -> None:
-        super().__init__()
-        self.bridge = bridge
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(self.bridge.stats()).encode()
 
 
 class DrainResource(Resource):
@@ -133,7 +121,8 @@ class BridgeService(MultiService):
         secret = bridge_component_secret(config)
         signaling.build(self.bridge, config.bridge_domain, secret, settings.xmpp_host,
                         settings.xmpp_port, config.brewery, settings.region,
-                        clock.callLater).setServiceParent(self)
+                        clock.callLater, frozenset({f"focus@{config.auth_domain}"})
+                        ).setServiceParent(self)
         self._gauges()
 
     def http_root(self) -> Resource:
@@ -141,7 +130,7 @@ class BridgeService(MultiService):
         root.putChild(b"colibri-ws", ColibriWebSocketResource(
             self.bridge.id, self.bridge.find_endpoint, self.bridge.channel_message, VERSION))
         colibri = Resource()
-        colibri.putChild(b"stats", StatsResource(self.bridge))
+        colibri.putChild(b"stats", JSONResource(self.bridge.stats))
         colibri.putChild(b"drain", DrainResource(self.bridge))
         root.putChild(b"colibri", colibri)
         add_ops_resources(root, [self._health], self.registry)

@@ -47,9 +47,10 @@ class BridgeComponent(component.Service):
     """Handles IQs for the bridge's component domain and keeps its brewery presence fresh."""
 
     def __init__(self, bridge: Bridge, domain: str, brewery: str, region: str,
-                 schedule: Callable[[float, Callable[[], None]], object]) -> None:
+                 schedule: Callable[[float, Callable[[], None]], object],
+                 focus_jids: frozenset[str] = frozenset()) -> None:
         self.bridge = bridge
-        self.allocations = Allocations(bridge)
+        self.allocations = Allocations(bridge, focus_jids)
         self.domain = domain
         self.occupant = f"{brewery}/{bridge.id}"
         self.region = region
@@ -80,9 +81,10 @@ class BridgeComponent(component.Service):
 
 
 def build(bridge: Bridge, domain: str, secret: str, host: str, port: int, brewery: str,
-          region: str, schedule: Callable[[float, Callable[[], None]], object]
-          ) -> component.ServiceManager:
+          region: str, schedule: Callable[[float, Callable[[], None]], object],
+          focus_jids: frozenset[str]) -> component.ServiceManager:
     """A service that keeps the component connection up (and reconnects)."""
     manager = component.buildServiceManager(domain, secret, f"tcp:{host}:{port}")
-    BridgeComponent(bridge, domain, brewery, region, schedule).setServiceParent(manager)
+    BridgeComponent(bridge, domain, brewery, region, schedule,
+                    focus_jids).setServiceParent(manager)
     return manager

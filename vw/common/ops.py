@@ -43,6 +43,20 @@ class MetricsResource(Resource):
         return generate_latest(self._registry)
 
 
+class JSONResource(Resource):
+    """GET: what ``produce`` returns, as JSON (stats endpoints)."""
+
+    isLeaf = True
+
+    def __init__(self, produce: Callable[[], object]) -> None:
+        super().__init__()
+        self.produce = produce
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(self.produce()).encode()
+
+
 def add_ops_resources(root: Resource, checks: list[HealthCheck],
                       registry: CollectorRegistry) -> None:
     """Mount /about/health and /metrics under ``root``."""

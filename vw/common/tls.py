@@ -37,7 +37,9 @@ class TLSMaterial:
 
 def _names_for(config: Config) -> list[str]:
     domain = config.general.domain
-    names = [domain, f"*.{domain}", config.conference_domain, config.focus_domain,
+    # A wildcard needs two labels after it (service-identity refuses "*.localhost").
+    wildcard = [f"*.{domain}"] if "." in domain else []
+    names = [domain, *wildcard, config.conference_domain, config.focus_domain,
              config.auth_domain, config.internal_muc_domain, "localhost", "127.0.0.1", "::1"]
     names += config.tls.extra_names
     return list(dict.fromkeys(names))

@@ -86,8 +86,9 @@ class XMPPServer:
             for domain in self.muc_domains]
         for service in self.muc_services:
             self.router.register_component(service.domain, service)
-        self.router.register_component(config.focus_domain, ClientProxy(
-            self.router, config.focus_domain, f"focus@{config.auth_domain}"))
+        self.focus_proxy = ClientProxy(self.router, config.focus_domain,
+                                       f"focus@{config.auth_domain}")
+        self.router.register_component(config.focus_domain, self.focus_proxy)
         self.metrics = XMPPMetrics(self.registry, self)
 
     @staticmethod
@@ -146,6 +147,7 @@ class XMPPServer:
         try:
             to = stanza.getAttribute("to")
             target = parse_jid(to) if to else None
+            self.focus_proxy.answering(session, stanza)
             if stanza.name == "presence":
                 if target is not None and target.host in self.muc_domains:
                     self._prepare_room_presence(session, target, stanza)
