@@ -64,6 +64,24 @@ def test_a_receivers_bandwidth_estimate_limits_its_layer() -> None:
     bridge.channel_message(bob_endpoint, parse_message(
         '{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":720}}'))
     assert conference.simulcast.targets["bob"][101] == 2
+    seq = 0
+
+    def one_second_of_media(at: float) -> None:
+        """About 100 kbps, 400 kbps and 1.5 Mbps in 1,000-byte packets."""
+        nonlocal seq
+        for ssrc, count in zip(LAYERS, (12, 50, 190), strict=True):
+            for n in range(count):
+                seq += 1
+                alice.deliver(alice.srtp.protect(vp8(ssrc, seq, n == 0) + bytes(930)), at)
+
+    one_second_of_media(1000.2)
     bob.deliver(bob.srtp.protect_rtcp(bytes(Remb(2222, 200_000, [101]))), 1000.5)
     conference.reallocate(1001.0)
+    rates = conference.simulcast.bitrates
+    assert [round(rates[ssrc], -4) for ssrc in LAYERS] == [100_000, 400_000, 1_520_000]
     assert conference.simulcast.targets["bob"][101] == 0  # 200 kbps: the 180p layer only
+    one_second_of_media(1001.2)
+    bob.deliver(bob.srtp.protect_rtcp(bytes(Remb(2222, 450_000, [101]))), 1001.5)
+    conference.reallocate(1002.0)
+    # 450 kbps would not fit the 500 kbps assumed of a 360p layer; it fits the measured one.
+    assert conference.simulcast.targets["bob"][101] == 1

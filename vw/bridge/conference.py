@@ -10,7 +10,6 @@ from typing import Protocol
 
 from vw.bridge.allocator import (
     CandidateSource,
-    LayerInfo,
     ReceiverState,
     allocate,
     forwarded_endpoints,
@@ -287,7 +286,8 @@ class Conference:
         endpoints it now receives."""
         self.allocated = now
         ranks = self.speakers.speaker_ranks()
-        sources = [CandidateSource(e.id, s.primary, [LayerInfo() for _ in s.layers],
+        self.simulcast.measure(now)
+        sources = [CandidateSource(e.id, s.primary, self.simulcast.layer_info(s),
                                    ranks.get(e.id))
                    for e in self.endpoints.values() for s in e.sources if s.media == "video"]
         for receiver in self.endpoints.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vw.bridge.allocator import LayerInfo
 from vw.bridge.feedback import KeyframeRequester
 from vw.bridge.projection import VideoProjection
 from vw.bridge.sources import SourceDescription
@@ -23,6 +24,10 @@ class Layer:
     owner: str
     source: SourceDescription
     index: int
+
+
+#: Seconds over which layer bitrates are measured.
+MEASURE_INTERVAL = 1.0
 
 
 class SimulcastRouter:
@@ -38,6 +43,10 @@ class SimulcastRouter:
         self.projections: dict[tuple[str, int], VideoProjection] = {}
         #: receiver id -> the layer index of each source primary the allocation chose
         self.targets: dict[str, dict[int, int]] = {}
+        #: Layer SSRC -> bits per second it arrived at over the last measurement.
+        self.bitrates: dict[int, float] = {}
+        self._bytes: dict[int, int] = {}
+        self._measured: float | None = None
 
     def set_sources(self, owner: str, sources: list[SourceDescription]) -> None:
         """Track the owner's simulcast video sources (more than one layer)."""
@@ -101,6 +110,7 @@ class SimulcastRouter:
                 now: float) -> list[tuple[str, bytes]]:
         """The packet as each receiver should get it (nothing for layers it is not sent)."""
         layer = self.layers[ssrc]
+        self._bytes[ssrc] = self._bytes.get(ssrc, 0) + len(packet)
         out = []
         for receiver in receivers:
             projection = self._projection(receiver, layer, now)
@@ -110,6 +120,24 @@ class SimulcastRouter:
             if rewritten is not None:
                 out.append((receiver, rewritten))
         return out
+
+    def measure(self, now: float) -> None:
+        """Update the layers' bitrates, at most every :data:`MEASURE_INTERVAL` seconds."""
+        if self._measured is not None and 0 <= now - self._measured < MEASURE_INTERVAL:
+            return
+        if self._measured is not None:
+            elapsed = now - self._measured
+            self.bitrates = {ssrc: self._bytes.get(ssrc, 0) * 8 / elapsed for ssrc in self.layers}
+        self._bytes.clear()
+        self._measured = now
+
+    def layer_info(self, source: SourceDescription) -> list[LayerInfo]:
+        """What the allocator knows of a source's layers: measured bitrates once there are
+        some, a layer that sent nothing over the last measurement inactive."""
+        if not self.bitrates:
+            return [LayerInfo() for _ in source.layers]
+        return [LayerInfo(bitrate_bps=self.bitrates.get(ssrc) or None,
+                          active=self.bitrates.get(ssrc, 0.0) > 0) for ssrc in source.layers]
 
     def view(self, receiver: str, primary: int) -> VideoProjection | None:
         """How ``receiver`` sees the simulcast source ``primary``, once it has been sent some."""
