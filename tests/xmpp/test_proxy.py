@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
-from tests.xmpp.helpers import Client, header, make_server
+import jwt
+
+from tests.xmpp.helpers import TOKEN_SECRET, Client, header, make_server
 
 
 def test_without_the_focus_online_a_request_is_service_unavailable(tmp_path: Path) -> None:
@@ -46,3 +49,20 @@ def test_requests_reach_the_focus_and_answers_come_from_the_domain(tmp_path: Pat
     focus.send(f"<iq type='result' id='q1' to='{guest_jid}'/>")  # not asked again: its own JID
     (again,) = guest.transport.take()
     assert again["from"] == "focus@auth.localhost/focus"
+
+
+def test_a_token_limits_the_rooms_its_holder_may_ask_the_focus_for(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    now = int(time.time())
+    value = jwt.encode({"iss": "app", "aud": "app", "sub": "localhost", "room": "alpha",
+                        "exp": now + 600}, TOKEN_SECRET, algorithm="HS256")
+    guest = Client(server, token=value)
+    guest.login_anonymous()
+    (refused,) = guest.send("<iq type='set' id='c2' to='focus.localhost'><conference "
+                            "xmlns='http://jitsi.org/protocol/focus' "
+                            "room='beta@conference.localhost'/></iq>")
+    assert refused.error.firstChildElement().name == "not-allowed"
+    (allowed,) = guest.send("<iq type='set' id='c3' to='focus.localhost'><conference "
+                            "xmlns='http://jitsi.org/protocol/focus' "
+                            "room='alpha@conference.localhost'/></iq>")
+    assert allowed.error.firstChildElement().name == "service-unavailable"  # no focus here

@@ -24,6 +24,8 @@ from vw.xmpp.token import TokenVerifier
 
 log = Logger()
 
+FOCUS_NS = "http://jitsi.org/protocol/focus"
+
 #: Jitsi's presence element carrying the token's user (mod_presence_identity).
 IDENTITY = "identity"
 
@@ -148,6 +150,8 @@ class XMPPServer:
             to = stanza.getAttribute("to")
             target = parse_jid(to) if to else None
             self.focus_proxy.answering(session, stanza)
+            if target is not None and target.host == self.focus_proxy.domain:
+                self._check_conference_request(session, stanza)
             if stanza.name == "presence":
                 if target is not None and target.host in self.muc_domains:
                     self._prepare_room_presence(session, target, stanza)
@@ -156,6 +160,18 @@ class XMPPServer:
                 self.router.route(stanza, session)
         except StanzaError as error:
             self.router.bounce(stanza, error)
+
+    def _check_conference_request(self, session: Session, stanza: Element) -> None:
+        """A token names the rooms its holder may ask the focus for, as it does for joins."""
+        if session.token is None or stanza.name != "iq":
+            return
+        request = next((c for c in stanza.elements()
+                        if (c.uri, c.name) == (FOCUS_NS, "conference")), None)
+        if request is None:
+            return
+        room = parse_jid(request.getAttribute("room", "") or self.domain)
+        if not self.token_verifier.room_allowed(session.token, room.user or ""):
+            raise StanzaError("not-allowed", text="the token does not allow this room")
 
     def _prepare_room_presence(self, session: Session, room: JID, presence: Element) -> None:
         for child in list(presence.elements()):
