@@ -8,6 +8,7 @@ from twisted.words.xish.domish import Element
 
 from tests.xmpp.helpers import xml
 from vw.bridge import colibri2
+from vw.focus import conference as conference_module
 from vw.focus.bridges import BridgeRegistry
 from vw.focus.conference import FocusConference
 from vw.focus.jingle import Content, Jingle, JingleError, RtpDescription
@@ -222,3 +223,27 @@ def test_first_participant_is_the_moderator_then_the_oldest_one_left() -> None:
     assert granted() == ["alice@localhost"]
     conference.presence_received(occupant("alice", "unavailable"))
     assert granted() == ["bob@localhost"]
+
+
+def test_large_rooms_get_source_updates_in_batches(monkeypatch) -> None:
+    monkeypatch.setattr(conference_module, "BATCH_FROM", 3)
+    clock = Clock()
+    conference, link, _ = make_conference()
+    conference.schedule = clock.callLater
+    conference.presence_received(own_presence())
+    offers = {}
+    for nick in ("alice", "bob", "carol"):
+        conference.presence_received(occupant(nick))
+        answer_colibri(link)
+        answer_colibri(link)
+        offers[nick] = offer_to(link, nick)
+    link.take(to=ROOM)
+    conference.jingle_received("bob", accept(offers["bob"].sid, 2002, "bob"))
+    conference.jingle_received("carol", accept(offers["carol"].sid, 3003, "carol"))
+    answer_colibri(link)
+    assert link.take(to=f"{ROOM}/alice", child="jingle") == []  # not yet
+    clock.advance(conference_module.BATCH_DELAY)
+    (batch,) = link.take(to=f"{ROOM}/alice", child="jingle")
+    update = Jingle.fromElement(batch[0].firstChildElement())
+    assert update.action == "source-add"
+    assert {s.ssrc for s in update.contents[0].description.sources} == {2002, 3003}

@@ -25,7 +25,9 @@ from vw.focus.jingle import Jingle, JingleError, Reason
 from vw.focus.link import IQFailed, XMPPLink
 from vw.focus.offer import (
     ConferenceSources,
+    MediaSources,
     OfferConfig,
+    SourceMap,
     client_transport,
     session_initiate,
     source_add,
@@ -41,6 +43,12 @@ MUC_ADMIN_NS = "http://jabber.org/protocol/muc#admin"
 FOCUS_NICK = "focus"
 #: Participants whose occupants are services, not people (never invited).
 SERVICE_NICKS = frozenset({FOCUS_NICK})
+#: Rooms of this many participants get their source updates batched, every BATCH_DELAY seconds.
+BATCH_FROM = 20
+BATCH_DELAY = 0.5
+#: How each source update is written.
+SOURCE_UPDATES: dict[str, Callable[[str, SourceMap], Jingle]] = {
+    "source-add": source_add, "source-remove": source_remove}
 
 
 @dataclass
@@ -60,6 +68,18 @@ class Participant:
     bridge: str | None = None
     #: Jingle for this participant held back until its session-initiate is acknowledged.
     queued: list[Jingle] = field(default_factory=list)
+    #: Source updates waiting for the next batch: (action, sources), in order.
+    batched: list[tuple[str, SourceMap]] = field(default_factory=list)
+
+
+def merge_sources(into: SourceMap, more: SourceMap) -> None:
+    """Add ``more`` to ``into``, owner by owner and media by media."""
+    for owner, by_media in more.items():
+        mine = into.setdefault(owner, {})
+        for media, kept in by_media.items():
+            have = mine.setdefault(media, MediaSources())
+            have.sources += kept.sources
+            have.groups += kept.groups
 
 
 def iq_stanza(to: str, kind: str, payload: Element) -> Element:
@@ -93,7 +113,9 @@ class FocusConference:
 
     def __init__(self, room: str, link: XMPPLink, registry: BridgeRegistry, offer: OfferConfig,
                  now: Callable[[], float], moderators: str = "all",
-                 ended: Callable[[FocusConference], None] = lambda conference: None) -> None:
+                 ended: Callable[[FocusConference], None] = lambda conference: None,
+                 schedule: Callable[[float, Callable[[], None]], object] | None = None
+                 ) -> None:
         self.room = room
         self.link = link
         self.registry = registry
@@ -101,6 +123,8 @@ class FocusConference:
         self.now = now
         self.moderators = moderators
         self.ended = ended
+        #: Runs a call later; without it, source updates are never batched.
+        self.schedule = schedule
         self.meeting_id = str(uuid.uuid4())
         self.participants: dict[str, Participant] = {}
         self.sources = ConferenceSources()
@@ -194,7 +218,7 @@ class FocusConference:
         if participant is None:
             return
         log.info("{room}: {nick} left", room=self.room, nick=nick)
-        self._tell_others(participant, source_remove,
+        self._tell_others(participant, "source-remove",
                           self.sources.remove_owner(participant.occupant))
         self._expire_endpoint(participant)
         if not self.participants:
@@ -318,13 +342,13 @@ class FocusConference:
                 terminate = Jingle("session-terminate", participant.sid,
                                    reason=Reason("success", "moving to another bridge"))
                 self.link.send(iq_stanza(participant.occupant, "set", terminate.toElement()))
-            self._tell_others(participant, source_remove,
+            self._tell_others(participant, "source-remove",
                               self.sources.remove_owner(participant.occupant))
             if participant.bridge is not None:
                 self.bridges.pop(participant.bridge, None)
             participant.bridge = participant.sid = None
             participant.state = "new"
-            participant.queued = []
+            participant.queued, participant.batched = [], []
             self.invite(participant)
 
     def invite_waiting(self) -> None:
@@ -349,11 +373,11 @@ class FocusConference:
             elif action == "transport-info":
                 self._update_endpoint(participant, transport=client_transport(jingle))
             elif action == "source-add":
-                self._tell_others(participant, source_add,
+                self._tell_others(participant, "source-add",
                                   self.sources.add(participant.occupant, jingle.contents))
                 self._update_endpoint(participant, sources=True)
             elif action == "source-remove":
-                self._tell_others(participant, source_remove,
+                self._tell_others(participant, "source-remove",
                                   self.sources.remove(participant.occupant, jingle.contents))
                 self._update_endpoint(participant, sources=True)
             elif action == "session-terminate":
@@ -367,16 +391,16 @@ class FocusConference:
         transport = client_transport(jingle)
         added = self.sources.add(participant.occupant, jingle.contents)
         self._update_endpoint(participant, transport=transport, sources=True)
-        self._tell_others(participant, source_add, added)
+        self._tell_others(participant, "source-add", added)
 
     def _terminated(self, participant: Participant, jingle: Jingle) -> None:
         """The client ended its session; with a restart request, it gets a new one."""
-        self._tell_others(participant, source_remove,
+        self._tell_others(participant, "source-remove",
                           self.sources.remove_owner(participant.occupant))
         self._expire_endpoint(participant)
         participant.sid = None
         participant.state = "new"
-        participant.queued = []
+        participant.queued, participant.batched = [], []
         if jingle.bridge_session is not None and jingle.bridge_session.restart:
             self.invite(participant)
 
@@ -394,19 +418,38 @@ class FocusConference:
         self._colibri(participant.bridge, request).addErrback(
             self._logged, f"updating {participant.nick}")
 
-    def _tell_others(self, participant: Participant,
-                     build: Callable[[str, dict], Jingle], changed: dict) -> None:
-        """Send source-add or source-remove about ``changed`` to everyone else in a session."""
+    def _tell_others(self, participant: Participant, action: str, changed: SourceMap) -> None:
+        """Send source-add or source-remove about ``changed`` to everyone else in a session;
+        in a large room, gathered into one update per participant every BATCH_DELAY."""
         if not changed:
             return
+        batch = self.schedule is not None and len(self.participants) >= BATCH_FROM
         for other in self.participants.values():
             if other is participant or other.sid is None:
                 continue
-            jingle = build(other.sid, changed)
-            if other.state == "active":
-                self._send_jingle(other, jingle)
+            if other.state != "active":
+                other.queued.append(SOURCE_UPDATES[action](other.sid, changed))
+            elif not batch:
+                self._send_jingle(other, SOURCE_UPDATES[action](other.sid, changed))
             else:
-                other.queued.append(jingle)
+                self._batch(other, action, changed)
+
+    def _batch(self, participant: Participant, action: str, changed: SourceMap) -> None:
+        if not participant.batched:
+            self.schedule(BATCH_DELAY, lambda: self._flush(participant))
+        if participant.batched and participant.batched[-1][0] == action:
+            merge_sources(participant.batched[-1][1], changed)
+        else:
+            copy: SourceMap = {}
+            merge_sources(copy, changed)
+            participant.batched.append((action, copy))
+
+    def _flush(self, participant: Participant) -> None:
+        batched, participant.batched = participant.batched, []
+        if participant.sid is None or self.participants.get(participant.nick) is not participant:
+            return
+        for action, changed in batched:
+            self._send_jingle(participant, SOURCE_UPDATES[action](participant.sid, changed))
 
     def _send_jingle(self, participant: Participant, jingle: Jingle) -> None:
         self.link.request(iq_stanza(participant.occupant, "set", jingle.toElement())).addErrback(
