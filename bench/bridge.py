@@ -173,6 +173,10 @@ udp_port = {self.udp}
 http_port = {self.bridge_http}
 bridge_id = "bench"
 xmpp_port = {component}
+[focus]
+http_port = {free_port()}
+xmpp_port = {self.c2s}
+password = "{FOCUS_PASSWORD}"
 """)
         subprocess.run([BIN / "vw-accounts", "--config", str(self.config), "add", FOCUS,
                         "--password-stdin"], input=FOCUS_PASSWORD + "\n", text=True,
