@@ -157,7 +157,7 @@ class Stack:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.c2s, self.bridge_http = free_port(), free_port()
+        self.c2s, self.bridge_http, self.focus_http = free_port(), free_port(), free_port()
         self.udp = free_port(socket.SOCK_DGRAM)
         self.config = directory / "vw.toml"
         self.config.write_text(f"""
@@ -174,7 +174,7 @@ http_port = {self.bridge_http}
 bridge_id = "bench"
 xmpp_port = {component}
 [focus]
-http_port = {free_port()}
+http_port = {self.focus_http}
 xmpp_port = {self.c2s}
 password = "{FOCUS_PASSWORD}"
 """)
@@ -190,6 +190,9 @@ password = "{FOCUS_PASSWORD}"
         wait_until(lambda: socket.create_connection((HOST, self.c2s), 0.5).close() is None,
                    "XMPP port", self.popen, 30)
         wait_until(lambda: self.stats() is not None, "bridge health", self.popen, 30)
+        wait_until(lambda: urllib.request.urlopen(  # noqa: S310 - loopback
+            f"http://{HOST}:{self.focus_http}/about/health", timeout=5).status == 200,
+                   "focus health", self.popen, 30)
 
     def stats(self) -> dict[str, Any]:
         url = f"http://{HOST}:{self.bridge_http}/colibri/stats"

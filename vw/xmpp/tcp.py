@@ -78,7 +78,7 @@ class XMPPStreamProtocol(protocol.Protocol):
         if self._closing:
             return
         self._touch()
-        wait = self._limiter.consume(len(data), self._clock.seconds())
+        wait = 0.0 if self._internal() else self._limiter.consume(len(data), self._clock.seconds())
         if wait > 0 and self._paused_until is None:
             self.transport.pauseProducing()
             self._paused_until = self._clock.callLater(wait, self._resume_reading)
@@ -88,6 +88,12 @@ class XMPPStreamProtocol(protocol.Protocol):
             self.stream.fail(error)
             return
         self.stream.handle_events(events)
+
+    def _internal(self) -> bool:
+        """Accounts of the auth domain are the deployment's own services (the focus carries
+        every conference's signalling): no byte-rate limit for them."""
+        session = self.stream.session
+        return session is not None and session.jid.host == self.server.full_config.auth_domain
 
     def _resume_reading(self) -> None:
         self._paused_until = None
