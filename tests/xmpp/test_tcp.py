@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.words.protocols.jabber.jid import JID
 
 from tests.xmpp.helpers import make_server
 from vw.xmpp.tcp import RateLimiter, XMPPStreamProtocol
@@ -58,6 +60,15 @@ def test_rate_limit_pauses_reading(tmp_path: Path) -> None:
     protocol.dataReceived(b" " * 5000)  # more than the 4 s burst
     assert transport.producerState == "paused"
     clock.advance(2)
+    assert transport.producerState == "producing"
+
+
+def test_the_deployments_own_accounts_are_not_rate_limited(tmp_path: Path) -> None:
+    protocol, transport, _ = connect(tmp_path, rate_bytes_per_second=1000,
+                                     max_stanza_bytes=100000)
+    protocol.dataReceived(HEADER)
+    protocol.stream.session = SimpleNamespace(jid=JID("focus@auth.localhost/focus"))
+    protocol.dataReceived(b" " * 5000)
     assert transport.producerState == "producing"
 
 
