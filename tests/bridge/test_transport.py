@@ -193,8 +193,9 @@ def test_last_n_limits_the_video_a_receiver_gets() -> None:
     bridge.channel_message(carol_endpoint, parse_message(
         '{"colibriClass":"ReceiverVideoConstraints","lastN":1,"onStageEndpoints":["bob"],'
         '"defaultConstraints":{"maxHeight":720}}'))
-    assert json.loads(frames[-1]) == {"colibriClass": "LastNEndpointsChangeEvent",
-                                      "lastNEndpoints": ["bob"]}
+    assert [json.loads(frame) for frame in frames[-2:]] == [
+        {"colibriClass": "LastNEndpointsChangeEvent", "lastNEndpoints": ["bob"]},
+        {"colibriClass": "ForwardedSources", "forwardedSources": ["bob-v0"]}]
     alice.deliver(alice.srtp.protect(rtp(1111, 1)), 1000.1)
     bob.deliver(bob.srtp.protect(rtp(2222, 1)), 1000.1)
     assert [int.from_bytes(p[8:12], "big") for p in carol.received_media()] == [2222]

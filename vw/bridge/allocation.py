@@ -155,7 +155,7 @@ class Allocations:
             for media_source in wanted.sources:
                 sources += sources_from_groups(
                     media_source.type, [s.ssrc for s in media_source.sources],
-                    [(g.semantics, g.ssrcs) for g in media_source.groups])
+                    [(g.semantics, g.ssrcs) for g in media_source.groups], media_source.id)
             endpoint.conference.set_sources(endpoint, sources, self.bridge.now())
 
     def _describe(self, endpoint: BridgeEndpoint) -> colibri2.IceUdpTransport:

@@ -145,7 +145,7 @@ def last_n_endpoints(endpoints: list[str]) -> str:
     return _frame("LastNEndpointsChangeEvent", lastNEndpoints=endpoints)
 
 
-def forwarded_sources(sources: list[str]) -> str:
+def forwarded_source_names(sources: list[str]) -> str:
     return _frame("ForwardedSources", forwardedSources=sources)
 
 

@@ -13,8 +13,9 @@ from vw.bridge.allocator import (
     ReceiverState,
     allocate,
     forwarded_endpoints,
+    forwarded_sources,
 )
-from vw.bridge.channel import dominant_speaker, last_n_endpoints
+from vw.bridge.channel import dominant_speaker, forwarded_source_names, last_n_endpoints
 from vw.bridge.estimator import BandwidthEstimator
 from vw.bridge.feedback import FEEDBACK_SSRC, TransportCcReceiver
 from vw.bridge.ice import Address, IceAgent
@@ -287,9 +288,10 @@ class Conference:
         self.allocated = now
         ranks = self.speakers.speaker_ranks()
         self.simulcast.measure(now)
-        sources = [CandidateSource(e.id, s.primary, self.simulcast.layer_info(s),
-                                   ranks.get(e.id))
-                   for e in self.endpoints.values() for s in e.sources if s.media == "video"]
+        video = [(e, s) for e in self.endpoints.values() for s in e.sources if s.media == "video"]
+        sources = [CandidateSource(e.id, s.primary, self.simulcast.layer_info(s), ranks.get(e.id))
+                   for e, s in video]
+        names = {s.primary: s.name or f"{e.id}-v0" for e, s in video}
         for receiver in self.endpoints.values():
             state = self.constraints.get(receiver.id)
             if state is None:
@@ -306,6 +308,8 @@ class Conference:
                 receiver.video_from = set(forwarded)
                 if receiver.channel_send is not None:
                     receiver.channel_send(last_n_endpoints(forwarded))
+                    receiver.channel_send(forwarded_source_names(
+                        [names[key] for key in forwarded_sources(state, theirs, allocation)]))
 
     def dominant_speaker_changed(self, now: float) -> str | None:
         """The new dominant speaker, when it changes (told to everyone on the bridge channel)."""

@@ -25,9 +25,10 @@ class SourceDescription:
         return set(self.layers) | set(self.rtx.values())
 
 
-def sources_from_groups(media: str, ssrcs: list[int],
-                        groups: list[tuple[str, list[int]]]) -> list[SourceDescription]:
-    """Group SSRCs and SIM/FID groups (as Jingle and Colibri2 carry them) into sources."""
+def sources_from_groups(media: str, ssrcs: list[int], groups: list[tuple[str, list[int]]],
+                        name: str = "") -> list[SourceDescription]:
+    """Group SSRCs and SIM/FID groups (as Jingle and Colibri2 carry them) into sources named
+    ``name`` (the Colibri2 media-source id, such as ``abcd1234-v0``)."""
     rtx: dict[int, int] = {}
     simulcast: list[list[int]] = []
     for semantics, members in groups:
@@ -36,11 +37,11 @@ def sources_from_groups(media: str, ssrcs: list[int],
         elif semantics == "SIM" and members:
             simulcast.append(members)
     in_groups = {s for layers in simulcast for s in layers} | set(rtx.values())
-    sources = [SourceDescription(media, tuple(layers), {s: rtx[s] for s in layers if s in rtx})
-               for layers in simulcast]
+    sources = [SourceDescription(media, tuple(layers), {s: rtx[s] for s in layers if s in rtx},
+                                 name) for layers in simulcast]
     for ssrc in ssrcs:
         if ssrc not in in_groups:
             in_groups.add(ssrc)
             sources.append(SourceDescription(media, (ssrc,), {ssrc: rtx[ssrc]} if ssrc in rtx
-                                             else {}))
+                                             else {}, name))
     return sources
