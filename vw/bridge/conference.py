@@ -51,7 +51,7 @@ from vw.rtp.srtp import SrtpContext, SrtpError
 DEFAULT_RTX_PAYLOAD_TYPES = {100: 96, 101: 97, 107: 99}
 
 
-@dataclass
+@dataclass(slots=True)
 class EndpointStats:
     packets_in: int = 0
     bytes_in: int = 0
@@ -261,7 +261,7 @@ class Conference:
                 self._send_rtp(self.endpoints[receiver], rewritten, now)
             return
         for receiver in self.endpoints.values():
-            if receiver is sender or not receiver.connected:
+            if receiver is sender or receiver.srtp is None:  # SRTP comes after ICE: connected
                 continue
             if video and receiver.video_from is not None and sender.id not in receiver.video_from:
                 continue
@@ -327,8 +327,9 @@ class Conference:
         protected = receiver.protect(packet, now)
         if protected is not None:
             self.send(protected, receiver.ice.selected)
-            receiver.stats.packets_out += 1
-            receiver.stats.bytes_out += len(protected)
+            stats = receiver.stats
+            stats.packets_out += 1
+            stats.bytes_out += len(protected)
 
     def _request_keyframe(self, owner: str, rtcp: bytes) -> None:
         endpoint = self.endpoints.get(owner)
