@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JS_DIR := tests/e2e/js
 JS_INSTALLED := $(JS_DIR)/node_modules/.installed
+MEETING_DIR := vw/meeting
+MEETING_INSTALLED := $(MEETING_DIR)/node_modules/.installed
 # Debian packages the tests and benchmarks use as peers and anchors.
 OS_PACKAGES := prosody openssl chromium
 
@@ -22,6 +24,10 @@ $(JS_INSTALLED): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	npm ci --prefix $(JS_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(MEETING_INSTALLED): $(MEETING_DIR)/package.json $(MEETING_DIR)/package-lock.json
+	npm ci --prefix $(MEETING_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
 os-deps:
 	@missing=""; \
 	for p in $(OS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,8 +38,9 @@ os-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-run: $(INSTALLED)
+run: $(INSTALLED) $(MEETING_INSTALLED)
 	@echo "vw: starting the all-in-one stack (state under ./var)."
+	@echo "  meeting page      http://localhost:5280/ROOM"
 	@echo "  XMPP c2s          localhost:5222 (STARTTLS, CA in var/tls/ca.pem)"
 	@echo "  XMPP WebSocket    ws://localhost:5280/xmpp-websocket"
 	@echo "  XMPP BOSH         http://localhost:5280/http-bind"
@@ -47,11 +54,11 @@ lint: $(INSTALLED)
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest -q tests --ignore=tests/e2e
 
-test: os-deps $(INSTALLED) $(JS_INSTALLED) lint
+test: os-deps $(INSTALLED) $(JS_INSTALLED) $(MEETING_INSTALLED) lint
 	$(BIN)/python -m pytest
 
 bench: os-deps $(INSTALLED)
 	$(BIN)/python bench/xmpp.py
 
 clean:
-	rm -rf $(VENV) var $(JS_DIR)/node_modules
+	rm -rf $(VENV) var $(JS_DIR)/node_modules $(MEETING_DIR)/node_modules

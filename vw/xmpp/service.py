@@ -12,6 +12,7 @@ from twisted.web.server import Site
 from vw.common.ops import add_ops_resources
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.config import Config
+from vw.meeting.resource import MeetingResource
 from vw.xmpp.bosh import BoshResource
 from vw.xmpp.component import ComponentFactory
 from vw.xmpp.server import XMPPServer
@@ -38,7 +39,8 @@ class XMPPService(MultiService):
                            interface=bind).setServiceParent(self)
 
     def http_root(self) -> Resource:
-        root = Resource()
+        """The meeting page at every room path, with the XMPP and ops endpoints beside it."""
+        root = MeetingResource(self.xmpp.full_config)
         secure = self.xmpp.config.http_considered_secure
         root.putChild(b"xmpp-websocket", XMPPWebSocketResource(self.xmpp, secure))
         root.putChild(b"http-bind", BoshResource(self.xmpp, secure))

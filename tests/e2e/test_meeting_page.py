@@ -1,0 +1,285 @@
+"""The meeting page in headless Chromium: lib-jitsi-meet joins through vw's XMPP server, focus
+and bridge; everyone sees and hears everyone; a participant who leaves disappears."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import BIN, XMPPServerProcess, free_port, stop, wait_for_health
+from tests.e2e.test_bridge_media import CHROMIUM_ARGS
+
+#: Chromium's fake devices; remote audio must play without a click for its stats to count.
+ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
+ROOM = "testroom"
+#: Seconds to wait for each step (joins, first frames, a departure).
+STEP = 45
+
+
+@dataclass
+class MeetingStack:
+    process: subprocess.Popen
+    directory: Path
+    http_port: int
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/{path}"
+
+    def log_tail(self) -> str:
+        return (self.directory / "twistd.log").read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="module")
+def meeting_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
+    """``twistd vw`` (XMPP server, focus, bridge) on free ports, ready for conferences."""
+    directory = tmp_path_factory.mktemp("meeting")
+    c2s, http, component, udp, bridge_http, focus_http = (free_port() for _ in range(6))
+    config = directory / "vw.toml"
+    config.write_text(f"""
+[general]
+state_dir = "{directory / 'var'}"
+[xmpp]
+c2s_port = {c2s}
+http_port = {http}
+component_port = {component}
+[bridge]
+udp_port = {udp}
+http_port = {bridge_http}
+bridge_id = "b1"
+xmpp_port = {component}
+[focus]
+http_port = {focus_http}
+xmpp_port = {c2s}
+""")
+    log = open(directory / "twistd.log", "w")
+    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
+                                str(config)], cwd=directory, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        for port in (http, bridge_http, focus_http):  # the focus is healthy once logged in
+            wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
+        yield MeetingStack(process, directory, http)
+    finally:
+        stop(process)
+        log.close()
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds, or fail naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + STEP
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        await asyncio.sleep(0.25)
+
+
+class Participant:
+    """One meeting page and the hooks it exposes as ``window.vwMeeting``."""
+
+    def __init__(self, name: str, page) -> None:
+        self.name = name
+        self.page = page
+        self.id = ""
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: print(f"[{name}] page error: {error}"))
+
+    def _console(self, message) -> None:
+        """Warnings and errors land in the test's captured output."""
+        if message.type in ("error", "warning"):
+            print(f"[{self.name}] {message.type}: {message.text[:400]}")
+
+    @classmethod
+    async def join(cls, browser, name: str, url: str) -> Participant:
+        participant = cls(name, await browser.new_page())
+        await participant.page.goto(url)
+        await participant.until_state("joined")
+        participant.id = await participant.page.evaluate("vwMeeting.myId()")
+        assert participant.id, f"{name} joined without a participant id"
+        return participant
+
+    async def state(self) -> str:
+        return await self.page.evaluate("vwMeeting.state")
+
+    async def until_state(self, wanted: str) -> None:
+        async def reached() -> bool:
+            state = await self.state()
+            assert not state.startswith("failed"), f"{self.name}: {state}"
+            return state == wanted
+
+        await until(reached, f"{self.name} reaches {wanted!r}")
+
+    async def remote_participants(self) -> set[str]:
+        return set(await self.page.evaluate("vwMeeting.remoteParticipants()"))
+
+    async def remote_video_tracks(self) -> int:
+        return await self.page.evaluate("vwMeeting.remoteVideoTracks()")
+
+    async def video_tiles(self) -> set[str]:
+        return set(await self.page.evaluate(
+            "[...document.querySelectorAll('.tile.remote')].map(t => t.dataset.participant)"))
+
+    async def received_from(self, other: Participant) -> tuple[int, float]:
+        """Video frames decoded and audio energy received from ``other`` so far."""
+        stats = [s for s in await self.page.evaluate("vwMeeting.stats()")
+                 if s["participant"] == other.id]
+        return (sum(s["framesDecoded"] for s in stats if s["type"] == "video"),
+                sum(s["totalAudioEnergy"] for s in stats if s["type"] == "audio"))
+
+    async def until_media_from(self, other: Participant) -> None:
+        """Both counters of ``other``'s media rise, twice, so the media keeps flowing."""
+        first = await self.received_from(other)
+
+        async def rising() -> bool:
+            frames, energy = await self.received_from(other)
+            return frames > first[0] and energy > first[1] and frames > 0 and energy > 0
+
+        await until(rising, f"{self.name} decodes {other.name}'s video and audio")
+        second = await self.received_from(other)
+
+        async def still_rising() -> bool:
+            frames, energy = await self.received_from(other)
+            return frames > second[0] and energy > second[1]
+
+        await until(still_rising, f"{self.name} keeps decoding {other.name}'s media")
+
+
+async def everyone_sees_everyone(people: list[Participant]) -> None:
+    for person in people:
+        others = [other for other in people if other is not person]
+        expected = {other.id for other in others}
+
+        async def sees_all(person: Participant = person, expected: set[str] = expected) -> bool:
+            return (await person.remote_participants() == expected
+                    and await person.video_tiles() == expected
+                    and await person.remote_video_tracks() == len(expected))
+
+        await until(sees_all, f"{person.name} sees {sorted(expected)}")
+        for other in others:
+            await person.until_media_from(other)
+
+
+def test_meeting_page_is_served_with_its_libraries(meeting_stack: MeetingStack) -> None:
+    status, body = fetch(meeting_stack.url(ROOM))
+    assert status == 200 and b'"muc":"conference.localhost"' in body
+    status, body = fetch(meeting_stack.url("libs/lib-jitsi-meet.min.js"))
+    assert status == 200, f"run `npm ci --prefix vw/meeting`: {body[:200]!r}"
+    assert fetch(meeting_stack.url("Not%20A%20Room"))[0] == 404
+    assert fetch(meeting_stack.url("about/health"))[0] == 200
+
+
+def test_three_browsers_meet_and_one_leaves(meeting_stack: MeetingStack) -> None:
+    from playwright.async_api import async_playwright
+
+    url = meeting_stack.url(ROOM)
+
+    async def scenario() -> None:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                      args=ARGS)
+            try:
+                anna, bert = await asyncio.gather(Participant.join(browser, "anna", url),
+                                                  Participant.join(browser, "bert", url))
+                await everyone_sees_everyone([anna, bert])
+
+                cleo = await Participant.join(browser, "cleo", url)
+                await everyone_sees_everyone([anna, bert, cleo])
+
+                await cleo.page.click("#leave")
+                await cleo.until_state("left")
+                await everyone_sees_everyone([anna, bert])
+                for person in (anna, bert):
+                    assert cleo.id not in await person.video_tiles()
+            finally:
+                await browser.close()
+
+    try:
+        asyncio.run(scenario())
+    except BaseException:
+        print(meeting_stack.log_tail())
+        raise
+
+
+def test_mute_buttons_reach_the_other_side(meeting_stack: MeetingStack) -> None:
+    from playwright.async_api import async_playwright
+
+    url = meeting_stack.url("mutetest")
+
+    async def scenario() -> None:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                      args=ARGS)
+            try:
+                anna, bert = await asyncio.gather(Participant.join(browser, "anna", url),
+                                                  Participant.join(browser, "bert", url))
+                await everyone_sees_everyone([anna, bert])
+                tile = f".tile.remote[data-participant='{anna.id}']"
+
+                async def anna_video_muted_for_bert(muted: bool) -> bool:
+                    classes = await bert.page.get_attribute(tile, "class") or ""
+                    return ("muted" in classes.split()) == muted
+
+                for button, kind in (("#mute-audio", "audio"), ("#mute-video", "video")):
+                    await anna.page.click(button)
+                    await until(lambda kind=kind: anna.page.evaluate(
+                        f"vwMeeting.localMuted().{kind}"), f"anna's {kind} mutes")
+                    assert await anna.page.get_attribute(button, "aria-pressed") == "true"
+                await until(lambda: anna_video_muted_for_bert(True), "bert sees anna's mute")
+
+                for button in ("#mute-audio", "#mute-video"):
+                    await anna.page.click(button)
+                await until(lambda: anna_video_muted_for_bert(False), "bert sees anna unmute")
+                assert await anna.page.evaluate("vwMeeting.localMuted()") == {
+                    "audio": False, "video": False}
+                await bert.until_media_from(anna)
+            finally:
+                await browser.close()
+
+    try:
+        asyncio.run(scenario())
+    except BaseException:
+        print(meeting_stack.log_tail())
+        raise
+
+
+def test_a_refused_token_shows_in_the_status_line(xmpp_server: XMPPServerProcess) -> None:
+    """vw-xmpp alone serves the page too; its token check refuses a forged ``?jwt=``."""
+    from playwright.async_api import async_playwright
+
+    url = f"http://127.0.0.1:{xmpp_server.http_port}/{ROOM}?jwt=not.a.token"
+
+    async def scenario() -> str:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                      args=ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(url)
+
+                async def failed() -> bool:
+                    return (await page.evaluate("vwMeeting.state")).startswith("failed: ")
+
+                await until(failed, "the page reports the refusal")
+                return await page.text_content("#status")
+            finally:
+                await browser.close()
+
+    status = asyncio.run(scenario())
+    # lib-jitsi-meet reports SASL <not-allowed/> as PASSWORD_REQUIRED, with the server's text.
+    assert status.startswith("failed: connection.passwordRequired"), status
+    assert "sign in" in status, status

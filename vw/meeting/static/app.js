@@ -1,0 +1,373 @@
+/* vw's meeting page: joins one room through lib-jitsi-meet and shows everyone in a grid. */
+'use strict';
+
+(() => {
+    const settings = JSON.parse(document.getElementById('vw-config').textContent);
+    const JitsiMeetJS = window.JitsiMeetJS;
+    const events = JitsiMeetJS.events;
+    const errors = JitsiMeetJS.errors;
+
+    const grid = document.getElementById('grid');
+    const statusLine = document.getElementById('status');
+    const localVideo = document.getElementById('local-video');
+    const audioBox = document.getElementById('remote-audio');
+    const buttons = {
+        audio: document.getElementById('mute-audio'),
+        video: document.getElementById('mute-video'),
+        leave: document.getElementById('leave')
+    };
+    const LABELS = {
+        audio: ['Mute audio', 'Unmute audio'],
+        video: ['Stop video', 'Start video']
+    };
+    /** Plain words for the failures a guest can do something about. */
+    const REASONS = {
+        [errors.connection.PASSWORD_REQUIRED]: 'the server wants you to sign in',
+        [errors.connection.CONNECTION_DROPPED_ERROR]: 'the connection dropped',
+        [errors.connection.SERVER_ERROR]: 'the server failed',
+        [errors.conference.AUTHENTICATION_REQUIRED]: 'this room needs an authenticated host',
+        [errors.conference.CONFERENCE_ACCESS_DENIED]: 'access to the room was refused',
+        [errors.conference.MEMBERS_ONLY_ERROR]: 'the room is for members only',
+        [errors.conference.NOT_ALLOWED_ERROR]: 'the room refused you',
+        [errors.conference.PASSWORD_REQUIRED]: 'the room has a password',
+        [errors.conference.CONFERENCE_MAX_USERS]: 'the room is full',
+        [errors.conference.CONFERENCE_DESTROYED]: 'the meeting was ended',
+        [errors.conference.FOCUS_LEFT]: 'the conference focus left',
+        [errors.conference.FOCUS_DISCONNECTED]: 'the conference focus is unreachable',
+        [errors.conference.VIDEOBRIDGE_NOT_AVAILABLE]: 'no video bridge is available',
+        [errors.conference.ICE_FAILED]: 'media could not reach the bridge'
+    };
+
+    let state = 'connecting';
+    let notice = '';
+    let connection = null;
+    let conference = null;
+    let localTracks = [];
+    /** Remote video tiles by participant id: {figure, video, track}. */
+    const tiles = new Map();
+    /** Remote audio elements by JitsiRemoteTrack. */
+    const audioElements = new Map();
+
+    function showStatus() {
+        const reason = state.startsWith('failed: ') ? REASONS[state.slice(8).split(' ')[0]] : '';
+        const parts = [state, reason, notice].filter(Boolean);
+
+        statusLine.textContent = parts.join(' · ');
+        statusLine.dataset.state = state.split(':')[0];
+    }
+
+    function setState(value) {
+        state = value;
+        showStatus();
+    }
+
+    function setNotice(text) {
+        notice = text;
+        showStatus();
+    }
+
+    /** The first failure wins; everything is released. */
+    function fail(reason) {
+        if (state === 'left' || state.startsWith('failed: ')) {
+            return;
+        }
+        setState(`failed: ${reason}`);
+        release();
+    }
+
+    function release() {
+        Object.values(buttons).forEach(button => {
+            button.disabled = true;
+        });
+        const closing = conference ? conference.leave().catch(() => undefined) : Promise.resolve();
+
+        conference = null;
+        closing.then(() => {
+            if (connection) {
+                connection.disconnect();
+                connection = null;
+            }
+        });
+        localTracks.forEach(track => track.dispose());
+        localTracks = [];
+        [...tiles.keys()].forEach(removeTile);
+        [...audioElements.keys()].forEach(removeAudio);
+    }
+
+    function serviceUrl() {
+        const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+
+        return `${scheme}//${location.host}/xmpp-websocket?room=${encodeURIComponent(settings.room)}`;
+    }
+
+    async function createLocalTracks() {
+        try {
+            return await JitsiMeetJS.createLocalTracks({ devices: [ 'audio', 'video' ] });
+        } catch (error) {
+            setNotice(`joining without camera and microphone (${error.name || error})`);
+
+            return [];
+        }
+    }
+
+    function localTrack(kind) {
+        return localTracks.find(track => track.getType() === kind);
+    }
+
+    function localMuted(kind) {
+        const track = localTrack(kind);
+
+        return Boolean(track && track.isMuted());
+    }
+
+    /** The mute buttons and the local tile follow the local tracks. */
+    function showLocalState() {
+        for (const kind of [ 'audio', 'video' ]) {
+            const muted = localMuted(kind);
+
+            buttons[kind].disabled = !localTrack(kind) || state !== 'joined';
+            buttons[kind].textContent = LABELS[kind][muted ? 1 : 0];
+            buttons[kind].setAttribute('aria-pressed', String(muted));
+        }
+        localVideo.parentElement.classList.toggle('muted', localMuted('video'));
+    }
+
+    async function toggle(kind) {
+        const track = localTrack(kind);
+
+        buttons[kind].disabled = true;
+        try {
+            await (track.isMuted() ? track.unmute() : track.mute());
+        } catch (error) {
+            setNotice(`could not change the ${kind}: ${error.name || error}`);
+        }
+        showLocalState();
+    }
+
+    function tileFor(participantId) {
+        let tile = tiles.get(participantId);
+
+        if (!tile) {
+            const figure = document.createElement('figure');
+            const video = document.createElement('video');
+            const caption = document.createElement('figcaption');
+            const participant = conference && conference.getParticipantById(participantId);
+
+            figure.className = 'tile remote';
+            figure.dataset.participant = participantId;
+            video.autoplay = true;
+            video.playsInline = true;
+            video.muted = true;
+            caption.textContent = (participant && participant.getDisplayName()) || participantId;
+            figure.append(video, caption);
+            grid.append(figure);
+            tile = { figure, video, track: null };
+            tiles.set(participantId, tile);
+        }
+
+        return tile;
+    }
+
+    function removeTile(participantId) {
+        const tile = tiles.get(participantId);
+
+        if (tile) {
+            if (tile.track) {
+                tile.track.detach(tile.video);
+            }
+            tile.figure.remove();
+            tiles.delete(participantId);
+        }
+    }
+
+    function removeAudio(track) {
+        const element = audioElements.get(track);
+
+        if (element) {
+            track.detach(element);
+            element.remove();
+            audioElements.delete(track);
+        }
+    }
+
+    function onTrackAdded(track) {
+        if (track.isLocal()) {
+            return;
+        }
+        if (track.getType() === 'audio') {
+            const element = document.createElement('audio');
+
+            element.autoplay = true;
+            audioBox.append(element);
+            audioElements.set(track, element);
+            track.attach(element);
+
+            return;
+        }
+        const tile = tileFor(track.getParticipantId());
+
+        if (tile.track && tile.track !== track) {
+            tile.track.detach(tile.video);
+        }
+        tile.track = track;
+        track.attach(tile.video);
+        tile.figure.classList.toggle('muted', track.isMuted());
+    }
+
+    function onTrackRemoved(track) {
+        if (track.isLocal()) {
+            return;
+        }
+        if (track.getType() === 'audio') {
+            removeAudio(track);
+        } else {
+            const tile = tiles.get(track.getParticipantId());
+
+            if (tile && tile.track === track) {
+                removeTile(track.getParticipantId());
+            }
+        }
+    }
+
+    function onTrackMuteChanged(track) {
+        if (track.isLocal()) {
+            showLocalState();
+        } else if (track.getType() === 'video') {
+            const tile = tiles.get(track.getParticipantId());
+
+            if (tile && tile.track === track) {
+                tile.figure.classList.toggle('muted', track.isMuted());
+            }
+        }
+    }
+
+    function onUserLeft(participantId) {
+        removeTile(participantId);
+        [...audioElements.keys()]
+            .filter(track => track.getParticipantId() === participantId)
+            .forEach(removeAudio);
+    }
+
+    function onConnected() {
+        const c = events.conference;
+
+        conference = connection.initJitsiConference(settings.room, {
+            openBridgeChannel: 'websocket',
+
+            // Media always goes through the bridge, also between two people.
+            p2p: { enabled: false }
+        });
+        conference.on(c.CONFERENCE_JOINED, () => {
+            setState('joined');
+            showLocalState();
+        });
+        conference.on(c.CONFERENCE_FAILED, error => fail(error));
+        conference.on(c.CONFERENCE_ERROR, error => setNotice(REASONS[error] || error));
+        conference.on(c.KICKED, () => fail('kicked'));
+        conference.on(c.TRACK_ADDED, onTrackAdded);
+        conference.on(c.TRACK_REMOVED, onTrackRemoved);
+        conference.on(c.TRACK_MUTE_CHANGED, onTrackMuteChanged);
+        conference.on(c.USER_LEFT, onUserLeft);
+        Promise.all(localTracks.map(track => conference.addTrack(track)))
+            .then(() => conference && conference.join())
+            .catch(error => fail(`media: ${error.name || error}`));
+    }
+
+    function connect(token) {
+        const c = events.connection;
+
+        connection = new JitsiMeetJS.JitsiConnection(null, token, {
+            hosts: { domain: settings.domain, muc: settings.muc, focus: settings.focus },
+            serviceUrl: serviceUrl()
+        });
+        connection.addEventListener(c.CONNECTION_ESTABLISHED, onConnected);
+        connection.addEventListener(c.CONNECTION_FAILED, (error, message) =>
+            fail(message ? `${error} ${message}` : error));
+        connection.addEventListener(c.CONNECTION_DISCONNECTED, () => {
+            if (state === 'connecting' || state === 'joined') {
+                fail('disconnected');
+            }
+        });
+        connection.connect();
+    }
+
+    function leave() {
+        if (state !== 'left' && !state.startsWith('failed: ')) {
+            setState('left');
+            release();
+        }
+    }
+
+    /** Inbound RTP counters of each remote track, from the bridge PeerConnection. */
+    async function stats() {
+        const session = conference && conference.jvbJingleSession;
+        const pc = session && session.peerconnection && session.peerconnection.peerconnection;
+
+        if (!pc) {
+            return [];
+        }
+        const inbound = [];
+
+        (await pc.getStats()).forEach(report => {
+            if (report.type === 'inbound-rtp') {
+                inbound.push(report);
+            }
+        });
+
+        return conference.getParticipants()
+            .flatMap(participant => participant.getTracks())
+            .map(track => {
+                const id = track.getTrack().id;
+                const report = inbound.find(r => r.trackIdentifier === id)
+                    || inbound.find(r => r.ssrc === track.getSSRC()) || {};
+
+                return {
+                    participant: track.getParticipantId(),
+                    type: track.getType(),
+                    trackId: id,
+                    ssrc: track.getSSRC(),
+                    framesDecoded: report.framesDecoded || 0,
+                    totalAudioEnergy: report.totalAudioEnergy || 0
+                };
+            });
+    }
+
+    window.vwMeeting = {
+        get state() {
+            return state;
+        },
+        myId: () => (conference ? conference.myUserId() : null),
+        remoteParticipants: () => (conference ? conference.getParticipants().map(p => p.getId()) : []),
+        remoteVideoTracks: () => [...tiles.values()].filter(tile => tile.track).length,
+        localMuted: () => ({ audio: localMuted('audio'), video: localMuted('video') }),
+        stats,
+        leave
+    };
+
+    async function start() {
+        document.title = `${settings.room} · vw`;
+        document.getElementById('room-name').textContent = settings.room;
+        showStatus();
+        buttons.audio.addEventListener('click', () => toggle('audio'));
+        buttons.video.addEventListener('click', () => toggle('video'));
+        buttons.leave.addEventListener('click', leave);
+        window.addEventListener('beforeunload', leave);
+        JitsiMeetJS.setLogLevel(JitsiMeetJS.logLevels.WARN);
+        JitsiMeetJS.init({ enableUnifiedOnChrome: true });
+        localTracks = await createLocalTracks();
+        if (state !== 'connecting') {
+            localTracks.forEach(track => track.dispose());
+            localTracks = [];
+
+            return;
+        }
+        const video = localTrack('video');
+
+        if (video) {
+            video.attach(localVideo);
+        }
+        connect(new URLSearchParams(location.search).get('jwt') || undefined);
+    }
+
+    start();
+})();
