@@ -147,6 +147,8 @@ class Stack:
     c2s_port: int
     udp_port: int
     bridge_http_port: int
+    #: The XMPP server's HTTP port: WebSocket at ``/xmpp-websocket``, BOSH at ``/http-bind``.
+    http_port: int = 0
 
     @property
     def ca(self) -> Path:
@@ -185,5 +187,5 @@ password = "{FOCUS_PASSWORD}"
                                stderr=subprocess.STDOUT, env={**os.environ})
     wait_for_port(c2s, process)
     wait_for_health(f"http://127.0.0.1:{bridge_http}/about/health", process)
-    yield Stack(process, directory, c2s, udp, bridge_http)
+    yield Stack(process, directory, c2s, udp, bridge_http, http)
     stop(process)

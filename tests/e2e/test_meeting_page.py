@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import pytest
 
 from tests.e2e.conftest import BIN, XMPPServerProcess, free_port, stop, wait_for_health
@@ -37,10 +39,27 @@ class MeetingStack:
         return (self.directory / "twistd.log").read_text(errors="replace")[-4000:]
 
 
+TOKEN_APP = "vw-meeting-test"
+TOKEN_SECRET = "a-shared-secret-for-the-meeting-page-test"
+
+
 @pytest.fixture(scope="module")
 def meeting_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
     """``twistd vw`` (XMPP server, focus, bridge) on free ports, ready for conferences."""
-    directory = tmp_path_factory.mktemp("meeting")
+    yield from run_stack(tmp_path_factory.mktemp("meeting"))
+
+
+@pytest.fixture(scope="module")
+def token_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
+    """The same with token authentication required."""
+    yield from run_stack(tmp_path_factory.mktemp("tokens"), f"""
+[xmpp.token]
+app_id = "{TOKEN_APP}"
+app_secret = "{TOKEN_SECRET}"
+""")
+
+
+def run_stack(directory: Path, extra: str = "") -> Iterator[MeetingStack]:
     c2s, http, component, udp, bridge_http, focus_http = (free_port() for _ in range(6))
     config = directory / "vw.toml"
     config.write_text(f"""
@@ -58,7 +77,7 @@ xmpp_port = {component}
 [focus]
 http_port = {focus_http}
 xmpp_port = {c2s}
-""")
+{extra}""")
     log = open(directory / "twistd.log", "w")
     process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
                                 str(config)], cwd=directory, stdout=log,
@@ -283,3 +302,41 @@ def test_a_refused_token_shows_in_the_status_line(xmpp_server: XMPPServerProcess
     # lib-jitsi-meet reports SASL <not-allowed/> as PASSWORD_REQUIRED, with the server's text.
     assert status.startswith("failed: connection.passwordRequired"), status
     assert "sign in" in status, status
+
+
+def test_a_token_joins_its_room_and_is_refused_in_another(token_stack: MeetingStack) -> None:
+    from playwright.async_api import async_playwright
+
+    now = int(time.time())
+    token = jwt.encode({"iss": TOKEN_APP, "aud": TOKEN_APP, "sub": "localhost", "room": "alpha",
+                        "exp": now + 600, "context": {"user": {"name": "Ada"}}},
+                       TOKEN_SECRET, algorithm="HS256")
+
+    async def scenario() -> tuple[list[str], str]:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                      args=ARGS)
+            try:
+                await Participant.join(browser, "ada", token_stack.url(f"alpha?jwt={token}"))
+                page = await browser.new_page()
+                refusals: list[str] = []
+                page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: (
+                    refusals.append(frame) if "reservation-error" in str(frame) else None)))
+                await page.goto(token_stack.url(f"beta?jwt={token}"))
+
+                async def refused() -> bool:
+                    return bool(refusals)
+
+                await until(refused, "the focus request for beta is refused")
+                await asyncio.sleep(2)
+                return refusals, await page.evaluate("vwMeeting.state")
+            finally:
+                await browser.close()
+
+    try:
+        refusals, state = asyncio.run(scenario())
+    except BaseException:
+        print(token_stack.log_tail())
+        raise
+    assert "beta@conference.localhost" in refusals[0] and "not-allowed" in refusals[0]
+    assert state != "joined", state

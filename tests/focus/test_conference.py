@@ -53,25 +53,32 @@ def result(payload: Element | None = None) -> Element:
     return iq
 
 
+def bridge_answer(request: colibri2.ConferenceModify, port: int = 10000
+                  ) -> colibri2.ConferenceModified:
+    """What a bridge on ``port`` answers: a transport for each new endpoint, and its own
+    feedback source when the conference is created."""
+    modified = colibri2.ConferenceModified(endpoints=[
+        colibri2.Endpoint(id=e.id, transport=colibri2.Transport(
+            ice_udp=colibri2.IceUdpTransport(
+                ufrag="bu", pwd="bp" * 11, candidates=[colibri2.Candidate(
+                    component=1, foundation="1", ip="127.0.0.1", port=port,
+                    priority=1, protocol="udp", type="host")],
+                fingerprints=[colibri2.Fingerprint("sha-256", "actpass", "AA:BB")])))
+        for e in request.endpoints if e.create])
+    if request.create:
+        modified.sources = [colibri2.MediaSource("audio", "jvb-a0", [
+            colibri2.Source(ssrc=7, parameters=[colibri2.Parameter("msid", "mixedmslabel x")])
+        ])]
+    return modified
+
+
 def answer_colibri(link: FakeLink) -> list[colibri2.ConferenceModify]:
     """Answer every pending Colibri2 request as a bridge would."""
     requests = []
     for iq, deferred in link.take(to=BRIDGE, child="conference-modify"):
         request = colibri2.ConferenceModify.fromElement(iq.firstChildElement())
         requests.append(request)
-        modified = colibri2.ConferenceModified(endpoints=[
-            colibri2.Endpoint(id=e.id, transport=colibri2.Transport(
-                ice_udp=colibri2.IceUdpTransport(
-                    ufrag="bu", pwd="bp" * 11, candidates=[colibri2.Candidate(
-                        component=1, foundation="1", ip="127.0.0.1", port=10000,
-                        priority=1, protocol="udp", type="host")],
-                    fingerprints=[colibri2.Fingerprint("sha-256", "actpass", "AA:BB")])))
-            for e in request.endpoints if e.create])
-        if request.create:
-            modified.sources = [colibri2.MediaSource("audio", "jvb-a0", [
-                colibri2.Source(ssrc=7, parameters=[colibri2.Parameter("msid", "mixedmslabel x")])
-            ])]
-        deferred.callback(result(modified.toElement()))
+        deferred.callback(result(bridge_answer(request).toElement()))
     return requests
 
 

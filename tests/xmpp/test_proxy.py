@@ -62,6 +62,7 @@ def test_a_token_limits_the_rooms_its_holder_may_ask_the_focus_for(tmp_path: Pat
                             "xmlns='http://jitsi.org/protocol/focus' "
                             "room='beta@conference.localhost'/></iq>")
     assert refused.error.firstChildElement().name == "not-allowed"
+    assert refused.error.children[-1].name == "reservation-error"
     (allowed,) = guest.send("<iq type='set' id='c3' to='focus.localhost'><conference "
                             "xmlns='http://jitsi.org/protocol/focus' "
                             "room='alpha@conference.localhost'/></iq>")

@@ -341,7 +341,7 @@ class FocusConference:
             if participant.sid is not None:
                 terminate = Jingle("session-terminate", participant.sid,
                                    reason=Reason("success", "moving to another bridge"))
-                self.link.send(iq_stanza(participant.occupant, "set", terminate.toElement()))
+                self._send_jingle(participant, terminate)
             self._tell_others(participant, "source-remove",
                               self.sources.remove_owner(participant.occupant))
             if participant.bridge is not None:

@@ -1,5 +1,6 @@
 """The focus: Jicofo's job. Answers ``conference`` requests, runs one FocusConference per room,
-reads the bridges from the brewery and routes every stanza it gets to the right place.
+reads the bridges from the brewery, pings them (health checks) and routes every stanza it gets
+to the right place.
 
 Every error reply to a client is decided in :meth:`Focus.stanza_received`: a
 :class:`~vw.xmpp.errors.StanzaError` (JingleError included) raised while handling a request
@@ -12,11 +13,12 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.words.xish.domish import Element
 
 from vw.config import Config
 from vw.focus.bridges import BreweryPresence, BridgeRegistry, SelectionConfig
-from vw.focus.conference import MUC_NS, FocusConference
+from vw.focus.conference import MUC_NS, FocusConference, iq_stanza
 from vw.focus.jingle import JINGLE_NS, Jingle
 from vw.focus.link import IQFailed, XMPPLink
 from vw.focus.offer import OfferConfig
@@ -26,8 +28,11 @@ from vw.xmpp.stanzas import parse_jid
 log = Logger()
 
 FOCUS_NS = "http://jitsi.org/protocol/focus"
+PING_NS = "urn:xmpp:ping"
 #: Most conferences one focus runs at once.
 MAX_CONFERENCES = 10_000
+#: Seconds a bridge has to answer its health-check ping.
+HEALTH_TIMEOUT = 3.0
 
 
 def conference_result(iq: Element, room: str, focus_jid: str) -> Element:
@@ -50,10 +55,13 @@ def conference_result(iq: Element, room: str, focus_jid: str) -> Element:
 class Focus:
     """Everything one focus process runs."""
 
-    def __init__(self, config: Config, link: XMPPLink, now: Callable[[], float]) -> None:
+    def __init__(self, config: Config, link: XMPPLink, now: Callable[[], float],
+                 schedule: Callable[[float, Callable[[], None]], object] | None = None) -> None:
         self.config = config
         self.link = link
         self.now = now
+        #: Runs a call later (the reactor's callLater): batches source updates in large rooms.
+        self.schedule = schedule
         self.focus_jid = f"focus@{config.auth_domain}"
         self.brewery = config.brewery
         settings = config.focus
@@ -64,6 +72,8 @@ class Focus:
         self.offer = OfferConfig()
         self.conferences: dict[str, FocusConference] = {}
         self.requests = 0
+        #: Bridges whose health-check ping awaits its answer.
+        self._checking: set[str] = set()
         link.received = self.stanza_received
 
     def connected(self) -> None:
@@ -92,7 +102,7 @@ class Focus:
                 raise StanzaError("resource-constraint", text="too many conferences")
             conference = self.conferences[room] = FocusConference(
                 room, self.link, self.registry, self.offer, self.now,
-                self.config.focus.moderators, ended=self._ended)
+                self.config.focus.moderators, ended=self._ended, schedule=self.schedule)
         self.requests += 1
         return conference.join()
 
@@ -196,10 +206,40 @@ class Focus:
                 conference.move(nicks)
 
     def tick(self) -> None:
-        """Expire bridges that went quiet."""
+        """Expire bridges that went quiet; health-check the others."""
         for jid, moved in self.registry.expire(self.now()).items():
             log.warn("bridge {jid} went quiet", jid=jid)
             self._move(moved)
+        self.check_bridges()
+
+    def check_bridges(self) -> None:
+        """Ping every bridge not being checked already: an error reply, or none within
+        HEALTH_TIMEOUT seconds, fails the bridge and moves its participants."""
+        if self.link.stream is None:
+            return
+        for bridge in self.registry.bridges:
+            if bridge.jid in self._checking:
+                continue
+            self._checking.add(bridge.jid)
+            ping = iq_stanza(bridge.jid, "get", Element((PING_NS, "ping")))
+            self.link.request(ping, HEALTH_TIMEOUT).addCallbacks(
+                self._bridge_passed, self._bridge_failed,
+                callbackArgs=(bridge.jid,), errbackArgs=(bridge.jid,))
+
+    def _bridge_passed(self, _: Element, jid: str) -> None:
+        self._checking.discard(jid)
+        self.registry.health_ok(jid)
+
+    def _bridge_failed(self, failure: Failure, jid: str) -> None:
+        self._checking.discard(jid)
+        failure.trap(IQFailed)
+        if self.link.stream is None:
+            return  # our own connection went down, not the bridge
+        bridge = self.registry.get(jid)
+        if bridge is not None and bridge.healthy:
+            log.warn("bridge {jid} failed its health check: {error}", jid=jid,
+                     error=failure.value)
+        self._move(self.registry.health_failed(jid, self.now()))
 
     def stats(self) -> dict[str, object]:
         return {

@@ -88,7 +88,7 @@ class FocusService(MultiService):
         settings = config.focus
         self.registry = CollectorRegistry()
         self.link = XMPPLink(clock)
-        self.focus = Focus(config, self.link, clock.seconds)
+        self.focus = Focus(config, self.link, clock.seconds, clock.callLater)
         jid = JID(f"focus@{config.auth_domain}/focus")
         factory = client.XMPPClientFactory(jid, focus_password(config), self._tls(config))
         factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authenticated)

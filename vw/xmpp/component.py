@@ -14,7 +14,7 @@ from twisted.words.xish.domish import Element
 from vw.xmpp.errors import StanzaError, StreamError
 from vw.xmpp.serializer import serialize
 from vw.xmpp.server import XMPPServer
-from vw.xmpp.stanzas import CLIENT_NS, STREAMS_NS, parse_jid
+from vw.xmpp.stanzas import CLIENT_NS, STREAMS_NS, parse_jid, stanza
 from vw.xmpp.xmlparser import ElementReceived, StreamOpened, XMLStreamParser
 
 log = Logger()
@@ -47,6 +47,8 @@ class ComponentProtocol(protocol.Protocol):
         self.stream_id = ""
         self.authenticated = False
         self._closing = False
+        #: (from, to) of each directed available presence sent and not yet withdrawn.
+        self._directed: set[tuple[str, str]] = set()
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -94,14 +96,35 @@ class ComponentProtocol(protocol.Protocol):
             return
         if element.uri != COMPONENT_NS or element.name not in STANZA_NAMES:
             raise StreamError("unsupported-stanza-type", element.name)
-        stanza = rebase(element, COMPONENT_NS, CLIENT_NS)
+        forwarded = rebase(element, COMPONENT_NS, CLIENT_NS)
         try:
-            sender = parse_jid(stanza.getAttribute("from", ""))
+            sender = parse_jid(forwarded.getAttribute("from", ""))
         except StanzaError:
             raise StreamError("invalid-from", "a component stanza needs a valid from") from None
         if sender.host != self.domain and not sender.host.endswith("." + self.domain):
             raise StreamError("invalid-from", f"{sender.host} is not {self.domain}")
-        self.server.router.route(stanza)
+        if forwarded.name == "presence":
+            self._track(forwarded)
+        self.server.router.route(forwarded)
+
+    def _track(self, presence: Element) -> None:
+        to = presence.getAttribute("to")
+        if not to:
+            return
+        sent = (presence["from"], to)
+        kind = presence.getAttribute("type")
+        if kind is None:
+            self._directed.add(sent)
+        elif kind == "unavailable":
+            self._directed.discard(sent)
+
+    def _leave(self) -> None:
+        """The connection is gone: withdraw its directed presence, as a client's session end
+        does, so that the MUC rooms it sat in see its occupants leave."""
+        directed, self._directed = sorted(self._directed), set()
+        for sender, to in directed:
+            self.server.router.route(stanza("presence", to=to, sender=sender,
+                                            stanza_type="unavailable"))
 
     def receive(self, stanza: Element) -> None:
         """A stanza for our domain, from the router."""
@@ -121,6 +144,7 @@ class ComponentProtocol(protocol.Protocol):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._closing = True
         if self.authenticated:
+            self._leave()
             self.server.router.unregister_component(self.domain, self)
             log.info("component {domain} disconnected", domain=self.domain)
 

@@ -56,6 +56,22 @@ class StanzaError(Exception):
         return error
 
 
+class ReservationError(StanzaError):
+    """Jitsi's ``<reservation-error error-code/>``: this conference may not be started here.
+    lib-jitsi-meet gives up and reports it (other errors to its conference request make it
+    retry forever)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__("not-allowed", text=text)
+        self.code = code
+
+    def to_element(self) -> Element:
+        error = super().to_element()
+        error.addElement(("http://jitsi.org/protocol/focus", "reservation-error"))[
+            "error-code"] = str(self.code)
+        return error
+
+
 def error_reply(stanza: Element, error: StanzaError, sender: str | None = None) -> Element | None:
     """The error reply to ``stanza``, or None when it must not be answered (errors, results)."""
     if stanza.getAttribute("type") in ("error", "result"):

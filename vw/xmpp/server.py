@@ -11,7 +11,7 @@ from twisted.words.xish.domish import Element
 from vw.common.state import persistent_secret
 from vw.config import Config
 from vw.xmpp import storage
-from vw.xmpp.errors import StanzaError
+from vw.xmpp.errors import ReservationError, StanzaError
 from vw.xmpp.features import ServerFeatures, TurnOffer
 from vw.xmpp.muc import MUCService, RoomDefaults
 from vw.xmpp.presence import Presence
@@ -171,7 +171,7 @@ class XMPPServer:
             return
         room = parse_jid(request.getAttribute("room", "") or self.domain)
         if not self.token_verifier.room_allowed(session.token, room.user or ""):
-            raise StanzaError("not-allowed", text="the token does not allow this room")
+            raise ReservationError(403, "the token does not allow this room")
 
     def _prepare_room_presence(self, session: Session, room: JID, presence: Element) -> None:
         for child in list(presence.elements()):
