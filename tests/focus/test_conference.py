@@ -23,6 +23,7 @@ class FakeLink:
     """Records what the focus sends; IQ requests wait for the test to answer them."""
 
     jid = "focus@auth.localhost/focus"
+    stream = "connected"
 
     def __init__(self) -> None:
         self.sent: list[Element] = []
