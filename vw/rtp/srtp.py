@@ -5,6 +5,9 @@ session that protects every SSRC this side sends (``SSRC_ANY_OUTBOUND``) and an 
 that unprotects every SSRC the peer sends (``SSRC_ANY_INBOUND``). libsrtp creates a stream per
 SSRC from that template on first use; :meth:`SrtpContext.remove_ssrc` forgets one.
 
+RTP protect goes straight to libsrtp through pylibsrtp's C binding (``pylibsrtp._binding``,
+hence the pin to pylibsrtp 1.0.x): it runs once per packet per receiver on a bridge.
+
 Replay protection is on for inbound packets (a window of ``window_size`` indices). Outbound,
 re-protecting an index already sent is allowed (``allow_repeat_tx``), since a bridge resends
 cached packets with their original sequence numbers when a receiver asks for them (NACK).
@@ -15,7 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pylibsrtp
-from pylibsrtp import Policy, Session
+from pylibsrtp import ERRORS, SRTP_MAX_TRAILER_LEN, Policy, Session
+from pylibsrtp._binding import ffi, lib
+
+#: The buffer one protect works in, as pylibsrtp sizes its own.
+BUFFER_SIZE = 1500
 
 
 @dataclass(frozen=True)
@@ -119,13 +126,27 @@ class SrtpContext:
             self._rx = Session(rx)
         except pylibsrtp.Error as exc:
             raise ValueError(f"libsrtp refused the policy: {exc}") from None
+        # RTP protect is the bridge's hot path (once per packet per receiver): it calls libsrtp
+        # through pylibsrtp's C binding with a buffer and a length cell of its own, sparing the
+        # allocations pylibsrtp's wrapper makes on every call.
+        self._tx_session = self._tx._srtp[0]
+        self._cdata = ffi.new("char[]", BUFFER_SIZE)
+        self._buffer = ffi.buffer(self._cdata)
+        self._length = ffi.new("int *")
 
     def protect(self, rtp: bytes) -> bytes:
         """An RTP packet, encrypted and authenticated."""
-        try:
-            return self._tx.protect(rtp)
-        except (pylibsrtp.Error, ValueError) as exc:
-            raise _error(exc) from None
+        size = len(rtp)
+        if size > BUFFER_SIZE - SRTP_MAX_TRAILER_LEN:
+            raise SrtpError("packet is too long")
+        self._buffer[0:size] = rtp
+        length = self._length
+        length[0] = size
+        status = lib.srtp_protect(self._tx_session, self._cdata, length)
+        if status:
+            raise _error(pylibsrtp.Error(ERRORS[status] if 0 <= status < len(ERRORS)
+                                         else f"libsrtp error {status}"))
+        return self._buffer[0:length[0]]
 
     def unprotect(self, srtp: bytes) -> bytes:
         """The RTP packet inside an SRTP packet; SrtpError if forged, replayed or malformed."""
