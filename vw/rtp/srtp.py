@@ -5,8 +5,9 @@ session that protects every SSRC this side sends (``SSRC_ANY_OUTBOUND``) and an 
 that unprotects every SSRC the peer sends (``SSRC_ANY_INBOUND``). libsrtp creates a stream per
 SSRC from that template on first use; :meth:`SrtpContext.remove_ssrc` forgets one.
 
-RTP protect goes straight to libsrtp through pylibsrtp's C binding (``pylibsrtp._binding``,
-hence the pin to pylibsrtp 1.0.x): it runs once per packet per receiver on a bridge.
+RTP protect and unprotect go straight to libsrtp through pylibsrtp's C binding
+(``pylibsrtp._binding``, hence the pin to pylibsrtp 1.0.x): a bridge runs them once per
+packet and receiver.
 
 Replay protection is on for inbound packets (a window of ``window_size`` indices). Outbound,
 re-protecting an index already sent is allowed (``allow_repeat_tx``), since a bridge resends
@@ -126,23 +127,27 @@ class SrtpContext:
             self._rx = Session(rx)
         except pylibsrtp.Error as exc:
             raise ValueError(f"libsrtp refused the policy: {exc}") from None
-        # RTP protect is the bridge's hot path (once per packet per receiver): it calls libsrtp
-        # through pylibsrtp's C binding with a buffer and a length cell of its own, sparing the
-        # allocations pylibsrtp's wrapper makes on every call.
+        # RTP protect and unprotect, the bridge's hot path, call libsrtp through pylibsrtp's C
+        # binding with a buffer and a length cell of their own, sparing the allocations
+        # pylibsrtp's wrapper makes on every call.
         self._tx_session = self._tx._srtp[0]
+        self._rx_session = self._rx._srtp[0]
         self._cdata = ffi.new("char[]", BUFFER_SIZE)
         self._buffer = ffi.buffer(self._cdata)
         self._length = ffi.new("int *")
 
     def protect(self, rtp: bytes) -> bytes:
         """An RTP packet, encrypted and authenticated."""
-        size = len(rtp)
-        if size > BUFFER_SIZE - SRTP_MAX_TRAILER_LEN:
+        return self._process(rtp, lib.srtp_protect, self._tx_session, SRTP_MAX_TRAILER_LEN)
+
+    def _process(self, packet: bytes, function: object, session: object, trailer: int) -> bytes:
+        size = len(packet)
+        if size > BUFFER_SIZE - trailer:
             raise SrtpError("packet is too long")
-        self._buffer[0:size] = rtp
+        self._buffer[0:size] = packet
         length = self._length
         length[0] = size
-        status = lib.srtp_protect(self._tx_session, self._cdata, length)
+        status = function(session, self._cdata, length)
         if status:
             raise _error(pylibsrtp.Error(ERRORS[status] if 0 <= status < len(ERRORS)
                                          else f"libsrtp error {status}"))
@@ -150,10 +155,7 @@ class SrtpContext:
 
     def unprotect(self, srtp: bytes) -> bytes:
         """The RTP packet inside an SRTP packet; SrtpError if forged, replayed or malformed."""
-        try:
-            return self._rx.unprotect(srtp)
-        except (pylibsrtp.Error, ValueError) as exc:
-            raise _error(exc) from None
+        return self._process(srtp, lib.srtp_unprotect, self._rx_session, 0)
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         """An RTCP compound packet, encrypted and authenticated (SRTCP index added)."""
