@@ -21,7 +21,7 @@ from twisted.words.xish.domish import Element
 
 from vw.bridge import colibri2
 from vw.focus.bridges import BridgeRegistry
-from vw.focus.jingle import Jingle, JingleError, Reason
+from vw.focus.jingle import FOCUS_NS, Jingle, JingleError, Reason
 from vw.focus.link import IQFailed, XMPPLink
 from vw.focus.offer import (
     ConferenceSources,
@@ -147,6 +147,11 @@ class FocusConference:
             presence = Element((None, "presence"))
             presence["to"] = f"{self.room}/{FOCUS_NICK}"
             presence.addElement((MUC_NS, "x"))
+            # lib-jitsi-meet learns here that it may ask for a new session on ICE failure.
+            properties = presence.addElement((FOCUS_NS, "conference-properties"))
+            restart = properties.addElement("property")
+            restart["key"] = "support-terminate-restart"
+            restart["value"] = "true"
             self.link.send(presence)
         self._join_waiters.append(waiter)
         return waiter
