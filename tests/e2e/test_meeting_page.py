@@ -340,3 +340,47 @@ def test_a_token_joins_its_room_and_is_refused_in_another(token_stack: MeetingSt
         raise
     assert "beta@conference.localhost" in refusals[0] and "not-allowed" in refusals[0]
     assert state != "joined", state
+
+
+def test_browsers_and_a_python_jitsi_client_meet(meeting_stack: MeetingStack) -> None:
+    """The protocol from a second implementation: the aiortc Jitsi client in tests/e2e/jitsi
+    joins two browsers; each side decodes the other's media."""
+    from playwright.async_api import async_playwright
+
+    from tests.e2e.jitsi.client import JitsiClient
+
+    room = "mixed"
+
+    async def scenario() -> None:
+        python = JitsiClient(f"ws://127.0.0.1:{meeting_stack.http_port}/xmpp-websocket", room,
+                             display_name="py", video_size=(320, 240))
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                      args=ARGS)
+            try:
+                anna, bert = await asyncio.gather(
+                    Participant.join(browser, "anna", meeting_stack.url(room)),
+                    Participant.join(browser, "bert", meeting_stack.url(room)))
+                await python.join()
+                browsers = [anna.id, bert.id]
+                tracks = await python.wait_for_tracks(browsers, timeout=STEP)
+                for endpoint in browsers:  # Chromium's fake camera is 640x480
+                    frame = await asyncio.wait_for(tracks[endpoint]["video"].track.recv(), STEP)
+                    assert frame.width > 0 and frame.height > 0
+                    await asyncio.wait_for(tracks[endpoint]["audio"].track.recv(), STEP)
+
+                class Peer:  # the Python client as the browsers' stats name it
+                    id = python.endpoint_id
+                    name = "py"
+
+                for person in (anna, bert):
+                    await person.until_media_from(Peer)
+            finally:
+                await python.leave()
+                await browser.close()
+
+    try:
+        asyncio.run(scenario())
+    except BaseException:
+        print(meeting_stack.log_tail())
+        raise
