@@ -158,6 +158,7 @@ class Stack:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.c2s, self.bridge_http, self.focus_http = free_port(), free_port(), free_port()
+        self.xmpp_http = free_port()
         self.udp = free_port(socket.SOCK_DGRAM)
         self.config = directory / "vw.toml"
         self.config.write_text(f"""
@@ -166,7 +167,7 @@ state_dir = "{directory / 'var'}"
 bind = "{HOST}"
 [xmpp]
 c2s_port = {self.c2s}
-http_port = {free_port()}
+http_port = {self.xmpp_http}
 component_port = {(component := free_port())}
 [bridge]
 udp_port = {self.udp}

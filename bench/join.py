@@ -1,7 +1,15 @@
-"""Joining conferences on vw: signaling under load.
+"""Joining conferences on vw: the time to the first decoded frame, and signaling under load.
 
 Run: ``.venv/bin/python bench/join.py [--quick]``. The all-in-one (``twistd vw``: XMPP server,
-focus and bridge in one process) runs on loopback from a temporary directory. C conferences
+focus and bridge in one process) runs on loopback from a temporary directory.
+
+**Join time.** A sender (the aiortc Jitsi client of tests/e2e/jitsi: XMPP over WebSocket,
+Jingle turned into SDP) sits in a room sending video; N times in turn, another such client
+opens its WebSocket, logs in, asks the focus for the conference, joins the room, answers the
+focus's offer, completes ICE and DTLS with the bridge and decodes the sender's video: the time
+from opening the WebSocket to that first decoded frame, p50 and p99 (target: p50 under 1 s).
+
+**Signaling load.** C conferences
 of P participants join at once, each participant a raw XMPP client (bench/xmpp_client.py
 for the login, vw's own stream parser for what follows) doing what lib-jitsi-meet does:
 SASL ANONYMOUS and bind, the ``conference`` request to focus.localhost until ``ready``, the
@@ -132,6 +140,29 @@ async def load(port: int, conferences: int, size: int, timeout: float
     return times, logins, errors
 
 
+async def media_joins(ws_url: str, count: int) -> list[float]:
+    """Seconds from opening the WebSocket to the first decoded frame of a sender's video."""
+    from tests.e2e.jitsi.client import JitsiClient
+
+    sender = JitsiClient(ws_url, "jointime", display_name="sender")
+    await sender.join()
+    times = []
+    try:
+        for n in range(count):
+            viewer = JitsiClient(ws_url, "jointime", display_name=f"viewer{n}")
+            started = time.perf_counter()
+            try:
+                await viewer.join()
+                tracks = await viewer.wait_for_tracks([sender.endpoint_id], ("video",), 20)
+                await asyncio.wait_for(tracks[sender.endpoint_id]["video"].track.recv(), 20)
+                times.append(time.perf_counter() - started)
+            finally:
+                await viewer.leave()
+    finally:
+        await sender.leave()
+    return times
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -143,12 +174,15 @@ def main() -> None:
     parser.add_argument("--conferences", type=int, default=100)
     parser.add_argument("--size", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--joins", type=int, default=20, help="timed media joins")
     args = parser.parse_args()
     if args.quick:
-        args.conferences, args.size = 10, 3
+        args.conferences, args.size, args.joins = 10, 3, 5
     with tempfile.TemporaryDirectory(prefix="vw-join-") as directory:
         stack = Stack(Path(directory))
         try:
+            joins = asyncio.run(media_joins(
+                f"ws://127.0.0.1:{stack.xmpp_http}/xmpp-websocket", args.joins))
             process = psutil.Process(stack.popen.pid)
             before = process.cpu_times()
             wall = time.perf_counter()
@@ -171,6 +205,15 @@ def main() -> None:
         "wall_s": round(wall, 2), "server_cpu_s": round(cpu, 2),
         "load_generator_cpu_s": round(client_cpu, 2),
     }
+    join_figures = {"joins": len(joins),
+                    "first_frame_p50_ms": round(percentile(joins, 0.5) * 1000, 1),
+                    "first_frame_p99_ms": round(percentile(joins, 0.99) * 1000, 1)}
+    print(f"join time: WebSocket opened -> first decoded remote video frame, "
+          f"{args.joins} joins one after another\n")
+    for key, value in join_figures.items():
+        print(f"  {key:<20} {value}")
+    print(f"\n  target (p50 under 1 s): "
+          f"{'met' if join_figures['first_frame_p50_ms'] < 1000 else 'not met'}\n")
     print(f"signaling load: {args.conferences} conferences x {args.size} participants "
           f"joining at once\n")
     for key, value in figures.items():
@@ -183,7 +226,8 @@ def main() -> None:
     (RESULTS / "join-latest.json").write_text(json.dumps({
         "benchmark": "join", "quick": args.quick,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": platform.platform(), "figures": figures, "errors": errors[:20]}, indent=1))
+        "machine": platform.platform(), "join_time": join_figures, "figures": figures,
+        "errors": errors[:20]}, indent=1))
 
 
 if __name__ == "__main__":
