@@ -57,8 +57,10 @@ unit: $(INSTALLED)
 test: os-deps $(INSTALLED) $(JS_INSTALLED) $(MEETING_INSTALLED) lint
 	$(BIN)/python -m pytest
 
-bench: os-deps $(INSTALLED)
+bench: os-deps $(INSTALLED) $(JS_INSTALLED)
 	$(BIN)/python bench/xmpp.py
+	$(BIN)/python bench/bridge.py
+	$(BIN)/python bench/join.py
 
 clean:
 	rm -rf $(VENV) var $(JS_DIR)/node_modules $(MEETING_DIR)/node_modules
