@@ -57,7 +57,7 @@ unit: $(INSTALLED)
 test: os-deps $(INSTALLED) $(JS_INSTALLED) $(MEETING_INSTALLED) lint
 	$(BIN)/python -m pytest
 
-bench: os-deps $(INSTALLED) $(JS_INSTALLED)
+bench: os-deps $(INSTALLED)
 	$(BIN)/python bench/xmpp.py
 	$(BIN)/python bench/bridge.py
 	$(BIN)/python bench/join.py
