@@ -85,3 +85,25 @@ def test_a_receivers_bandwidth_estimate_limits_its_layer() -> None:
     conference.reallocate(1002.0)
     # 450 kbps would not fit the 500 kbps assumed of a 360p layer; it fits the measured one.
     assert conference.simulcast.targets["bob"][101] == 1
+
+
+def test_a_plain_video_source_stays_forwarded_next_to_a_measured_simulcast_one() -> None:
+    network = Network()
+    clock = [1000.0]
+    bridge = make_bridge(network, clock)
+    alice = FakeClient(bridge, network, "m1", "alice", 5001, LAYERS, [("SIM", LAYERS)])
+    carol = FakeClient(bridge, network, "m1", "carol", 5003, [3333])
+    bob = FakeClient(bridge, network, "m1", "bob", 5002, [2222])
+    for client in (alice, carol, bob):
+        client.connect(1000.0)
+    conference = bridge.conferences["m1"]
+    conference.reallocate(1000.5)
+    for seq in range(1, 4):
+        for ssrc in LAYERS:
+            alice.deliver(alice.srtp.protect(vp8(ssrc, seq, seq == 1)), 1001.2)
+    conference.reallocate(1001.5)  # alice's layers are measured now, carol's plain one is not
+    assert conference.simulcast.bitrates
+    clock[0] = 1001.6
+    bridge.channel_message(bridge.find_endpoint("m1", "bob"), parse_message(
+        '{"colibriClass":"ReceiverVideoConstraints","defaultConstraints":{"maxHeight":720}}'))
+    assert bridge.find_endpoint("m1", "bob").video_from == {"alice", "carol"}

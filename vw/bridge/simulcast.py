@@ -123,7 +123,7 @@ class SimulcastRouter:
 
     def measure(self, now: float) -> None:
         """Update the layers' bitrates, at most every :data:`MEASURE_INTERVAL` seconds."""
-        if self._measured is not None and 0 <= now - self._measured < MEASURE_INTERVAL:
+        if self._measured is not None and now - self._measured < MEASURE_INTERVAL:
             return
         if self._measured is not None:
             elapsed = now - self._measured
@@ -134,8 +134,8 @@ class SimulcastRouter:
     def layer_info(self, source: SourceDescription) -> list[LayerInfo]:
         """What the allocator knows of a source's layers: measured bitrates once there are
         some, a layer that sent nothing over the last measurement inactive."""
-        if not self.bitrates:
-            return [LayerInfo() for _ in source.layers]
+        if not self.bitrates or source.primary not in self.primaries:
+            return [LayerInfo() for _ in source.layers]  # not measured (yet, or not simulcast)
         return [LayerInfo(bitrate_bps=self.bitrates.get(ssrc) or None,
                           active=self.bitrates.get(ssrc, 0.0) > 0) for ssrc in source.layers]
 
