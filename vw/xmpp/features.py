@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import hmac
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +10,7 @@ from dataclasses import dataclass
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish.domish import Element
 
+from vw.turn.auth import rest_password
 from vw.xmpp.errors import StanzaError
 from vw.xmpp.router import Router
 from vw.xmpp.session import Session
@@ -34,8 +32,7 @@ class Identity:
 def turn_credentials(secret: str, user: str, expires: int) -> tuple[str, str]:
     """The coturn REST API credentials: ``expiry:user`` and base64 HMAC-SHA1 of it."""
     username = f"{expires}:{user}"
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
-    return username, base64.b64encode(digest).decode()
+    return username, rest_password(secret, username)
 
 
 @dataclass(frozen=True)
