@@ -255,3 +255,22 @@ def test_large_rooms_get_source_updates_in_batches(monkeypatch) -> None:
     update = Jingle.fromElement(batch[0].firstChildElement())
     assert update.action == "source-add"
     assert {s.ssrc for s in update.contents[0].description.sources} == {2002, 3003}
+
+
+def test_after_a_lost_connection_the_focus_joins_again_and_lets_the_absent_go() -> None:
+    conference, link, _ = make_conference()
+    conference.presence_received(own_presence())
+    for nick in ("alice", "bob"):
+        conference.presence_received(occupant(nick))
+        answer_colibri(link)
+        answer_colibri(link)
+        offer_to(link, nick)
+    link.take(to=ROOM)
+    link.sent.clear()
+    rejoined = conference.rejoin()
+    assert link.sent[-1]["to"] == f"{ROOM}/focus" and not rejoined.called
+    conference.presence_received(occupant("alice"))  # still there; bob left meanwhile
+    conference.presence_received(own_presence())
+    assert rejoined.called and set(conference.participants) == {"alice"}
+    (expire,) = answer_colibri(link)
+    assert expire.endpoints[0].id == "bob" and expire.endpoints[0].expire

@@ -133,6 +133,8 @@ class FocusConference:
         self._creating: dict[str, list[Deferred[None]]] = {}
         self.joined = False
         self._join_waiters: list[Deferred[None]] = []
+        #: While joining again after a lost connection: the occupants the room reports.
+        self._present: set[str] | None = None
         self.finished = False
 
     # -- the room ----------------------------------------------------------------------
@@ -156,6 +158,13 @@ class FocusConference:
         self._join_waiters.append(waiter)
         return waiter
 
+    def rejoin(self) -> Deferred[None]:
+        """Join again after the focus's connection came back; participants that left in the
+        meantime are let go once the room has listed who is still there."""
+        self.joined = False
+        self._present = set()
+        return self.join()
+
     def presence_received(self, presence: Element) -> None:
         nick = presence.getAttribute("from", "").partition("/")[2]
         real_jid, affiliation, own = occupant_info(presence)
@@ -171,11 +180,18 @@ class FocusConference:
             return
         if presence.getAttribute("type") == "unavailable":
             self._left(nick)
-        elif nick and nick not in self.participants and nick not in SERVICE_NICKS:
+            return
+        if self._present is not None:
+            self._present.add(nick)
+        if nick and nick not in self.participants and nick not in SERVICE_NICKS:
             self._arrived(nick, presence, real_jid, affiliation)
 
     def _joined(self) -> None:
         self.joined = True
+        present, self._present = self._present, None
+        if present is not None:  # the room lists its occupants before our own presence
+            for nick in [n for n in self.participants if n not in present]:
+                self._left(nick)
         waiters, self._join_waiters = self._join_waiters, []
         for waiter in waiters:
             waiter.callback(None)

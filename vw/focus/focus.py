@@ -82,8 +82,9 @@ class Focus:
         presence["to"] = f"{self.brewery}/{self.link.jid.partition('/')[2] or 'focus'}"
         presence.addElement((MUC_NS, "x"))
         self.link.send(presence)
-        for conference in self.conferences.values():
-            conference.joined = False
+        for conference in list(self.conferences.values()):
+            conference.rejoin().addErrback(lambda failure, room=conference.room: log.warn(
+                "could not join {room} again: {failure}", room=room, failure=failure.value))
 
     # -- requests ------------------------------------------------------------------------
 
