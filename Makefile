@@ -8,7 +8,7 @@ JS_INSTALLED := $(JS_DIR)/node_modules/.installed
 MEETING_DIR := vw/meeting
 MEETING_INSTALLED := $(MEETING_DIR)/node_modules/.installed
 # Debian packages the tests and benchmarks use as peers and anchors.
-OS_PACKAGES := prosody openssl chromium
+OS_PACKAGES := prosody openssl chromium coturn
 
 .PHONY: run test lint unit os-deps bench clean
 

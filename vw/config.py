@@ -163,12 +163,31 @@ class FocusConfig:
 
 
 @dataclass(frozen=True)
+class TurnConfig:
+    #: STUN/TURN over UDP.
+    udp_port: int = 3478
+    #: /about/health and /metrics (bound to loopback).
+    http_port: int = 8478
+    #: The realm of long-term credentials; empty: the domain.
+    realm: str = ""
+    #: Static long-term users, username -> password (the REST secret is xmpp.turn.secret).
+    users: dict[str, str] = field(default_factory=dict)
+    #: Peer ranges (CIDR) allowed although denied by default, such as "127.0.0.1/32" in tests.
+    allowed_peers: list[str] = field(default_factory=list)
+    #: Peer ranges denied besides the defaults (they win over allowed_peers).
+    denied_peers: list[str] = field(default_factory=list)
+    max_allocations_per_user: int = 10
+    max_allocations: int = 1000
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     xmpp: XMPPConfig = field(default_factory=XMPPConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     focus: FocusConfig = field(default_factory=FocusConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     #: The file this came from, or "<defaults>".
     source: str = "<defaults>"
 

@@ -24,7 +24,7 @@ def test_twistd_lists_the_plugins() -> None:
                             timeout=60, check=True)
     commands = {line.split()[0] for line in result.stdout.splitlines()
                 if line.startswith("    ") and line.split()}
-    assert {"vw", "vw-xmpp", "vw-bridge", "vw-focus"} <= commands
+    assert {"vw", "vw-xmpp", "vw-bridge", "vw-focus", "vw-turn"} <= commands
 
 
 def test_health_and_metrics(xmpp_server: XMPPServerProcess) -> None:

@@ -1,0 +1,18 @@
+"""twistd vw-turn: the TURN server."""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+
+from vw.common.service import ConfigOptions, TopService
+from vw.turn.service import TurnService
+
+
+class Options(ConfigOptions):
+    longdesc = "The vw TURN server: STUN and TURN over UDP with coturn-compatible credentials."
+
+
+def makeService(options: Options) -> TopService:
+    top = TopService(options.config)
+    TurnService(options.config, reactor).setServiceParent(top)
+    return top
