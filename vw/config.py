@@ -164,8 +164,10 @@ class FocusConfig:
 
 @dataclass(frozen=True)
 class TurnConfig:
-    #: STUN/TURN over UDP.
+    #: STUN/TURN over UDP, TCP and TLS (relays are UDP).
     udp_port: int = 3478
+    tcp_port: int = 3478
+    tls_port: int = 5349
     #: /about/health and /metrics (bound to loopback).
     http_port: int = 8478
     #: The realm of long-term credentials; empty: the domain.

@@ -1,5 +1,6 @@
 """vw-turn against coturn's own clients: turnutils_stunclient for Binding, turnutils_uclient
-relaying through Send indications to turnutils_peer with REST-secret credentials."""
+over UDP, TCP and TLS relaying through Send indications to turnutils_peer with REST-secret
+credentials."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def free_udp_port() -> int:
 @dataclass
 class Turn:
     port: int
+    tcp_port: int
+    tls_port: int
     http_port: int
 
 
@@ -37,7 +40,7 @@ class Turn:
 def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Turn]:
     """vw-turn on free ports; loopback peers allowed (they are denied by default)."""
     directory: Path = tmp_path_factory.mktemp("turn")
-    port, http_port = free_udp_port(), free_port()
+    port, tcp_port, tls_port, http_port = free_udp_port(), free_port(), free_port(), free_port()
     config = directory / "vw.toml"
     config.write_text(f"""
 [general]
@@ -46,6 +49,8 @@ state_dir = "{directory / 'var'}"
 secret = "{SECRET}"
 [turn]
 udp_port = {port}
+tcp_port = {tcp_port}
+tls_port = {tls_port}
 http_port = {http_port}
 allowed_peers = ["127.0.0.1/32"]
 """)
@@ -55,7 +60,7 @@ allowed_peers = ["127.0.0.1/32"]
                                stderr=subprocess.STDOUT)
     try:
         wait_for_health(f"http://127.0.0.1:{http_port}/about/health", process)
-        yield Turn(port, http_port)
+        yield Turn(port, tcp_port, tls_port, http_port)
     finally:
         stop(process)
         log.close()
@@ -67,15 +72,18 @@ def test_binding_with_turnutils_stunclient(turn: Turn) -> None:
     assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", result.stdout + result.stderr)
 
 
-def test_turnutils_uclient_relays_through_send_indications(turn: Turn) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_turnutils_uclient_relays_through_send_indications(turn: Turn, transport: str) -> None:
+    options, port = {"udp": ([], turn.port), "tcp": (["-t"], turn.tcp_port),
+                     "tls": (["-t", "-S"], turn.tls_port)}[transport]
     peer_port = free_udp_port()
     peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         result = subprocess.run(
-            ["turnutils_uclient", "-s", "-c", "-m", "2", "-n", "100", "-l", "120",
+            ["turnutils_uclient", *options, "-s", "-c", "-m", "2", "-n", "100", "-l", "120",
              "-e", "127.0.0.1", "-r", str(peer_port), "-X", "-g", "-u", "vwtest",
-             "-W", SECRET, "-p", str(turn.port), "127.0.0.1"],
+             "-W", SECRET, "-p", str(port), "127.0.0.1"],
             capture_output=True, text=True, timeout=120)
     finally:
         peer.terminate()

@@ -1,4 +1,5 @@
-"""vw-turn as a Twisted service: the UDP listening port, one UDP port per relay, a timer."""
+"""vw-turn as a Twisted service: the UDP, TCP and TLS listening ports, one UDP port per relay,
+a timer."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from twisted.web.server import Site
 
 from vw.common.ops import add_ops_resources
 from vw.common.state import persistent_secret
+from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.config import Config
 from vw.turn.allocations import Address, Output, TurnCore
 from vw.turn.auth import Authenticator, Nonces
 from vw.turn.peers import PeerPolicy
+from vw.turn.stream import TurnStreamFactory, TurnStreamProtocol
 
 log = Logger()
 
@@ -68,8 +71,15 @@ class TurnService(MultiService):
                              self._open_relay, settings.max_allocations_per_user,
                              settings.max_allocations)
         self.relays: dict[Address, IListeningPort] = {}
+        #: Clients on TCP or TLS, by address: their answers go back on their connection.
+        self.streams: dict[Address, TurnStreamProtocol] = {}
         self.listener = ListeningProtocol(self)
         internet.UDPServer(settings.udp_port, self.listener,
+                           interface=self.bind).setServiceParent(self)
+        streams = TurnStreamFactory(self)
+        internet.TCPServer(settings.tcp_port, streams, interface=self.bind).setServiceParent(self)
+        tls = PreparedContextFactory(server_context(ensure_material(config)))
+        internet.SSLServer(settings.tls_port, streams, tls,
                            interface=self.bind).setServiceParent(self)
         self.registry = CollectorRegistry()
         root = Resource()
@@ -95,6 +105,10 @@ class TurnService(MultiService):
 
     def send(self, outputs: list[Output]) -> None:
         for out in outputs:
+            stream = self.streams.get(out.address) if out.kind == "client" else None
+            if stream is not None:
+                stream.write_frame(out.data)
+                continue
             port = self.listener.transport if out.relay is None else self.relays.get(out.relay)
             if port is not None:
                 port.write(out.data, out.address)
