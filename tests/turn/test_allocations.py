@@ -414,3 +414,13 @@ def test_oversized_peer_datagram_dropped(core: TurnCore) -> None:
     permit(core, "127.0.0.1")
     assert core.peer_datagram(("192.0.2.1", 50000), bytes(65530), PEER, NOW) == []
     assert core.stats.dropped == 1
+
+
+def test_a_closed_stream_takes_its_allocation_along(core: TurnCore) -> None:
+    allocate(core)
+    (relay,) = [a.relay for a in core.allocations.values()]
+    core.client_gone(CLIENT)
+    assert core.allocations == {}
+    assert core.expire(NOW) == [relay]
+    core.client_gone(CLIENT)  # nothing left: nothing happens
+    assert core.expire(NOW) == []

@@ -331,6 +331,13 @@ class TurnCore:
         closing, self._closing = self._closing, []
         return closing
 
+    def client_gone(self, client: Address) -> None:
+        """The client's TCP or TLS connection closed: its allocation goes with it (RFC 8656
+        §3.7); the relay address is returned by the next :meth:`expire`."""
+        allocation = self._by_client.get(client)
+        if allocation is not None:
+            self._delete(allocation)
+
     def _live(self, client: Address, now: float) -> Allocation | None:
         allocation = self._by_client.get(client)
         if allocation is not None and allocation.expires <= now:

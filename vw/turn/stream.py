@@ -70,6 +70,7 @@ class TurnStreamProtocol(Protocol):
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self.service.streams.get(self.client) is self:
             del self.service.streams[self.client]
+            self.service.core.client_gone(self.client)
 
 
 class TurnStreamFactory(Factory):
