@@ -147,18 +147,25 @@ class Stack:
     c2s_port: int
     udp_port: int
     bridge_http_port: int
-    #: The XMPP server's HTTP port: WebSocket at ``/xmpp-websocket``, BOSH at ``/http-bind``.
-    http_port: int = 0
+    #: The XMPP server's HTTP port: WebSocket at ``/xmpp-websocket``, BOSH at ``/http-bind``,
+    #: and the meeting page.
+    http_port: int
 
     @property
     def ca(self) -> Path:
         return self.directory / "var" / "tls" / "ca.pem"
 
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/{path}"
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The all-in-one (XMPP server and bridge) on free ports, with a focus account."""
-    directory = tmp_path_factory.mktemp("stack")
+    def log_tail(self) -> str:
+        return (self.directory / "twistd.log").read_text(errors="replace")[-4000:]
+
+
+def run_stack(directory: Path, extra: str = "") -> Iterator[Stack]:
+    """The all-in-one (XMPP server, focus, bridge) on free ports, the focus account's password
+    known to the tests; ``extra`` is more TOML. Ready once every part reports healthy (the
+    focus once it has logged in)."""
     c2s, http, component, udp, bridge_http, focus_http = (free_port() for _ in range(6))
     config = directory / "vw.toml"
     config.write_text(f"""
@@ -177,15 +184,21 @@ xmpp_port = {component}
 http_port = {focus_http}
 xmpp_port = {c2s}
 password = "{FOCUS_PASSWORD}"
-""")
-    subprocess.run([BIN / "vw-accounts", "--config", str(config), "add", "focus@auth.localhost",
-                    "--password-stdin"], input=FOCUS_PASSWORD + "\n", text=True, check=True,
-                   cwd=directory)
+{extra}""")
     log = open(directory / "twistd.log", "w")
     process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
                                 str(config)], cwd=directory, stdout=log,
                                stderr=subprocess.STDOUT, env={**os.environ})
-    wait_for_port(c2s, process)
-    wait_for_health(f"http://127.0.0.1:{bridge_http}/about/health", process)
-    yield Stack(process, directory, c2s, udp, bridge_http, http)
-    stop(process)
+    try:
+        for port in (http, bridge_http, focus_http):
+            wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
+        yield Stack(process, directory, c2s, udp, bridge_http, http)
+    finally:
+        stop(process)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The all-in-one on free ports, shared by a module's tests."""
+    yield from run_stack(tmp_path_factory.mktemp("stack"))

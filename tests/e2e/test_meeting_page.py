@@ -4,19 +4,16 @@ and bridge; everyone sees and hears everyone; a participant who leaves disappear
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
+import contextlib
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import jwt
 import pytest
 
-from tests.e2e.conftest import BIN, XMPPServerProcess, free_port, stop, wait_for_health
+from tests.e2e.conftest import Stack, XMPPServerProcess, run_stack
 from tests.e2e.test_bridge_media import CHROMIUM_ARGS
 
 #: Chromium's fake devices; remote audio must play without a click for its stats to count.
@@ -26,31 +23,18 @@ ROOM = "testroom"
 STEP = 45
 
 
-@dataclass
-class MeetingStack:
-    process: subprocess.Popen
-    directory: Path
-    http_port: int
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http_port}/{path}"
-
-    def log_tail(self) -> str:
-        return (self.directory / "twistd.log").read_text(errors="replace")[-4000:]
-
-
 TOKEN_APP = "vw-meeting-test"
 TOKEN_SECRET = "a-shared-secret-for-the-meeting-page-test"
 
 
 @pytest.fixture(scope="module")
-def meeting_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
+def meeting_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """``twistd vw`` (XMPP server, focus, bridge) on free ports, ready for conferences."""
     yield from run_stack(tmp_path_factory.mktemp("meeting"))
 
 
 @pytest.fixture(scope="module")
-def token_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
+def token_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The same with token authentication required."""
     yield from run_stack(tmp_path_factory.mktemp("tokens"), f"""
 [xmpp.token]
@@ -59,44 +43,26 @@ app_secret = "{TOKEN_SECRET}"
 """)
 
 
-def run_stack(directory: Path, extra: str = "") -> Iterator[MeetingStack]:
-    c2s, http, component, udp, bridge_http, focus_http = (free_port() for _ in range(6))
-    config = directory / "vw.toml"
-    config.write_text(f"""
-[general]
-state_dir = "{directory / 'var'}"
-[xmpp]
-c2s_port = {c2s}
-http_port = {http}
-component_port = {component}
-[bridge]
-udp_port = {udp}
-http_port = {bridge_http}
-bridge_id = "b1"
-xmpp_port = {component}
-[focus]
-http_port = {focus_http}
-xmpp_port = {c2s}
-{extra}""")
-    log = open(directory / "twistd.log", "w")
-    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
-                                str(config)], cwd=directory, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ})
-    try:
-        for port in (http, bridge_http, focus_http):  # the focus is healthy once logged in
-            wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
-        yield MeetingStack(process, directory, http)
-    finally:
-        stop(process)
-        log.close()
-
-
 def fetch(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator:
+    """Headless Chromium (Debian's) with fake devices, closed afterwards."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                  args=ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -193,7 +159,7 @@ async def everyone_sees_everyone(people: list[Participant]) -> None:
             await person.until_media_from(other)
 
 
-def test_meeting_page_is_served_with_its_libraries(meeting_stack: MeetingStack) -> None:
+def test_meeting_page_is_served_with_its_libraries(meeting_stack: Stack) -> None:
     status, body = fetch(meeting_stack.url(ROOM))
     assert status == 200 and b'"muc":"conference.localhost"' in body
     status, body = fetch(meeting_stack.url("libs/lib-jitsi-meet.min.js"))
@@ -202,30 +168,23 @@ def test_meeting_page_is_served_with_its_libraries(meeting_stack: MeetingStack) 
     assert fetch(meeting_stack.url("about/health"))[0] == 200
 
 
-def test_three_browsers_meet_and_one_leaves(meeting_stack: MeetingStack) -> None:
-    from playwright.async_api import async_playwright
-
+def test_three_browsers_meet_and_one_leaves(meeting_stack: Stack) -> None:
     url = meeting_stack.url(ROOM)
 
     async def scenario() -> None:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                      args=ARGS)
-            try:
-                anna, bert = await asyncio.gather(Participant.join(browser, "anna", url),
-                                                  Participant.join(browser, "bert", url))
-                await everyone_sees_everyone([anna, bert])
+        async with chromium() as browser:
+            anna, bert = await asyncio.gather(Participant.join(browser, "anna", url),
+                                              Participant.join(browser, "bert", url))
+            await everyone_sees_everyone([anna, bert])
 
-                cleo = await Participant.join(browser, "cleo", url)
-                await everyone_sees_everyone([anna, bert, cleo])
+            cleo = await Participant.join(browser, "cleo", url)
+            await everyone_sees_everyone([anna, bert, cleo])
 
-                await cleo.page.click("#leave")
-                await cleo.until_state("left")
-                await everyone_sees_everyone([anna, bert])
-                for person in (anna, bert):
-                    assert cleo.id not in await person.video_tiles()
-            finally:
-                await browser.close()
+            await cleo.page.click("#leave")
+            await cleo.until_state("left")
+            await everyone_sees_everyone([anna, bert])
+            for person in (anna, bert):
+                assert cleo.id not in await person.video_tiles()
 
     try:
         asyncio.run(scenario())
@@ -234,40 +193,33 @@ def test_three_browsers_meet_and_one_leaves(meeting_stack: MeetingStack) -> None
         raise
 
 
-def test_mute_buttons_reach_the_other_side(meeting_stack: MeetingStack) -> None:
-    from playwright.async_api import async_playwright
-
+def test_mute_buttons_reach_the_other_side(meeting_stack: Stack) -> None:
     url = meeting_stack.url("mutetest")
 
     async def scenario() -> None:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                      args=ARGS)
-            try:
-                anna, bert = await asyncio.gather(Participant.join(browser, "anna", url),
-                                                  Participant.join(browser, "bert", url))
-                await everyone_sees_everyone([anna, bert])
-                tile = f".tile.remote[data-participant='{anna.id}']"
+        async with chromium() as browser:
+            anna, bert = await asyncio.gather(Participant.join(browser, "anna", url),
+                                              Participant.join(browser, "bert", url))
+            await everyone_sees_everyone([anna, bert])
+            tile = f".tile.remote[data-participant='{anna.id}']"
 
-                async def anna_video_muted_for_bert(muted: bool) -> bool:
-                    classes = await bert.page.get_attribute(tile, "class") or ""
-                    return ("muted" in classes.split()) == muted
+            async def anna_video_muted_for_bert(muted: bool) -> bool:
+                classes = await bert.page.get_attribute(tile, "class") or ""
+                return ("muted" in classes.split()) == muted
 
-                for button, kind in (("#mute-audio", "audio"), ("#mute-video", "video")):
-                    await anna.page.click(button)
-                    await until(lambda kind=kind: anna.page.evaluate(
-                        f"vwMeeting.localMuted().{kind}"), f"anna's {kind} mutes")
-                    assert await anna.page.get_attribute(button, "aria-pressed") == "true"
-                await until(lambda: anna_video_muted_for_bert(True), "bert sees anna's mute")
+            for button, kind in (("#mute-audio", "audio"), ("#mute-video", "video")):
+                await anna.page.click(button)
+                await until(lambda kind=kind: anna.page.evaluate(
+                    f"vwMeeting.localMuted().{kind}"), f"anna's {kind} mutes")
+                assert await anna.page.get_attribute(button, "aria-pressed") == "true"
+            await until(lambda: anna_video_muted_for_bert(True), "bert sees anna's mute")
 
-                for button in ("#mute-audio", "#mute-video"):
-                    await anna.page.click(button)
-                await until(lambda: anna_video_muted_for_bert(False), "bert sees anna unmute")
-                assert await anna.page.evaluate("vwMeeting.localMuted()") == {
-                    "audio": False, "video": False}
-                await bert.until_media_from(anna)
-            finally:
-                await browser.close()
+            for button in ("#mute-audio", "#mute-video"):
+                await anna.page.click(button)
+            await until(lambda: anna_video_muted_for_bert(False), "bert sees anna unmute")
+            assert await anna.page.evaluate("vwMeeting.localMuted()") == {
+                "audio": False, "video": False}
+            await bert.until_media_from(anna)
 
     try:
         asyncio.run(scenario())
@@ -278,25 +230,18 @@ def test_mute_buttons_reach_the_other_side(meeting_stack: MeetingStack) -> None:
 
 def test_a_refused_token_shows_in_the_status_line(xmpp_server: XMPPServerProcess) -> None:
     """vw-xmpp alone serves the page too; its token check refuses a forged ``?jwt=``."""
-    from playwright.async_api import async_playwright
-
     url = f"http://127.0.0.1:{xmpp_server.http_port}/{ROOM}?jwt=not.a.token"
 
     async def scenario() -> str:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                      args=ARGS)
-            try:
-                page = await browser.new_page()
-                await page.goto(url)
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(url)
 
-                async def failed() -> bool:
-                    return (await page.evaluate("vwMeeting.state")).startswith("failed: ")
+            async def failed() -> bool:
+                return (await page.evaluate("vwMeeting.state")).startswith("failed: ")
 
-                await until(failed, "the page reports the refusal")
-                return await page.text_content("#status")
-            finally:
-                await browser.close()
+            await until(failed, "the page reports the refusal")
+            return await page.text_content("#status")
 
     status = asyncio.run(scenario())
     # lib-jitsi-meet reports SASL <not-allowed/> as PASSWORD_REQUIRED, with the server's text.
@@ -304,34 +249,27 @@ def test_a_refused_token_shows_in_the_status_line(xmpp_server: XMPPServerProcess
     assert "sign in" in status, status
 
 
-def test_a_token_joins_its_room_and_is_refused_in_another(token_stack: MeetingStack) -> None:
-    from playwright.async_api import async_playwright
-
+def test_a_token_joins_its_room_and_is_refused_in_another(token_stack: Stack) -> None:
     now = int(time.time())
     token = jwt.encode({"iss": TOKEN_APP, "aud": TOKEN_APP, "sub": "localhost", "room": "alpha",
                         "exp": now + 600, "context": {"user": {"name": "Ada"}}},
                        TOKEN_SECRET, algorithm="HS256")
 
     async def scenario() -> tuple[list[str], str]:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                      args=ARGS)
-            try:
-                await Participant.join(browser, "ada", token_stack.url(f"alpha?jwt={token}"))
-                page = await browser.new_page()
-                refusals: list[str] = []
-                page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: (
-                    refusals.append(frame) if "reservation-error" in str(frame) else None)))
-                await page.goto(token_stack.url(f"beta?jwt={token}"))
+        async with chromium() as browser:
+            await Participant.join(browser, "ada", token_stack.url(f"alpha?jwt={token}"))
+            page = await browser.new_page()
+            refusals: list[str] = []
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: (
+                refusals.append(frame) if "reservation-error" in str(frame) else None)))
+            await page.goto(token_stack.url(f"beta?jwt={token}"))
 
-                async def refused() -> bool:
-                    return bool(refusals)
+            async def refused() -> bool:
+                return bool(refusals)
 
-                await until(refused, "the focus request for beta is refused")
-                await asyncio.sleep(2)
-                return refusals, await page.evaluate("vwMeeting.state")
-            finally:
-                await browser.close()
+            await until(refused, "the focus request for beta is refused")
+            await asyncio.sleep(2)
+            return refusals, await page.evaluate("vwMeeting.state")
 
     try:
         refusals, state = asyncio.run(scenario())
@@ -342,11 +280,9 @@ def test_a_token_joins_its_room_and_is_refused_in_another(token_stack: MeetingSt
     assert state != "joined", state
 
 
-def test_browsers_and_a_python_jitsi_client_meet(meeting_stack: MeetingStack) -> None:
+def test_browsers_and_a_python_jitsi_client_meet(meeting_stack: Stack) -> None:
     """The protocol from a second implementation: the aiortc Jitsi client in tests/e2e/jitsi
     joins two browsers; each side decodes the other's media."""
-    from playwright.async_api import async_playwright
-
     from tests.e2e.jitsi.client import JitsiClient
 
     room = "mixed"
@@ -354,9 +290,7 @@ def test_browsers_and_a_python_jitsi_client_meet(meeting_stack: MeetingStack) ->
     async def scenario() -> None:
         python = JitsiClient(f"ws://127.0.0.1:{meeting_stack.http_port}/xmpp-websocket", room,
                              display_name="py", video_size=(320, 240))
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                      args=ARGS)
+        async with chromium() as browser:
             try:
                 anna, bert = await asyncio.gather(
                     Participant.join(browser, "anna", meeting_stack.url(room)),
@@ -377,7 +311,6 @@ def test_browsers_and_a_python_jitsi_client_meet(meeting_stack: MeetingStack) ->
                     await person.until_media_from(Peer)
             finally:
                 await python.leave()
-                await browser.close()
 
     try:
         asyncio.run(scenario())

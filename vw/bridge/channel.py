@@ -149,15 +149,6 @@ def forwarded_source_names(sources: list[str]) -> str:
     return _frame("ForwardedSources", forwardedSources=sources)
 
 
-def sender_video_constraints(ideal_height: int) -> str:
-    return _frame("SenderVideoConstraints", videoConstraints={"idealHeight": ideal_height})
-
-
-def connectivity_status(endpoint: str, active: bool) -> str:
-    return _frame("EndpointConnectivityStatusChangeEvent", endpoint=endpoint,
-                  active="true" if active else "false")
-
-
 def relayed_message(sender: str, message: EndpointMessage) -> str:
     return _frame("EndpointMessage", to=message.to, msgPayload=message.payload, **{"from": sender})
 

@@ -244,16 +244,15 @@ class Conference:
             if media_ssrc is not None:
                 self._retransmission_received(sender, media_ssrc, packet, now)
                 return
-            self.repair.cache.store(ssrc, packet[2] << 8 | packet[3], packet, now)
-            sender.reports.packet_received(ssrc, packet[2] << 8 | packet[3],
-                                           int.from_bytes(packet[4:8], "big"), 90000, now)
-        else:
-            sender.reports.packet_received(ssrc, packet[2] << 8 | packet[3],
-                                           int.from_bytes(packet[4:8], "big"), 48000, now)
-            if sender.audio_level_id is not None:
-                level = get_audio_level(packet, sender.audio_level_id)
-                if level is not None:
-                    self.speakers.audio_level(sender.id, level[1], level[0], now)
+        sequence = packet[2] << 8 | packet[3]
+        sender.reports.packet_received(ssrc, sequence, int.from_bytes(packet[4:8], "big"),
+                                       90000 if video else 48000, now)
+        if video:
+            self.repair.cache.store(ssrc, sequence, packet, now)
+        elif sender.audio_level_id is not None:
+            level = get_audio_level(packet, sender.audio_level_id)
+            if level is not None:
+                self.speakers.audio_level(sender.id, level[1], level[0], now)
         simulcast = self.simulcast
         if ssrc in simulcast.layers:
             receivers = [e.id for e in self.endpoints.values() if e is not sender and e.connected]
