@@ -180,6 +180,9 @@ class TurnConfig:
     denied_peers: list[str] = field(default_factory=list)
     max_allocations_per_user: int = 10
     max_allocations: int = 1000
+    #: Bind channel numbers up to 0x7FFF as RFC 5766 allowed (coturn's clients use them), not
+    #: only RFC 8656's 0x4000-0x4FFF.
+    rfc5766_channels: bool = False
 
 
 @dataclass(frozen=True)

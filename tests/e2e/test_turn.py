@@ -1,6 +1,6 @@
 """vw-turn against coturn's own clients: turnutils_stunclient for Binding, turnutils_uclient
-over UDP, TCP and TLS relaying through Send indications to turnutils_peer with REST-secret
-credentials."""
+over UDP, TCP and TLS relaying through channels and Send indications to turnutils_peer with
+REST-secret credentials."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ tcp_port = {tcp_port}
 tls_port = {tls_port}
 http_port = {http_port}
 allowed_peers = ["127.0.0.1/32"]
+rfc5766_channels = true
 """)
     log = open(directory / "twistd.log", "w")
     process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw-turn",
@@ -72,16 +73,19 @@ def test_binding_with_turnutils_stunclient(turn: Turn) -> None:
     assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", result.stdout + result.stderr)
 
 
+@pytest.mark.parametrize("mode", ["channels", "send-indications"])
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
-def test_turnutils_uclient_relays_through_send_indications(turn: Turn, transport: str) -> None:
+def test_turnutils_uclient_relays(turn: Turn, transport: str, mode: str) -> None:
     options, port = {"udp": ([], turn.port), "tcp": (["-t"], turn.tcp_port),
                      "tls": (["-t", "-S"], turn.tls_port)}[transport]
+    if mode == "send-indications":
+        options = [*options, "-s"]
     peer_port = free_udp_port()
     peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         result = subprocess.run(
-            ["turnutils_uclient", *options, "-s", "-c", "-m", "2", "-n", "100", "-l", "120",
+            ["turnutils_uclient", *options, "-c", "-m", "2", "-n", "100", "-l", "120",
              "-e", "127.0.0.1", "-r", str(peer_port), "-X", "-g", "-u", "vwtest",
              "-W", SECRET, "-p", str(port), "127.0.0.1"],
             capture_output=True, text=True, timeout=120)

@@ -8,6 +8,7 @@ import pytest
 
 from tests.stun.vectors import SAMPLE_IPV4_RESPONSE, SAMPLE_REQUEST
 from vw.stun import (
+    CHANNEL_MAX_RFC5766,
     MAX_FRAME_SIZE,
     AttributeOverrunError,
     ChannelData,
@@ -36,13 +37,24 @@ def test_round_trip() -> None:
     assert ChannelData.parse(big.bytes(pad=True)) == big
 
 
-@pytest.mark.parametrize("channel", [0x3FFF, 0x5000, 0x7FFF, 0x0000])
+@pytest.mark.parametrize("channel", [0x3FFF, 0x8000, 0xFFFF, 0x0000])
 def test_bad_channel_numbers(channel: int) -> None:
     with pytest.raises(ChannelDataError):
         ChannelData.parse(struct.pack("!HH", channel, 4) + b"data")
     with pytest.raises(ChannelDataError):
         ChannelData(channel, b"")
     assert not is_channel_number(channel)
+    assert not is_channel_number(channel, CHANNEL_MAX_RFC5766)
+
+
+@pytest.mark.parametrize("channel", [0x5000, 0x7FFF])
+def test_rfc5766_channel_numbers(channel: int) -> None:
+    """Framed like any channel, but not an RFC 8656 channel number."""
+    frame = ChannelData(channel, b"data")
+    assert ChannelData.parse(frame.bytes()) == frame
+    assert is_channel_data(frame.bytes())
+    assert not is_channel_number(channel)
+    assert is_channel_number(channel, CHANNEL_MAX_RFC5766)
 
 
 def test_malformed() -> None:
@@ -63,6 +75,7 @@ def test_demultiplexing() -> None:
     assert not is_channel_data(SAMPLE_REQUEST)
     assert not is_channel_data(b"\x40\x00")
     assert not is_channel_data(b"\x80\x00\x00\x00")
+    assert not is_channel_data(b"\x3f\xff\x00\x00")
 
 
 def test_parse_stream() -> None:
@@ -109,7 +122,6 @@ def test_parse_stream_incomplete() -> None:
         (b"\xc0\x00\x00\x00", StreamError),
         (b"\x00\x01\x00\x00\x21\x12\xa4\x43", StreamError),  # bad cookie, caught early
         (b"\x00\x01\x00\x02", StreamError),  # length not a multiple of 4
-        (b"\x50\x00\x00\x04", ChannelDataError),  # reserved channel range
         (b"\x00\x01\x00\x04" + SAMPLE_REQUEST[4:20] + b"\x00\x06\x00\x08", AttributeOverrunError),
     ],
 )

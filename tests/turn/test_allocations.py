@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vw.stun import (
+    CHANNEL_MAX_RFC5766,
     TRANSPORT_TCP,
     TRANSPORT_UDP,
     Attribute,
@@ -332,6 +333,14 @@ def test_channel_data_both_ways(core: TurnCore) -> None:
 def test_bad_channel_numbers_are_400(core: TurnCore, channel: int) -> None:
     allocate(core)
     assert error(bind(core, channel)) == 400
+
+
+def test_rfc5766_channel_numbers_when_configured(core: TurnCore) -> None:
+    core.last_channel = CHANNEL_MAX_RFC5766
+    allocate(core)
+    assert error(bind(core, 0x7FFF)) is None
+    assert core.client_datagram(ChannelData(0x7FFF, b"m").bytes(), CLIENT, NOW) != []
+    assert error(bind(core, 0x8000)) == 400
 
 
 def test_channel_conflicts_are_400_refresh_ok(core: TurnCore) -> None:

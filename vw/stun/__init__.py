@@ -72,6 +72,7 @@ from vw.stun.channeldata import (
 )
 from vw.stun.constants import (
     CHANNEL_MAX,
+    CHANNEL_MAX_RFC5766,
     CHANNEL_MIN,
     ERROR_REASONS,
     FAMILY_IPV4,
@@ -108,6 +109,7 @@ from vw.stun.message import Message, is_stun, new_transaction_id
 __all__ = [
     "ATTRIBUTE_CLASSES",
     "CHANNEL_MAX",
+    "CHANNEL_MAX_RFC5766",
     "CHANNEL_MIN",
     "ERROR_REASONS",
     "FAMILY_IPV4",

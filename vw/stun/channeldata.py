@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from vw.stun.constants import (
     CHANNEL_MAX,
+    CHANNEL_MAX_RFC5766,
     CHANNEL_MIN,
     HEADER_LENGTH,
     MAGIC_COOKIE_BYTES,
@@ -31,26 +32,33 @@ MAX_CHANNEL_DATA_SIZE = CHANNEL_DATA_HEADER_LENGTH + 0xFFFF + 1
 MAX_FRAME_SIZE = max(MAX_MESSAGE_SIZE, MAX_CHANNEL_DATA_SIZE)
 
 
-def is_channel_number(channel: int) -> bool:
-    """Whether a number is a valid TURN channel (0x4000-0x4FFF, RFC 8656 §12)."""
-    return CHANNEL_MIN <= channel <= CHANNEL_MAX
+def is_channel_number(channel: int, last: int = CHANNEL_MAX) -> bool:
+    """Whether a number is a valid TURN channel: 0x4000-0x4FFF (RFC 8656 §12), or up to
+    ``last`` (0x7FFF under RFC 5766)."""
+    return CHANNEL_MIN <= channel <= last
+
+
+def _check_frame_channel(channel: int) -> None:
+    if not is_channel_number(channel, CHANNEL_MAX_RFC5766):
+        raise ChannelDataError(f"channel number 0x{channel:04x} not in 0x4000-0x7fff")
 
 
 def is_channel_data(data: bytes) -> bool:
-    """Whether a datagram looks like ChannelData (RFC 7983: first byte 64..79)."""
-    return len(data) >= CHANNEL_DATA_HEADER_LENGTH and 64 <= data[0] <= 79
+    """Whether a datagram on a TURN port is ChannelData (first two bits 01, RFC 5766 §11)."""
+    return len(data) >= CHANNEL_DATA_HEADER_LENGTH and 0x40 <= data[0] < 0x80
 
 
 @dataclass(slots=True)
 class ChannelData:
-    """Application data on a TURN channel: 4-byte header (channel, length) and the data."""
+    """Application data on a TURN channel: 4-byte header (channel, length) and the data.
+
+    The frame carries any number 0x4000-0x7FFF; which ones a server binds is its policy."""
 
     channel: int
     data: bytes
 
     def __post_init__(self) -> None:
-        if not is_channel_number(self.channel):
-            raise ChannelDataError(f"channel number 0x{self.channel:04x} not in 0x4000-0x4fff")
+        _check_frame_channel(self.channel)
         if len(self.data) > 0xFFFF:
             raise ChannelDataError(f"{len(self.data)} bytes of data, over 65535")
 
@@ -66,8 +74,7 @@ class ChannelData:
             raise TruncatedError(f"{size} bytes, shorter than the 4-byte ChannelData header")
         channel, length = _HEADER.unpack_from(data)
         end = CHANNEL_DATA_HEADER_LENGTH + length
-        if not is_channel_number(channel):
-            raise ChannelDataError(f"channel number 0x{channel:04x} not in 0x4000-0x4fff")
+        _check_frame_channel(channel)
         if size < end:
             raise TruncatedError(f"ChannelData length {length} but only {size - 4} bytes")
         if size > (end + 3) & ~3:
@@ -110,9 +117,6 @@ def parse_stream(
                 raise StreamError(f"STUN message length {length} is not a multiple of 4")
             total = HEADER_LENGTH + length
         elif first < 0x80:
-            channel = (first << 8) | data[pos + 1]
-            if not is_channel_number(channel):
-                raise ChannelDataError(f"channel number 0x{channel:04x} not in 0x4000-0x4fff")
             total = CHANNEL_DATA_HEADER_LENGTH + ((length + 3) & ~3)
         else:
             raise StreamError(f"first byte 0x{first:02x} is neither STUN nor ChannelData")

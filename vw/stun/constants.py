@@ -32,6 +32,9 @@ PASSWORD_ALGORITHM_SHA256 = 0x0002
 #: Valid TURN channel numbers (RFC 8656 §12).
 CHANNEL_MIN = 0x4000
 CHANNEL_MAX = 0x4FFF
+#: The last channel number of RFC 5766, which coturn's clients still use; a ChannelData
+#: frame's first two bits (01) leave room for it.
+CHANNEL_MAX_RFC5766 = 0x7FFF
 
 
 class MessageClass(IntEnum):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vw.stun import (
+    CHANNEL_MAX,
     FAMILY_IPV4,
     FAMILY_IPV6,
     TRANSPORT_UDP,
@@ -126,6 +127,8 @@ class TurnCore:
     permission_lifetime: int = 300
     channel_lifetime: int = 600
     relay_family: int = FAMILY_IPV4
+    #: The highest channel number bound: 0x4FFF (RFC 8656) or 0x7FFF (RFC 5766, as coturn).
+    last_channel: int = CHANNEL_MAX
     stats: Stats = field(default_factory=Stats)
     _by_client: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
     _by_relay: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
@@ -248,7 +251,9 @@ class TurnCore:
     ) -> Message:
         allocation = self._owned(client, result, now)
         number, peer = request.get(ChannelNumber), request.get(XorPeerAddress)
-        if number is None or peer is None or not is_channel_number(number.value):
+        if number is None or peer is None:
+            raise _Refusal(400)
+        if not is_channel_number(number.value, self.last_channel):
             raise _Refusal(400)
         self._check_peer(allocation, peer.host)
         channel, address = number.value, peer.address

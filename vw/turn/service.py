@@ -20,6 +20,7 @@ from vw.common.ops import add_ops_resources
 from vw.common.state import persistent_secret
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.config import Config
+from vw.stun import CHANNEL_MAX, CHANNEL_MAX_RFC5766
 from vw.turn.allocations import Address, Output, TurnCore
 from vw.turn.auth import Authenticator, Nonces
 from vw.turn.peers import PeerPolicy
@@ -69,7 +70,9 @@ class TurnService(MultiService):
         self.core = TurnCore(authenticator,
                              PeerPolicy(settings.allowed_peers, settings.denied_peers),
                              self._open_relay, settings.max_allocations_per_user,
-                             settings.max_allocations)
+                             settings.max_allocations,
+                             last_channel=CHANNEL_MAX_RFC5766 if settings.rfc5766_channels
+                             else CHANNEL_MAX)
         self.relays: dict[Address, IListeningPort] = {}
         #: Clients on TCP or TLS, by address: their answers go back on their connection.
         self.streams: dict[Address, TurnStreamProtocol] = {}
