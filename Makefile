@@ -8,7 +8,7 @@ JS_INSTALLED := $(JS_DIR)/node_modules/.installed
 MEETING_DIR := vw/meeting
 MEETING_INSTALLED := $(MEETING_DIR)/node_modules/.installed
 # Debian packages the tests and benchmarks use as peers and anchors.
-OS_PACKAGES := prosody openssl chromium coturn
+OS_PACKAGES := prosody openssl chromium coturn libnss3-tools
 
 .PHONY: run test lint unit os-deps bench clean
 
@@ -61,6 +61,7 @@ bench: os-deps $(INSTALLED)
 	$(BIN)/python bench/xmpp.py
 	$(BIN)/python bench/bridge.py
 	$(BIN)/python bench/join.py
+	$(BIN)/python bench/turn.py
 
 clean:
 	rm -rf $(VENV) var $(JS_DIR)/node_modules $(MEETING_DIR)/node_modules

@@ -55,6 +55,10 @@ class TokenConfig:
     allow_anonymous: bool = False
 
 
+#: The transports XEP-0215 can offer for vw-turn, in the order offered.
+TURN_TRANSPORTS = ("udp", "tcp", "tls")
+
+
 @dataclass(frozen=True)
 class TurnServiceConfig:
     #: REST shared secret; empty means one generated once under state_dir.
@@ -65,6 +69,15 @@ class TurnServiceConfig:
     tls_port: int = 5349
     #: Lifetime of the handed-out credentials in seconds.
     credential_ttl: int = 86400
+    #: What is offered: "udp" (STUN and TURN over UDP on port), "tcp" (TURN over TCP on port),
+    #: "tls" (TURNS over TLS on tls_port); e.g. ["tcp", "tls"] where UDP is blocked.
+    transports: list[str] = field(default_factory=lambda: list(TURN_TRANSPORTS))
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.transports if t not in TURN_TRANSPORTS]
+        if unknown:
+            raise ConfigError("xmpp.turn.transports", "",
+                              f"must list only {', '.join(TURN_TRANSPORTS)}, not {unknown[0]!r}")
 
 
 @dataclass(frozen=True)
@@ -164,10 +177,18 @@ class FocusConfig:
 
 @dataclass(frozen=True)
 class TurnConfig:
-    #: STUN/TURN over UDP, TCP and TLS (relays are UDP).
+    #: STUN/TURN over UDP, TCP and TLS.
     udp_port: int = 3478
     tcp_port: int = 3478
     tls_port: int = 5349
+    #: More TLS ports, such as 443 for clients behind firewalls that allow only HTTPS.
+    extra_tls_ports: list[int] = field(default_factory=list)
+    #: The address relays are opened on and announced with; empty: general.bind.
+    relay_address: str = ""
+    #: An IPv6 address for relays asked with REQUESTED-ADDRESS-FAMILY (RFC 6156); empty: none.
+    relay_address_ipv6: str = ""
+    #: The range relay ports are picked from, first and last.
+    relay_ports: list[int] = field(default_factory=lambda: [49152, 65535])
     #: /about/health and /metrics (bound to loopback).
     http_port: int = 8478
     #: The realm of long-term credentials; empty: the domain.
@@ -183,6 +204,57 @@ class TurnConfig:
     #: Bind channel numbers up to 0x7FFF as RFC 5766 allowed (coturn's clients use them), not
     #: only RFC 8656's 0x4000-0x4FFF.
     rfc5766_channels: bool = False
+    #: Over UDP, answers to requests without valid credentials are at most this many times
+    #: their request's size (QUIC's limit before address validation). 3 lets a browser's
+    #: 28-byte first Allocate get its challenge with a realm of up to 20 bytes; 1 (never
+    #: larger) leaves browsers and coturn's clients unanswered over UDP, so they use TCP/TLS.
+    amplification_limit: float = 3.0
+    #: Requests without valid credentials per second from one IP address (bursts 4x).
+    unauthenticated_rate: float = 20.0
+    #: Bytes per second one allocation may relay, both ways together (0: no cap).
+    max_bandwidth: int = 0
+    #: Seconds SIGTERM waits for allocations to end before closing them.
+    drain_seconds: int = 10
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    #: The portal's pages, /api/v1, /about/health and /metrics.
+    http_port: int = 8000
+    #: SQLAlchemy URL; empty means SQLite at state_dir/portal.sqlite.
+    database: str = ""
+    #: Who may create an account: "open", "invite" (with an invitation code) or "closed".
+    signup: str = "invite"
+    #: The role of accounts made by "open" sign-up (invitations carry their own).
+    signup_role: str = "host"
+    #: The portal as its users reach it, for links in mail and invitations.
+    public_url: str = "http://localhost:8000"
+    #: The meeting page: joining redirects to {meeting_base_url}/{room}?jwt=...
+    meeting_base_url: str = "http://localhost:5280"
+    #: The XMPP WebSocket handed to apps; empty: ws://localhost:{xmpp.http_port}/xmpp-websocket.
+    websocket_url: str = ""
+    #: Signs API access tokens; empty: generated once under state_dir (set it when several
+    #: portals share one database).
+    secret: str = ""
+    #: Seconds a join token (the JWT for one room) is valid.
+    join_token_ttl: int = 300
+    #: Seconds an API access token is valid.
+    access_token_ttl: int = 900
+    #: Seconds an API refresh token is valid.
+    refresh_token_ttl: int = 2592000
+    #: Seconds a browser session lasts after sign-in.
+    session_ttl: int = 43200
+    #: Failed sign-ins allowed per account, and per address, in any hour.
+    max_failures_per_hour: int = 100
+    #: Proxies (the balancer) whose X-Forwarded-For names the client address.
+    trusted_proxies: list[str] = field(default_factory=list)
+    #: SMTP relay for password reset mail; empty: the links are logged instead.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    #: Sender of the portal's mail; empty: noreply@DOMAIN.
+    mail_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,6 +265,7 @@ class Config:
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     focus: FocusConfig = field(default_factory=FocusConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    portal: PortalConfig = field(default_factory=PortalConfig)
     #: The file this came from, or "<defaults>".
     source: str = "<defaults>"
 
@@ -292,7 +365,11 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(source, "xmpp.token.algorithm", 'must be "HS256" or "RS256"')
     ports = [("xmpp", key) for key in ("c2s_port", "http_port", "component_port")]
     ports += [("bridge", key) for key in ("udp_port", "http_port", "xmpp_port")]
+    ports += [("turn", key) for key in ("udp_port", "tcp_port", "tls_port", "http_port")]
     for section, key in ports:
         if not 0 <= getattr(getattr(config, section), key) < 65536:
             raise ConfigError(source, f"{section}.{key}", "must be a port number (0-65535)")
+    relay_ports = config.turn.relay_ports
+    if len(relay_ports) != 2 or not 1024 <= relay_ports[0] <= relay_ports[1] < 65536:
+        raise ConfigError(source, "turn.relay_ports", "must be [first, last] within 1024-65535")
 

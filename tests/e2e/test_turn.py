@@ -6,65 +6,22 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BIN, free_port, stop, wait_for_health
-
-SECRET = "turn-test-secret"
+from tests.e2e.turn_server import SECRET, Turn, free_udp_port, run_turn
 
 pytestmark = pytest.mark.skipif(shutil.which("turnutils_uclient") is None,
                                 reason="Debian's coturn (turnutils) is missing")
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Turn:
-    port: int
-    tcp_port: int
-    tls_port: int
-    http_port: int
-
-
 @pytest.fixture(scope="module")
 def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Turn]:
     """vw-turn on free ports; loopback peers allowed (they are denied by default)."""
-    directory: Path = tmp_path_factory.mktemp("turn")
-    port, tcp_port, tls_port, http_port = free_udp_port(), free_port(), free_port(), free_port()
-    config = directory / "vw.toml"
-    config.write_text(f"""
-[general]
-state_dir = "{directory / 'var'}"
-[xmpp.turn]
-secret = "{SECRET}"
-[turn]
-udp_port = {port}
-tcp_port = {tcp_port}
-tls_port = {tls_port}
-http_port = {http_port}
-allowed_peers = ["127.0.0.1/32"]
-rfc5766_channels = true
-""")
-    log = open(directory / "twistd.log", "w")
-    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw-turn",
-                                "--config", str(config)], cwd=directory, stdout=log,
-                               stderr=subprocess.STDOUT)
-    try:
-        wait_for_health(f"http://127.0.0.1:{http_port}/about/health", process)
-        yield Turn(port, tcp_port, tls_port, http_port)
-    finally:
-        stop(process)
-        log.close()
+    yield from run_turn(tmp_path_factory.mktemp("turn"),
+                        "rfc5766_channels = true\ndrain_seconds = 1")
 
 
 def test_binding_with_turnutils_stunclient(turn: Turn) -> None:
@@ -93,10 +50,29 @@ def test_turnutils_uclient_relays(turn: Turn, transport: str, mode: str) -> None
         peer.terminate()
         peer.wait(10)
     output = result.stdout + result.stderr
+    assert uclient_totals(output) == (200, 200), output[-2000:]
+    assert re.search(r"Total lost packets 0 ", output), output[-2000:]
+
+
+def uclient_totals(output: str) -> tuple[int, int]:
     totals = re.search(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", output, re.M)
     assert totals is not None, output[-2000:]
-    assert int(totals.group(1)) == int(totals.group(2)) == 200, output[-2000:]
+    return int(totals.group(1)), int(totals.group(2))
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_turnutils_uclient_tcp_relays_rfc6062(turn: Turn, secure: bool) -> None:
+    """-T: pairs of clients with TCP allocations Connect to each other's relayed address; each
+    side gets a ConnectionAttempt or a Connect answer and binds a data connection."""
+    options, port = (["-S"], turn.tls_port) if secure else ([], turn.tcp_port)
+    result = subprocess.run(
+        ["turnutils_uclient", "-T", *options, "-m", "2", "-n", "50", "-l", "120",
+         "-e", "127.0.0.1", "-X", "-g", "-u", "vwtest", "-W", SECRET, "-p", str(port),
+         "127.0.0.1"], capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert uclient_totals(output) == (100, 100), output[-2000:]
     assert re.search(r"Total lost packets 0 ", output), output[-2000:]
+    assert turn.metrics()["vw_turn_peer_connections"] == 0
 
 
 def test_a_wrong_secret_is_refused(turn: Turn) -> None:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from vw.stun import (
     CHANNEL_MAX_RFC5766,
+    FAMILY_IPV6,
     TRANSPORT_TCP,
     TRANSPORT_UDP,
     Attribute,
@@ -32,7 +33,7 @@ from vw.stun import (
     check_integrity,
     long_term_key,
 )
-from vw.turn.allocations import Address, Output, TurnCore
+from vw.turn.allocations import Address, Output, RelayGrant, RelayRequest, TurnCore
 from vw.turn.auth import Authenticator, Nonces, rest_password
 from vw.turn.peers import PeerPolicy
 
@@ -46,18 +47,25 @@ KEY = long_term_key(USER, REALM, rest_password(SECRET, USER))
 
 
 class Relays:
-    """An ``open_relay`` handing out ports 50000, 50001... until ``free`` runs out."""
+    """An ``open_relay`` handing out ports 50000, 50002... (and the odd one after when asked
+    to reserve it) until ``free`` runs out; it remembers the requests."""
 
     def __init__(self, free: int = 100) -> None:
         self.free = free
         self.next = 50000
+        self.requests: list[RelayRequest] = []
 
-    def __call__(self, client: Address) -> Address | None:
+    def __call__(self, request: RelayRequest) -> RelayGrant | None:
+        self.requests.append(request)
+        if request.reserved is not None:
+            return RelayGrant(request.reserved)
         if self.free == 0:
             return None
         self.free -= 1
-        self.next += 1
-        return ("192.0.2.1", self.next - 1)
+        self.next += 2
+        host = "2001:db8::1" if request.family == FAMILY_IPV6 else "192.0.2.1"
+        port = self.next - 2
+        return RelayGrant((host, port), (host, port + 1) if request.reserve_next else None)
 
 
 def make_core(peers: PeerPolicy | None = None, **options: int) -> TurnCore:
@@ -71,11 +79,19 @@ def core() -> TurnCore:
     return make_core()
 
 
-def answer(outputs: list[Output], client: Address = CLIENT) -> Message:
+def answer(outputs: list[Output], client: Address = CLIENT, fingerprint: bool = True) -> Message:
+    """The one answer to ``client``; signed answers carry FINGERPRINT, unauthenticated ones
+    only when their request did."""
     [out] = outputs
     assert out.kind == "client" and out.address == client and out.relay is None
-    assert check_fingerprint(out.data)
+    assert check_fingerprint(out.data) is fingerprint
     return Message.parse(out.data)
+
+
+def closed(outputs: list[Output]) -> list[Address]:
+    """The relay ports ``outputs`` close."""
+    assert all(out.kind == "close" and out.connection is None for out in outputs)
+    return [out.relay for out in outputs if out.relay is not None]
 
 
 def signed(
@@ -124,24 +140,27 @@ def send(core: TurnCore, peer: Address, data: bytes, now: float = NOW) -> list[O
 # --- Binding and Allocate --------------------------------------------------------------------
 
 
-def test_binding_answers_mapped_address(core: TurnCore) -> None:
+@pytest.mark.parametrize("fingerprint", [False, True])
+def test_binding_answers_mapped_address(core: TurnCore, fingerprint: bool) -> None:
     request = Message(Method.BINDING, MessageClass.REQUEST)
-    reply = answer(core.client_datagram(request.bytes(), CLIENT, NOW))
+    reply = answer(core.client_datagram(request.bytes(fingerprint=fingerprint), CLIENT, NOW),
+                   fingerprint=fingerprint)
     assert reply.message_class is MessageClass.SUCCESS
     assert reply.get(XorMappedAddress) == XorMappedAddress(*CLIENT)
 
 
 def test_binding_unknown_comprehension_required_is_420(core: TurnCore) -> None:
     request = Message(Method.BINDING, MessageClass.REQUEST, attributes=[RawAttribute(0x7F00, b"")])
-    reply = answer(core.client_datagram(request.bytes(), CLIENT, NOW))
+    reply = answer(core.client_datagram(request.bytes(), CLIENT, NOW), fingerprint=False)
     assert error(reply) == 420 and reply.get(UnknownAttributes) == UnknownAttributes((0x7F00,))
 
 
 def test_allocate_without_auth_is_challenged(core: TurnCore) -> None:
+    core.client_connected(CLIENT)  # over TCP: no amplification limit
     request = Message(
         Method.ALLOCATE, MessageClass.REQUEST, attributes=[RequestedTransport(TRANSPORT_UDP)]
     )
-    reply = answer(core.client_datagram(request.bytes(), CLIENT, NOW))
+    reply = answer(core.client_datagram(request.bytes(), CLIENT, NOW), fingerprint=False)
     assert error(reply) == 401
     assert reply.get(Realm) == Realm(REALM)
     nonce = reply.get(Nonce)
@@ -154,7 +173,10 @@ def test_allocate_stale_nonce_is_438(core: TurnCore) -> None:
     request = Message(Method.ALLOCATE, MessageClass.REQUEST)
     request.attributes += [RequestedTransport(TRANSPORT_UDP), Username(USER), Realm(REALM)]
     request.attributes.append(Nonce(old))
-    reply = answer(core.client_datagram(request.bytes(KEY), CLIENT, NOW))
+    data = request.bytes(KEY)
+    [out] = core.client_datagram(data, CLIENT, NOW)
+    assert len(out.data) <= len(data)
+    reply = Message.parse(out.data)
     assert error(reply) == 438 and reply.get(Nonce) is not None
 
 
@@ -180,7 +202,9 @@ def test_allocate_retransmission_gets_same_answer_other_is_437(core: TurnCore) -
 
 def test_allocate_transport_checks(core: TurnCore) -> None:
     assert error(signed(core, Method.ALLOCATE)) == 400
-    assert error(signed(core, Method.ALLOCATE, RequestedTransport(TRANSPORT_TCP))) == 442
+    assert error(signed(core, Method.ALLOCATE, RequestedTransport(99))) == 442
+    # RFC 6062 §5.1: a TCP allocation is asked over TCP or TLS.
+    assert error(signed(core, Method.ALLOCATE, RequestedTransport(TRANSPORT_TCP))) == 400
 
 
 def test_allocate_unknown_attribute_is_signed_420(core: TurnCore) -> None:
@@ -237,17 +261,20 @@ def test_refresh_extends_and_zero_deletes(core: TurnCore) -> None:
     reply = signed(core, Method.REFRESH, Lifetime(99999), now=NOW + 500)
     assert reply.get(Lifetime) == Lifetime(3600)
     assert core.expire(NOW + 3000) == []
-    reply = signed(core, Method.REFRESH, Lifetime(0), now=NOW + 3000)
+    request = Message(Method.REFRESH, MessageClass.REQUEST, attributes=[
+        Lifetime(0), Username(USER), Realm(REALM), Nonce(core.auth.nonces.issue(NOW + 3000))])
+    outputs = core.client_datagram(request.bytes(KEY), CLIENT, NOW + 3000)
+    reply = answer(outputs[:1])
     assert reply.get(Lifetime) == Lifetime(0) and error(reply) is None
+    assert closed(outputs[1:]) == [("192.0.2.1", 50000)]  # at once
     assert not core.allocations
-    assert core.expire(NOW + 3001) == [("192.0.2.1", 50000)]
     assert core.expire(NOW + 3002) == []
 
 
 def test_allocation_expires(core: TurnCore) -> None:
     allocate(core)
     assert core.expire(NOW + 599) == []
-    assert core.expire(NOW + 600) == [("192.0.2.1", 50000)]
+    assert closed(core.expire(NOW + 600)) == [("192.0.2.1", 50000)]
     assert not core.allocations
     assert peer_to_client(core, ("192.0.2.1", 50000)) == []
 
@@ -387,7 +414,9 @@ def test_responses_and_unknown_indications_are_dropped(core: TurnCore) -> None:
 
 
 def test_unknown_method_request_is_400(core: TurnCore) -> None:
-    reply = answer(core.client_datagram(Message(0x0FF, MessageClass.REQUEST).bytes(), CLIENT, NOW))
+    core.client_connected(CLIENT)
+    request = Message(0x0FF, MessageClass.REQUEST).bytes()
+    reply = answer(core.client_datagram(request, CLIENT, NOW), fingerprint=False)
     assert error(reply) == 400
 
 
@@ -428,8 +457,7 @@ def test_oversized_peer_datagram_dropped(core: TurnCore) -> None:
 def test_a_closed_stream_takes_its_allocation_along(core: TurnCore) -> None:
     allocate(core)
     (relay,) = [a.relay for a in core.allocations.values()]
-    core.client_gone(CLIENT)
+    assert closed(core.client_gone(CLIENT)) == [relay]
     assert core.allocations == {}
-    assert core.expire(NOW) == [relay]
-    core.client_gone(CLIENT)  # nothing left: nothing happens
+    assert core.client_gone(CLIENT) == []  # nothing left: nothing happens
     assert core.expire(NOW) == []

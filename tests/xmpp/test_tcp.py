@@ -10,7 +10,7 @@ from twisted.internet.testing import StringTransport
 from twisted.words.protocols.jabber.jid import JID
 
 from tests.xmpp.helpers import make_server
-from vw.xmpp.tcp import RateLimiter, XMPPStreamProtocol
+from vw.xmpp.tcp import XMPPStreamProtocol
 
 HEADER = (b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
           b"to='localhost' version='1.0'>")
@@ -71,9 +71,3 @@ def test_the_deployments_own_accounts_are_not_rate_limited(tmp_path: Path) -> No
     protocol.dataReceived(b" " * 5000)
     assert transport.producerState == "producing"
 
-
-def test_rate_limiter_refills() -> None:
-    limiter = RateLimiter(rate=100, now=0)
-    assert limiter.consume(400, now=0) == 0
-    assert limiter.consume(100, now=0) == 1.0
-    assert limiter.consume(0, now=2) == 0

@@ -1,39 +1,56 @@
-"""TURN allocations over UDP (RFC 8656), sans-IO.
+"""TURN allocations (RFC 8656, RFC 6156, RFC 6062), sans-IO.
 
-:class:`TurnCore` turns datagrams into :class:`Output` datagrams. The glue feeds it what
-arrives on the listening port (:meth:`TurnCore.client_datagram`) and on relay ports
-(:meth:`TurnCore.peer_datagram`), opens relay ports through the ``open_relay`` callback, and
-calls :meth:`TurnCore.expire` every second or so, closing the relay ports it returns::
+:class:`TurnCore` turns what clients and peers send into :class:`Output`. The glue feeds it
+what arrives on the listening ports (:meth:`TurnCore.client_datagram`, one STUN message or
+ChannelData frame at a time, whatever the transport) and on UDP relay ports
+(:meth:`TurnCore.peer_datagram`), tells it about TCP and TLS clients
+(:meth:`TurnCore.client_connected`, :meth:`TurnCore.client_gone`) and about TCP peers of
+RFC 6062 allocations, opens relay ports through the ``open_relay`` callback, and calls
+:meth:`TurnCore.expire` every second or so::
 
-    for out in core.client_datagram(datagram, client, now):
-        socket_for(out.relay).write(out.data, out.address)  # relay None: the listening port
+    for out in core.client_datagram(frame, client, now):
+        glue.perform(out)  # send to a client or a peer, connect, splice or close
 
-A client's allocation is keyed by its address alone: one listening UDP port makes the server
-side of the 5-tuple implicit. Malformed input is dropped and counted in :attr:`TurnCore.stats`.
+A client's allocation is keyed by its address alone: one listening port per transport makes
+the server side of the 5-tuple implicit. Malformed input is dropped and counted in
+:attr:`TurnCore.stats`; every error answer is counted by reason.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vw.common.ratelimit import TokenBucket
 from vw.stun import (
     CHANNEL_MAX,
     FAMILY_IPV4,
     FAMILY_IPV6,
+    TRANSPORT_TCP,
     TRANSPORT_UDP,
     Attribute,
+    AttributeFormatError,
+    AttributeOverrunError,
     ChannelData,
     ChannelNumber,
+    ConnectionId,
     Data,
+    DontFragment,
+    ErrorCode,
+    EvenPort,
     Fingerprint,
     Lifetime,
     Message,
     MessageClass,
+    MessageIntegrity,
+    MessageIntegritySha256,
     Method,
     RequestedAddressFamily,
     RequestedTransport,
+    ReservationToken,
     StunError,
     UnknownAttributes,
     XorMappedAddress,
@@ -43,34 +60,82 @@ from vw.stun import (
     is_channel_data,
     is_channel_number,
 )
+from vw.stun.wire import check_header, decode_type
 from vw.turn.auth import Authenticator, AuthResult
 from vw.turn.peers import PeerPolicy
 
 Address = tuple[str, int]
-#: Opens a relay port for a client; None when none is free (answered 508).
-OpenRelay = Callable[[Address], Address | None]
+
+#: Seconds a reserved port (EVEN-PORT with R) waits for its RESERVATION-TOKEN (RFC 8656 §7.2).
+RESERVATION_LIFETIME = 30
+#: Seconds a peer TCP connection waits for its ConnectionBind (RFC 6062 §5.3, §5.4).
+CONNECTION_BIND_TIMEOUT = 30
+#: Bursts of the per-source and per-allocation rates: this many seconds' worth.
+BURST_SECONDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRequest:
+    """What an Allocate asks of the relay port: ``transport`` UDP or TCP, its address
+    ``family``, an ``even`` port and the next one reserved (``reserve_next``), the
+    ``dont_fragment`` bit, or the port reserved earlier (``reserved``)."""
+
+    client: Address
+    transport: int = TRANSPORT_UDP
+    family: int = FAMILY_IPV4
+    even: bool = False
+    reserve_next: bool = False
+    dont_fragment: bool = False
+    reserved: Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayGrant:
+    """An open relay port, and the next one when it was reserved."""
+
+    relay: Address
+    reserved: Address | None = None
+
+
+#: Opens a relay port; None when none is free (answered 508).
+OpenRelay = Callable[[RelayRequest], RelayGrant | None]
+
+OutputKind = Literal["client", "peer", "connect", "splice", "close"]
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """A datagram to send: to a ``"client"`` from the listening port (``relay`` None), or to a
-    ``"peer"`` from the relay port ``relay``."""
+    """What the glue does.
 
-    kind: Literal["client", "peer"]
+    - ``"client"``: send ``data`` to the client at ``address`` (from the listening port, or on
+      its TCP/TLS connection);
+    - ``"peer"``: send the datagram ``data`` to ``address`` from the UDP relay port ``relay``;
+    - ``"connect"``: open TCP peer connection ``connection`` from ``relay`` to ``address``,
+      then report :meth:`TurnCore.peer_connected` or :meth:`TurnCore.peer_connect_failed`;
+    - ``"splice"``: from now on, pipe the client data connection at ``address`` and peer
+      connection ``connection`` into each other;
+    - ``"close"``: close peer connection ``connection``, or else the relay port ``relay``.
+    """
+
+    kind: OutputKind
     data: bytes
     address: Address
     relay: Address | None = None
+    connection: int | None = None
 
 
 @dataclass
 class Stats:
     """Counters: datagrams that did not parse, well-formed ones neither answered nor relayed,
-    and datagrams relayed each way."""
+    datagrams relayed each way, and refusals by reason (error codes, ``"rate"`` for requests
+    over the per-source rate, ``"amplification"`` for answers that would have been larger
+    than their unauthenticated request, ``"bandwidth"`` for data over an allocation's cap)."""
 
     malformed: int = 0
     dropped: int = 0
     to_peers: int = 0
     to_clients: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -82,9 +147,13 @@ class Allocation:
     username: str
     expires: float
     response: Message  # the Allocate success, answered again to a retransmitted request
+    transport: int = TRANSPORT_UDP
+    bandwidth: TokenBucket | None = None
     permissions: dict[str, float] = field(default_factory=dict)
     channels: dict[int, tuple[Address, float]] = field(default_factory=dict)
     peer_channels: dict[Address, int] = field(default_factory=dict)
+    #: RFC 6062 peer connections by peer address.
+    connections: dict[Address, PeerConnection] = field(default_factory=dict)
 
     def permits(self, ip: str, now: float) -> bool:
         """Whether a live permission covers ``ip``."""
@@ -98,6 +167,28 @@ class Allocation:
             if expiry <= now:
                 del self.channels[channel]
                 del self.peer_channels[peer]
+
+
+@dataclass
+class PeerConnection:
+    """A TCP connection between a TCP allocation's relay and a peer (RFC 6062): being
+    opened for a Connect (``request`` set), waiting for the client's ConnectionBind until
+    ``bind_by``, or spliced to the client data connection ``data_client``."""
+
+    id: int
+    allocation: Allocation
+    peer: Address
+    bind_by: float
+    request: Message | None = None
+    key: bytes | None = None
+    sha256: bool = False
+    data_client: Address | None = None
+
+
+@dataclass
+class _Reservation:
+    relay: Address
+    expires: float
 
 
 class _Refusal(Exception):
@@ -115,7 +206,7 @@ def _family(host: str) -> int:
 
 @dataclass
 class TurnCore:
-    """The UDP TURN server state: allocations by client and by relay address."""
+    """The TURN server state: allocations by client and by relay address."""
 
     auth: Authenticator
     peers: PeerPolicy
@@ -126,13 +217,31 @@ class TurnCore:
     max_lifetime: int = 3600
     permission_lifetime: int = 300
     channel_lifetime: int = 600
-    relay_family: int = FAMILY_IPV4
+    #: Address families relays can have (RFC 6156); others are answered 440.
+    relay_families: frozenset[int] = frozenset({FAMILY_IPV4})
     #: The highest channel number bound: 0x4FFF (RFC 8656) or 0x7FFF (RFC 5766, as coturn).
     last_channel: int = CHANNEL_MAX
+    #: Over UDP, an answer to a request without valid credentials may be at most this many
+    #: times the request's size, as QUIC limits servers before address validation (RFC 9000
+    #: §8.1): a browser's first Allocate is 28 bytes, its 401 challenge 76 plus the realm.
+    #: TCP and TLS clients proved their address in the handshake.
+    amplification_limit: float = 3.0
+    #: Requests without valid credentials a source IP may send per second.
+    unauthenticated_rate: float = 20.0
+    #: Bytes per second an allocation may relay, both directions together (0: no cap).
+    max_bandwidth: int = 0
+    #: Shutting down: new allocations are refused (403), the others carry on.
+    draining: bool = False
     stats: Stats = field(default_factory=Stats)
     _by_client: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
     _by_relay: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
-    _closing: list[Address] = field(default_factory=list, init=False, repr=False)
+    _streams: set[Address] = field(default_factory=set, init=False, repr=False)
+    _sources: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
+    _reservations: dict[bytes, _Reservation] = field(default_factory=dict, init=False,
+                                                     repr=False)
+    _connections: dict[int, PeerConnection] = field(default_factory=dict, init=False,
+                                                    repr=False)
+    _closing: list[Output] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.default_lifetime <= self.max_lifetime:
@@ -141,20 +250,49 @@ class TurnCore:
             )
         if self.permission_lifetime <= 0 or self.channel_lifetime <= 0:
             raise ValueError("permission and channel lifetimes must be positive")
+        if self.amplification_limit <= 0 or self.unauthenticated_rate <= 0:
+            raise ValueError("the amplification limit and unauthenticated rate must be positive")
 
     @property
     def allocations(self) -> Mapping[Address, Allocation]:
         """Allocations by client address (expired ones linger until :meth:`expire`)."""
         return self._by_client
 
+    @property
+    def connections(self) -> Mapping[int, PeerConnection]:
+        """RFC 6062 peer connections by connection id."""
+        return self._connections
+
     # --- from clients --------------------------------------------------------------------
 
+    def client_connected(self, client: Address) -> None:
+        """A client connected over TCP or TLS: its address is proven, and it may ask for TCP
+        allocations or bind peer connections."""
+        self._streams.add(client)
+
+    def client_gone(self, client: Address) -> list[Output]:
+        """The client's TCP or TLS connection closed: its allocation goes with it (RFC 8656
+        §3.7), and so does a peer connection spliced to it."""
+        self._streams.discard(client)
+        allocation = self._by_client.get(client)
+        if allocation is not None:
+            self._delete(allocation)
+        for connection in list(self._connections.values()):
+            if connection.data_client == client:
+                self._drop_connection(connection)
+        closing, self._closing = self._closing, []
+        return closing
+
     def client_datagram(self, data: bytes, client: Address, now: float) -> list[Output]:
-        """Handle a datagram from ``client`` on the listening port."""
+        """Handle one STUN message or ChannelData frame from ``client``."""
         if is_channel_data(data):
             return self._client_channel_data(data, client, now)
         try:
             message = Message.parse(data)
+        except AttributeOverrunError:
+            return self._malformed()
+        except AttributeFormatError:
+            return self._bad_attribute(data, client, now)
         except ValueError:
             return self._malformed()
         if message.get(Fingerprint) is not None and not check_fingerprint(data):
@@ -163,30 +301,80 @@ class TurnCore:
             return self._indication(message, client, now)
         if message.message_class is not MessageClass.REQUEST:
             return self._drop()
-        return [Output("client", self._request(message, data, client, now), client)]
+        return self._request(message, data, client, now)
 
-    def _request(self, request: Message, raw: bytes, client: Address, now: float) -> bytes:
+    def _request(self, request: Message, raw: bytes, client: Address,
+                 now: float) -> list[Output]:
         method = request.method
-        if method == Method.BINDING:
-            if unknown := request.unknown_comprehension_required():
-                reply = request.error_response(420, UnknownAttributes(tuple(unknown)))
+        handler = self._HANDLERS.get(method)
+        fingerprinted = request.get(Fingerprint) is not None
+        if handler is None:
+            if not self._admit_unauthenticated(client, now):
+                return []
+            if method != Method.BINDING:
+                reply = request.error_response(400, reason="")
+            elif unknown := request.unknown_comprehension_required():
+                reply = request.error_response(420, UnknownAttributes(tuple(unknown)), reason="")
             else:
                 reply = request.success_response(XorMappedAddress(*client))
-            return reply.bytes(fingerprint=True)
-        handler = self._HANDLERS.get(method)
-        if handler is None:
-            return request.error_response(400).bytes(fingerprint=True)
+            return self._unauthenticated_answer(reply, raw, client, fingerprint=fingerprinted)
+        signed = request.get(MessageIntegrity) or request.get(MessageIntegritySha256)
+        if signed is None and not self._admit_unauthenticated(client, now):
+            return []
         result = self.auth.verify(request, raw, now)
         if result.code is not None:
-            reply = request.error_response(result.code, *result.attributes)
-            return reply.bytes(fingerprint=True)
+            if signed is not None and not self._admit_unauthenticated(client, now):
+                return []
+            reply = request.error_response(result.code, *result.attributes, reason="")
+            return self._unauthenticated_answer(reply, raw, client, fingerprint=fingerprinted)
+        extra: list[Output] = []
         try:
             if unknown := request.unknown_comprehension_required():
                 raise _Refusal(420, UnknownAttributes(tuple(unknown)))
-            reply = handler(self, request, client, result, now)
+            answer = handler(self, request, client, result, now)
+            if answer is None:  # a Connect: answered once the peer connection is up or failed
+                return self._take_closing()
+            reply, extra = answer if isinstance(answer, tuple) else (answer, [])
         except _Refusal as refusal:
+            self.stats.refusals[str(refusal.code)] += 1
             reply = request.error_response(refusal.code, *refusal.attributes)
-        return reply.bytes(result.key, sha256=result.sha256, fingerprint=True)
+        data = reply.bytes(result.key, sha256=result.sha256, fingerprint=True)
+        return [Output("client", data, client), *extra, *self._take_closing()]
+
+    def _bad_attribute(self, data: bytes, client: Address, now: float) -> list[Output]:
+        """A request with an attribute that does not decode (a 600-byte USERNAME...): 400
+        (RFC 8489 §6.3.1), as an unauthenticated answer."""
+        message_type, transaction_id = check_header(data)
+        method, message_class = decode_type(message_type)
+        if message_class != MessageClass.REQUEST or not self._admit_unauthenticated(client, now):
+            return self._malformed()
+        reply = Message(method, MessageClass.ERROR, transaction_id, [ErrorCode(400, "")])
+        return self._unauthenticated_answer(reply, data, client, fingerprint=False)
+
+    def _admit_unauthenticated(self, client: Address, now: float) -> bool:
+        """Take one request from the source's budget of requests without valid credentials."""
+        bucket = self._sources.get(client[0])
+        if bucket is None:
+            rate = self.unauthenticated_rate
+            bucket = self._sources[client[0]] = TokenBucket(rate, rate * BURST_SECONDS, now)
+        if bucket.take(1, now):
+            return True
+        self.stats.refusals["rate"] += 1
+        return False
+
+    def _unauthenticated_answer(self, reply: Message, raw: bytes, client: Address, *,
+                                fingerprint: bool) -> list[Output]:
+        """Answer without integrity, reason phrase or (unless the request had one)
+        FINGERPRINT; nothing over UDP when the answer would be more than
+        ``amplification_limit`` times the request."""
+        data = reply.bytes(fingerprint=fingerprint)
+        if client not in self._streams and len(data) > self.amplification_limit * len(raw):
+            self.stats.refusals["amplification"] += 1
+            return []
+        code = reply.get(ErrorCode)
+        if code is not None:
+            self.stats.refusals[str(code.code)] += 1
+        return [Output("client", data, client)]
 
     def _allocate(
         self, request: Message, client: Address, result: AuthResult, now: float
@@ -198,34 +386,74 @@ class TurnCore:
             if retransmitted and existing.username == username:
                 return existing.response
             raise _Refusal(437)
-        transport = request.get(RequestedTransport)
-        if transport is None:
-            raise _Refusal(400)
-        if transport.protocol != TRANSPORT_UDP:
-            raise _Refusal(442)
-        family = request.get(RequestedAddressFamily)
-        if family is not None and family.family != self.relay_family:
-            raise _Refusal(440)
+        if self.draining:
+            raise _Refusal(403)
+        relay_request = self._relay_request(request, client, now)
         owned = sum(1 for a in self._by_client.values() if a.username == username)
         if len(self._by_client) >= self.max_allocations or owned >= self.max_allocations_per_user:
             raise _Refusal(486)
-        relay = self.open_relay(client)
-        if relay is None:
+        grant = self.open_relay(relay_request)
+        if grant is None:
             raise _Refusal(508)
-        if relay in self._by_relay:
-            raise ValueError(f"open_relay gave {relay}, which an allocation already uses")
+        if grant.relay in self._by_relay:
+            raise ValueError(f"open_relay gave {grant.relay}, which an allocation already uses")
+        used = request.get(ReservationToken)
+        if used is not None:
+            del self._reservations[used.value]
         lifetime = self._lifetime(request, zero_deletes=False)
-        response = request.success_response(
-            XorRelayedAddress(*relay), Lifetime(lifetime), XorMappedAddress(*client)
-        )
-        allocation = Allocation(client, relay, username, now + lifetime, response)
-        self._by_client[client] = self._by_relay[relay] = allocation
+        attributes: list[Attribute] = [XorRelayedAddress(*grant.relay), Lifetime(lifetime)]
+        if grant.reserved is not None:
+            reservation = secrets.token_bytes(8)
+            self._reservations[reservation] = _Reservation(grant.reserved,
+                                                           now + RESERVATION_LIFETIME)
+            attributes.append(ReservationToken(reservation))
+        response = request.success_response(*attributes, XorMappedAddress(*client))
+        bandwidth = None
+        if self.max_bandwidth:
+            rate = self.max_bandwidth
+            bandwidth = TokenBucket(rate, rate * BURST_SECONDS, now)
+        allocation = Allocation(client, grant.relay, username, now + lifetime, response,
+                                relay_request.transport, bandwidth)
+        self._by_client[client] = self._by_relay[grant.relay] = allocation
         return response
+
+    def _relay_request(self, request: Message, client: Address, now: float) -> RelayRequest:
+        """Check an Allocate's REQUESTED-TRANSPORT, REQUESTED-ADDRESS-FAMILY, EVEN-PORT,
+        RESERVATION-TOKEN and DONT-FRAGMENT (RFC 8656 §7.2, RFC 6156, RFC 6062 §5.1)."""
+        transport = request.get(RequestedTransport)
+        if transport is None:
+            raise _Refusal(400)
+        family_attribute = request.get(RequestedAddressFamily)
+        even, token = request.get(EvenPort), request.get(ReservationToken)
+        dont_fragment = request.get(DontFragment) is not None
+        if transport.protocol == TRANSPORT_TCP:
+            if client not in self._streams:
+                raise _Refusal(400)  # a TCP allocation over UDP (RFC 6062 §5.1)
+            if even is not None or token is not None or dont_fragment:
+                raise _Refusal(400)
+        elif transport.protocol != TRANSPORT_UDP:
+            raise _Refusal(442)
+        if token is not None:
+            if even is not None or family_attribute is not None:
+                raise _Refusal(400)
+            reservation = self._reservations.get(token.value)
+            if reservation is None or reservation.expires <= now:
+                raise _Refusal(508)
+            return RelayRequest(client, family=_family(reservation.relay[0]),
+                                dont_fragment=dont_fragment, reserved=reservation.relay)
+        family = FAMILY_IPV4 if family_attribute is None else family_attribute.family
+        if family not in self.relay_families:
+            raise _Refusal(440)
+        return RelayRequest(client, transport.protocol, family, even is not None,
+                            even is not None and even.reserve, dont_fragment)
 
     def _refresh(
         self, request: Message, client: Address, result: AuthResult, now: float
     ) -> Message:
         allocation = self._owned(client, result, now)
+        family = request.get(RequestedAddressFamily)
+        if family is not None and family.family != _family(allocation.relay[0]):
+            raise _Refusal(443)
         lifetime = self._lifetime(request, zero_deletes=True)
         if lifetime == 0:
             self._delete(allocation)
@@ -251,7 +479,7 @@ class TurnCore:
     ) -> Message:
         allocation = self._owned(client, result, now)
         number, peer = request.get(ChannelNumber), request.get(XorPeerAddress)
-        if number is None or peer is None:
+        if number is None or peer is None or allocation.transport != TRANSPORT_UDP:
             raise _Refusal(400)
         if not is_channel_number(number.value, self.last_channel):
             raise _Refusal(400)
@@ -267,11 +495,53 @@ class TurnCore:
         allocation.permissions[peer.host] = now + self.permission_lifetime
         return request.success_response()
 
+    def _connect(
+        self, request: Message, client: Address, result: AuthResult, now: float
+    ) -> list[Output] | None:
+        """RFC 6062 §5.2: open a TCP connection to the peer, answered when it is up."""
+        allocation = self._owned(client, result, now)
+        peer = request.get(XorPeerAddress)
+        if peer is None or allocation.transport != TRANSPORT_TCP:
+            raise _Refusal(400)
+        self._check_peer(allocation, peer.host)
+        if not allocation.permits(peer.host, now):
+            raise _Refusal(403)
+        if peer.address in allocation.connections:
+            raise _Refusal(446)
+        connection = self._new_connection(allocation, peer.address, now)
+        connection.request, connection.key, connection.sha256 = request, result.key, result.sha256
+        self._closing.append(Output("connect", b"", peer.address, allocation.relay,
+                                    connection.id))
+        return None
+
+    def _connection_bind(
+        self, request: Message, client: Address, result: AuthResult, now: float
+    ) -> tuple[Message, list[Output]]:
+        """RFC 6062 §5.4: the client's new data connection takes over a peer connection."""
+        number = request.get(ConnectionId)
+        connection = None if number is None else self._connections.get(number.value)
+        if (
+            connection is None
+            or client not in self._streams
+            or client in self._by_client
+            or connection.request is not None
+            or connection.data_client is not None
+            or connection.bind_by <= now
+        ):
+            raise _Refusal(400)
+        if connection.allocation.username != result.username:
+            raise _Refusal(441)
+        connection.data_client = client
+        return request.success_response(), [Output("splice", b"", client,
+                                                   connection=connection.id)]
+
     _HANDLERS = {
         Method.ALLOCATE: _allocate,
         Method.REFRESH: _refresh,
         Method.CREATE_PERMISSION: _create_permission,
         Method.CHANNEL_BIND: _channel_bind,
+        Method.CONNECT: _connect,
+        Method.CONNECTION_BIND: _connection_bind,
     }
 
     def _indication(self, message: Message, client: Address, now: float) -> list[Output]:
@@ -280,14 +550,14 @@ class TurnCore:
         if (
             message.method != Method.SEND
             or allocation is None
+            or allocation.transport != TRANSPORT_UDP
             or peer is None
             or data is None
             or message.unknown_comprehension_required()
             or not allocation.permits(peer.host, now)
         ):
             return self._drop()
-        self.stats.to_peers += 1
-        return [Output("peer", data.value, peer.address, allocation.relay)]
+        return self._to_peer(allocation, data.value, peer.address, now)
 
     def _client_channel_data(self, data: bytes, client: Address, now: float) -> list[Output]:
         try:
@@ -301,16 +571,30 @@ class TurnCore:
         peer = bound[0]
         if not allocation.permits(peer[0], now):
             return self._drop()
+        return self._to_peer(allocation, frame.data, peer, now)
+
+    def _to_peer(self, allocation: Allocation, data: bytes, peer: Address,
+                 now: float) -> list[Output]:
+        if not self._within_bandwidth(allocation, len(data), now):
+            return []
         self.stats.to_peers += 1
-        return [Output("peer", frame.data, peer, allocation.relay)]
+        return [Output("peer", data, peer, allocation.relay)]
+
+    def _within_bandwidth(self, allocation: Allocation, size: int, now: float) -> bool:
+        if allocation.bandwidth is None or allocation.bandwidth.take(size, now):
+            return True
+        self.stats.refusals["bandwidth"] += 1
+        return False
 
     # --- from peers ----------------------------------------------------------------------
 
     def peer_datagram(self, relay: Address, data: bytes, peer: Address, now: float) -> list[Output]:
-        """Handle a datagram from ``peer`` on the relay port ``relay``."""
+        """Handle a datagram from ``peer`` on the UDP relay port ``relay``."""
         allocation = self._by_relay.get(relay)
         if allocation is None or allocation.expires <= now or not allocation.permits(peer[0], now):
             return self._drop()
+        if not self._within_bandwidth(allocation, len(data), now):
+            return []
         channel = allocation.peer_channels.get(peer)
         try:
             if channel is not None and allocation.channels[channel][1] > now:
@@ -323,25 +607,95 @@ class TurnCore:
         self.stats.to_clients += 1
         return [Output("client", out, allocation.client)]
 
+    def peer_connected(self, connection_id: int, now: float) -> list[Output]:
+        """The TCP connection a Connect asked for is up: answer the Connect with its id."""
+        connection = self._connections.get(connection_id)
+        if connection is None or connection.request is None:
+            return []
+        request, connection.request = connection.request, None
+        connection.bind_by = now + CONNECTION_BIND_TIMEOUT
+        reply = request.success_response(ConnectionId(connection.id))
+        data = reply.bytes(connection.key, sha256=connection.sha256, fingerprint=True)
+        return [Output("client", data, connection.allocation.client)]
+
+    def peer_connect_failed(self, connection_id: int) -> list[Output]:
+        """The TCP connection a Connect asked for could not be made: 447."""
+        connection = self._connections.pop(connection_id, None)
+        if connection is None or connection.request is None:
+            return []
+        del connection.allocation.connections[connection.peer]
+        self.stats.refusals["447"] += 1
+        reply = connection.request.error_response(447)
+        data = reply.bytes(connection.key, sha256=connection.sha256, fingerprint=True)
+        return [Output("client", data, connection.allocation.client)]
+
+    def peer_connection_arrived(self, relay: Address, peer: Address,
+                                now: float) -> tuple[int | None, list[Output]]:
+        """A peer connected to a TCP relay (RFC 6062 §5.3): its connection id and the
+        ConnectionAttempt for the client, or None (close it) without a permission."""
+        allocation = self._by_relay.get(relay)
+        if (
+            allocation is None
+            or allocation.expires <= now
+            or allocation.transport != TRANSPORT_TCP
+            or not allocation.permits(peer[0], now)
+            or peer in allocation.connections
+        ):
+            self.stats.dropped += 1
+            return None, []
+        connection = self._new_connection(allocation, peer, now)
+        attempt = Message(Method.CONNECTION_ATTEMPT, MessageClass.INDICATION,
+                          attributes=[XorPeerAddress(*peer), ConnectionId(connection.id)])
+        return connection.id, [Output("client", attempt.bytes(fingerprint=True),
+                                      allocation.client)]
+
+    def peer_connection_closed(self, connection_id: int) -> None:
+        """A peer TCP connection closed: forget it."""
+        connection = self._connections.pop(connection_id, None)
+        if connection is not None:
+            connection.allocation.connections.pop(connection.peer, None)
+
+    def _new_connection(self, allocation: Allocation, peer: Address,
+                        now: float) -> PeerConnection:
+        while (connection_id := secrets.randbits(32)) in self._connections:
+            pass
+        connection = PeerConnection(connection_id, allocation, peer,
+                                    now + CONNECTION_BIND_TIMEOUT)
+        self._connections[connection_id] = allocation.connections[peer] = connection
+        return connection
+
+    def _drop_connection(self, connection: PeerConnection) -> None:
+        self.peer_connection_closed(connection.id)
+        self._closing.append(Output("close", b"", connection.peer, connection.allocation.relay,
+                                    connection.id))
+
     # --- housekeeping --------------------------------------------------------------------
 
-    def expire(self, now: float) -> list[Address]:
-        """Remove allocations past their lifetime and stale permissions and channels; return
-        the relay addresses to close (those of allocations deleted since the last call)."""
+    def expire(self, now: float) -> list[Output]:
+        """Remove allocations past their lifetime, stale permissions, channels, reservations
+        and unbound peer connections; return what to close, including everything deleted
+        since the last call."""
         for allocation in list(self._by_client.values()):
             if allocation.expires <= now:
                 self._delete(allocation)
             else:
                 allocation.prune(now)
+        for token, reservation in list(self._reservations.items()):
+            if reservation.expires <= now:
+                del self._reservations[token]
+                self._closing.append(Output("close", b"", reservation.relay, reservation.relay))
+        for connection in list(self._connections.values()):
+            unbound = connection.data_client is None and connection.request is None
+            if unbound and connection.bind_by <= now:
+                self._drop_connection(connection)
+        for source, bucket in list(self._sources.items()):
+            if bucket.full(now):
+                del self._sources[source]
+        return self._take_closing()
+
+    def _take_closing(self) -> list[Output]:
         closing, self._closing = self._closing, []
         return closing
-
-    def client_gone(self, client: Address) -> None:
-        """The client's TCP or TLS connection closed: its allocation goes with it (RFC 8656
-        §3.7); the relay address is returned by the next :meth:`expire`."""
-        allocation = self._by_client.get(client)
-        if allocation is not None:
-            self._delete(allocation)
 
     def _live(self, client: Address, now: float) -> Allocation | None:
         allocation = self._by_client.get(client)
@@ -361,7 +715,9 @@ class TurnCore:
     def _delete(self, allocation: Allocation) -> None:
         del self._by_client[allocation.client]
         del self._by_relay[allocation.relay]
-        self._closing.append(allocation.relay)
+        for connection in list(allocation.connections.values()):
+            self._drop_connection(connection)
+        self._closing.append(Output("close", b"", allocation.relay, allocation.relay))
 
     def _check_peer(self, allocation: Allocation, host: str) -> None:
         if not self.peers.permitted(host):

@@ -40,7 +40,7 @@ from vw.stun import (
 
 DEFAULT_NONCE_LIFETIME = 600.0
 
-_NONCE = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{32})")
+_NONCE = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{16})")
 _EXPIRY = re.compile(r"[0-9]{1,20}")
 
 
@@ -52,7 +52,8 @@ def rest_password(secret: str, username: str) -> str:
 
 @dataclass(frozen=True)
 class Nonces:
-    """Stateless nonces: ``"<issue time, hex>-<HMAC-SHA256 of it, 32 hex digits>"``.
+    """Stateless nonces: ``"<issue time, hex>-<HMAC-SHA256 of it, 16 hex digits>"``, short so
+    that a challenge fits the amplification limit.
 
     A nonce is good for ``lifetime`` seconds after the whole second it was issued in (up to a
     second less than ``lifetime``), then stale (the server answers
@@ -69,7 +70,7 @@ class Nonces:
             raise ValueError(f"nonce lifetime {self.lifetime!r} is not positive")
 
     def _mac(self, issued: str) -> str:
-        return hmac.new(self.secret, issued.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self.secret, issued.encode(), hashlib.sha256).hexdigest()[:16]
 
     def issue(self, now: float) -> str:
         """A fresh nonce issued at ``now``."""

@@ -1,16 +1,21 @@
-"""vw-turn as a Twisted service: the UDP, TCP and TLS listening ports, one UDP port per relay,
-a timer."""
+"""vw-turn as a Twisted service: the UDP, TCP and TLS listening ports, a UDP or TCP port per
+relay, a timer."""
 
 from __future__ import annotations
 
+import random
 import secrets
-from dataclasses import asdict
+import socket
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from twisted.application import internet
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IReactorUDP
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -20,16 +25,28 @@ from vw.common.ops import add_ops_resources
 from vw.common.state import persistent_secret
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.config import Config
-from vw.stun import CHANNEL_MAX, CHANNEL_MAX_RFC5766
-from vw.turn.allocations import Address, Output, TurnCore
+from vw.stun import CHANNEL_MAX, CHANNEL_MAX_RFC5766, FAMILY_IPV4, FAMILY_IPV6, TRANSPORT_TCP
+from vw.turn.allocations import Address, Output, RelayGrant, RelayRequest, TurnCore
 from vw.turn.auth import Authenticator, Nonces
 from vw.turn.peers import PeerPolicy
-from vw.turn.stream import TurnStreamFactory, TurnStreamProtocol
+from vw.turn.stream import (
+    PeerClientFactory,
+    PeerConnectionProtocol,
+    PeerServerFactory,
+    TurnStreamFactory,
+    TurnStreamProtocol,
+)
 
 log = Logger()
 
 #: Seconds between expiry sweeps.
 TICK = 1.0
+#: Random ports tried in the relay range before an Allocate is answered 508.
+PORT_ATTEMPTS = 32
+#: Linux's socket options for the DF bit, which Python's socket module does not name.
+IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
+#: Seconds a Connect waits for the peer's TCP handshake (RFC 6062 §5.2 suggests 30 or more).
+CONNECT_TIMEOUT = 30
 
 
 class ListeningProtocol(DatagramProtocol):
@@ -39,51 +56,73 @@ class ListeningProtocol(DatagramProtocol):
         self.service = service
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
-        self.service.send(self.service.core.client_datagram(data, addr, self.service.now()))
+        self.service.perform(self.service.core.client_datagram(data, addr, self.service.now()))
 
 
 class RelayProtocol(DatagramProtocol):
-    """One allocation's relay port: what peers send comes back to the client."""
+    """One UDP allocation's relay port: what peers send comes back to the client."""
 
     def __init__(self, service: TurnService) -> None:
         self.service = service
         self.address: Address = ("", 0)
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
-        self.service.send(self.service.core.peer_datagram(self.address, data, addr,
-                                                          self.service.now()))
+        self.service.perform(self.service.core.peer_datagram(self.address, data, addr,
+                                                             self.service.now()))
+
+
+class RefusalCollector(Collector):
+    """``vw_turn_refusals_total`` by reason, from the core's counters."""
+
+    def __init__(self, core: TurnCore) -> None:
+        self.core = core
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("vw_turn_refusals", "TURN refusals by reason",
+                                     labels=["reason"])
+        for reason, count in sorted(self.core.stats.refusals.items()):
+            family.add_metric([reason], count)
+        yield family
 
 
 class TurnService(MultiService):
-    """vw-turn: one TurnCore, its listening port, its relay ports and its HTTP port."""
+    """vw-turn: one TurnCore, its listening ports, its relay ports and its HTTP port."""
 
     def __init__(self, config: Config, reactor: IReactorUDP) -> None:
         super().__init__()
         self.setName("turn")
         self.reactor = reactor
         self.now = reactor.seconds
-        settings = config.turn
-        self.bind = config.general.bind
+        settings = self.settings = config.turn
+        bind = config.general.bind
+        self.relay_hosts = {FAMILY_IPV4: settings.relay_address or bind}
+        if settings.relay_address_ipv6:
+            self.relay_hosts[FAMILY_IPV6] = settings.relay_address_ipv6
         secret = config.xmpp.turn.secret or persistent_secret(config.state_dir, "turn-secret")
         authenticator = Authenticator(settings.realm or config.general.domain, [secret],
                                       settings.users, Nonces(secrets.token_bytes(32)))
-        self.core = TurnCore(authenticator,
-                             PeerPolicy(settings.allowed_peers, settings.denied_peers),
-                             self._open_relay, settings.max_allocations_per_user,
-                             settings.max_allocations,
-                             last_channel=CHANNEL_MAX_RFC5766 if settings.rfc5766_channels
-                             else CHANNEL_MAX)
+        self.core = TurnCore(
+            authenticator, PeerPolicy(settings.allowed_peers, settings.denied_peers),
+            self._open_relay, settings.max_allocations_per_user, settings.max_allocations,
+            relay_families=frozenset(self.relay_hosts),
+            last_channel=CHANNEL_MAX_RFC5766 if settings.rfc5766_channels else CHANNEL_MAX,
+            amplification_limit=settings.amplification_limit,
+            unauthenticated_rate=settings.unauthenticated_rate,
+            max_bandwidth=settings.max_bandwidth)
+        #: Relay ports (UDP or TCP) by relay address, and ports reserved by EVEN-PORT.
         self.relays: dict[Address, IListeningPort] = {}
+        self.reserved: dict[Address, IListeningPort] = {}
         #: Clients on TCP or TLS, by address: their answers go back on their connection.
         self.streams: dict[Address, TurnStreamProtocol] = {}
+        #: RFC 6062 peer connections by connection id.
+        self.peer_connections: dict[int, PeerConnectionProtocol] = {}
         self.listener = ListeningProtocol(self)
-        internet.UDPServer(settings.udp_port, self.listener,
-                           interface=self.bind).setServiceParent(self)
+        internet.UDPServer(settings.udp_port, self.listener, interface=bind).setServiceParent(self)
         streams = TurnStreamFactory(self)
-        internet.TCPServer(settings.tcp_port, streams, interface=self.bind).setServiceParent(self)
+        internet.TCPServer(settings.tcp_port, streams, interface=bind).setServiceParent(self)
         tls = PreparedContextFactory(server_context(ensure_material(config)))
-        internet.SSLServer(settings.tls_port, streams, tls,
-                           interface=self.bind).setServiceParent(self)
+        for port in [settings.tls_port, *settings.extra_tls_ports]:
+            internet.SSLServer(port, streams, tls, interface=bind).setServiceParent(self)
         self.registry = CollectorRegistry()
         root = Resource()
         add_ops_resources(root, [], self.registry)
@@ -94,44 +133,152 @@ class TurnService(MultiService):
         timer.setServiceParent(self)
         self._gauges()
 
-    def _open_relay(self, client: Address) -> Address | None:
-        protocol = RelayProtocol(self)
-        try:
-            port = self.reactor.listenUDP(0, protocol, interface=self.bind)
-        except CannotListenError as error:
-            log.warn("no relay port for {client}: {error}", client=client, error=error)
-            return None
-        host = port.getHost()
-        protocol.address = (host.host, host.port)
-        self.relays[protocol.address] = port
-        return protocol.address
+    # --- relay ports -----------------------------------------------------------------------
 
-    def send(self, outputs: list[Output]) -> None:
-        for out in outputs:
-            stream = self.streams.get(out.address) if out.kind == "client" else None
-            if stream is not None:
-                stream.write_frame(out.data)
+    def _open_relay(self, request: RelayRequest) -> RelayGrant | None:
+        if request.reserved is not None:
+            port = self.reserved.pop(request.reserved)
+            self.relays[request.reserved] = port
+            self._set_dont_fragment(port, request)
+            return RelayGrant(request.reserved)
+        host = self.relay_hosts[request.family]
+        low, high = self.settings.relay_ports
+        for _ in range(PORT_ATTEMPTS):
+            number = random.randint(low, high - 1 if request.reserve_next else high)
+            if request.even:
+                number &= ~1
+            if number < low:
                 continue
-            port = self.listener.transport if out.relay is None else self.relays.get(out.relay)
-            if port is not None:
-                port.write(out.data, out.address)
+            port = self._listen(request, host, number)
+            if port is None:
+                continue
+            relay = (host, number)
+            if not request.reserve_next:
+                self.relays[relay] = port
+                self._set_dont_fragment(port, request)
+                return RelayGrant(relay)
+            following = self._listen(request, host, number + 1)
+            if following is None:
+                port.stopListening()
+                continue
+            self.relays[relay] = port
+            self._set_dont_fragment(port, request)
+            self.reserved[(host, number + 1)] = following
+            return RelayGrant(relay, (host, number + 1))
+        log.warn("no free relay port in {low}-{high} for {client}", low=low, high=high,
+                 client=request.client)
+        return None
+
+    def _listen(self, request: RelayRequest, host: str, number: int) -> IListeningPort | None:
+        try:
+            if request.transport == TRANSPORT_TCP:
+                factory = PeerServerFactory(self, (host, number))
+                return self.reactor.listenTCP(number, factory, interface=host)
+            protocol = RelayProtocol(self)
+            protocol.address = (host, number)
+            return self.reactor.listenUDP(number, protocol, interface=host)
+        except CannotListenError:
+            return None
+
+    @staticmethod
+    def _set_dont_fragment(port: IListeningPort, request: RelayRequest) -> None:
+        """DONT-FRAGMENT: the DF bit on what the relay sends (Linux path MTU discovery)."""
+        if not request.dont_fragment:
+            return
+        sock = port.socket  # type: ignore[attr-defined]
+        try:
+            if request.family == FAMILY_IPV6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_DONTFRAG, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        except OSError as error:
+            log.warn("cannot set the DF bit on relay {port}: {error}", port=port, error=error)
+
+    # --- outputs ---------------------------------------------------------------------------
+
+    def perform(self, outputs: list[Output]) -> None:
+        """Do what the core asks."""
+        for out in outputs:
+            kind = out.kind
+            if kind == "client":
+                stream = self.streams.get(out.address)
+                if stream is not None:
+                    stream.write_frame(out.data)
+                else:
+                    self.listener.transport.write(out.data, out.address)
+            elif kind == "peer":
+                port = self.relays.get(out.relay)  # type: ignore[arg-type]
+                if port is not None:
+                    port.write(out.data, out.address)  # type: ignore[attr-defined]
+            elif kind == "connect":
+                self._connect(out)
+            elif kind == "splice":
+                self._splice(out)
+            else:
+                self._close(out)
+
+    def _connect(self, out: Output) -> None:
+        relay, connection = out.relay, out.connection
+        assert relay is not None and connection is not None
+        factory = PeerClientFactory(self, relay, connection)
+        reactor: IReactorTCP = self.reactor  # type: ignore[assignment]
+        reactor.connectTCP(out.address[0], out.address[1], factory, timeout=CONNECT_TIMEOUT,
+                           bindAddress=(relay[0], 0))
+
+    def _splice(self, out: Output) -> None:
+        stream = self.streams.get(out.address)
+        peer = self.peer_connections.get(out.connection)  # type: ignore[arg-type]
+        if stream is None or peer is None:
+            if stream is not None:
+                stream.transport.loseConnection()
+            return
+        peer.bound(stream)
+
+    def _close(self, out: Output) -> None:
+        if out.connection is not None:
+            peer = self.peer_connections.pop(out.connection, None)
+            if peer is not None:
+                peer.transport.loseConnection()
+            return
+        relay = out.relay
+        port = self.relays.pop(relay, None) or self.reserved.pop(relay, None)  # type: ignore
+        if port is not None:
+            port.stopListening()
 
     def expire(self) -> None:
-        for address in self.core.expire(self.now()):
-            port = self.relays.pop(address, None)
-            if port is not None:
-                port.stopListening()
+        self.perform(self.core.expire(self.now()))
 
-    def stopService(self) -> object:
-        for port in self.relays.values():
-            port.stopListening()
-        self.relays.clear()
-        return super().stopService()
+    # --- life cycle ------------------------------------------------------------------------
+
+    def stopService(self) -> Deferred[None]:
+        """Stop taking clients, let allocations end for up to ``turn.drain_seconds``, then
+        close every relay."""
+        self.core.draining = True
+        clock: IReactorTime = self.reactor  # type: ignore[assignment]
+        done: Deferred[None] = Deferred()
+        deadline = self.now() + self.settings.drain_seconds
+
+        def check() -> None:
+            if self.core.allocations and self.now() < deadline:
+                clock.callLater(TICK, check)
+                return
+            for port in [*self.relays.values(), *self.reserved.values()]:
+                port.stopListening()
+            self.relays.clear()
+            self.reserved.clear()
+            super(TurnService, self).stopService().chainDeferred(done)
+
+        check()
+        return done
 
     def _gauges(self) -> None:
         allocations = Gauge("vw_turn_allocations", "TURN allocations", registry=self.registry)
         allocations.set_function(lambda: len(self.core.allocations))
-        for key in asdict(self.core.stats):
+        connections = Gauge("vw_turn_peer_connections", "RFC 6062 peer TCP connections",
+                            registry=self.registry)
+        connections.set_function(lambda: len(self.core.connections))
+        for key in ("malformed", "dropped", "to_peers", "to_clients"):
             gauge = Gauge(f"vw_turn_{key}", f"TURN {key.replace('_', ' ')}",
                           registry=self.registry)
             gauge.set_function(lambda key=key: getattr(self.core.stats, key))
+        self.registry.register(RefusalCollector(self.core))

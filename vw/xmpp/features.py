@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish.domish import Element
 
+from vw.config import TURN_TRANSPORTS
 from vw.turn.auth import rest_password
 from vw.xmpp.errors import StanzaError
 from vw.xmpp.router import Router
@@ -37,11 +38,23 @@ def turn_credentials(secret: str, user: str, expires: int) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class TurnOffer:
+    """The TURN server XEP-0215 hands out: where, which transports, and the REST secret."""
+
     host: str
     port: int
     tls_port: int
     secret: str
     ttl: int
+    #: Some of TURN_TRANSPORTS: "udp" (STUN and TURN), "tcp" (TURN), "tls" (TURNS).
+    transports: tuple[str, ...] = TURN_TRANSPORTS
+
+    def services(self) -> list[tuple[str, str, int, bool]]:
+        """(type, transport, port, needs credentials) of each service offered."""
+        offers = {"udp": [("stun", "udp", self.port, False), ("turn", "udp", self.port, True)],
+                  "tcp": [("turn", "tcp", self.port, True)],
+                  "tls": [("turns", "tcp", self.tls_port, True)]}
+        return [offer for transport in TURN_TRANSPORTS if transport in self.transports
+                for offer in offers[transport]]
 
 
 class ServerFeatures:
@@ -117,11 +130,7 @@ class ServerFeatures:
         expires = int(self._now()) + self._turn.ttl
         username, password = turn_credentials(self._turn.secret, user, expires)
         answer = Element((request.uri, request.name))
-        offers = [("stun", "udp", self._turn.port, False),
-                  ("turn", "udp", self._turn.port, True),
-                  ("turn", "tcp", self._turn.port, True),
-                  ("turns", "tcp", self._turn.tls_port, True)]
-        for kind, transport, port, restricted in offers:
+        for kind, transport, port, restricted in self._turn.services():
             if wanted and wanted != kind:
                 continue
             service = answer.addElement("service")

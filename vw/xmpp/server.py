@@ -98,7 +98,8 @@ class XMPPServer:
         turn = config.xmpp.turn
         secret = turn.secret or persistent_secret(config.state_dir, "turn-secret")
         return TurnOffer(host=turn.host or config.general.domain, port=turn.port,
-                         tls_port=turn.tls_port, secret=secret, ttl=turn.credential_ttl)
+                         tls_port=turn.tls_port, secret=secret, ttl=turn.credential_ttl,
+                         transports=tuple(turn.transports))
 
     def _is_account(self, bare: str) -> bool:
         jid = parse_jid(bare)

@@ -9,6 +9,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish.domish import Element
 
+from vw.common.ratelimit import TokenBucket
 from vw.common.tls import PreparedContextFactory
 from vw.xmpp.errors import StreamError
 from vw.xmpp.serializer import serialize
@@ -21,23 +22,6 @@ log = Logger()
 
 #: A connection may send in a burst this many seconds' worth of its byte rate.
 BURST_SECONDS = 4
-
-
-class RateLimiter:
-    """A token bucket over bytes; says how long to pause reading after a burst."""
-
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = rate * BURST_SECONDS
-        self.tokens = self.capacity
-        self.updated = now
-
-    def consume(self, size: int, now: float) -> float:
-        """Take ``size`` bytes; return the seconds to wait before reading more (0 if none)."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        self.tokens -= size
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class XMPPStreamProtocol(protocol.Protocol):
@@ -68,7 +52,8 @@ class XMPPStreamProtocol(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self.stream = ClientStream(self.server, self)
-        self._limiter = RateLimiter(self.server.config.rate_bytes_per_second, self._clock.seconds())
+        rate = self.server.config.rate_bytes_per_second
+        self._limiter = TokenBucket(rate, rate * BURST_SECONDS, self._clock.seconds())
         self._touch()
         interval = self.server.config.keepalive_interval
         if interval > 0:

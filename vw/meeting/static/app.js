@@ -248,6 +248,12 @@
             .forEach(removeAudio);
     }
 
+    /** ``?relay=true`` sends media only through the TURN servers of XEP-0215 (lib-jitsi-meet
+     * keeps those over TCP or TLS for the bridge): ICE transport policy "relay". */
+    function forceTurnRelay() {
+        return new URLSearchParams(location.search).get('relay') === 'true';
+    }
+
     function onConnected() {
         const c = events.conference;
 
@@ -255,7 +261,8 @@
             openBridgeChannel: 'websocket',
 
             // Media always goes through the bridge, also between two people.
-            p2p: { enabled: false }
+            p2p: { enabled: false },
+            forceTurnRelay: forceTurnRelay()
         });
         conference.on(c.CONFERENCE_JOINED, () => {
             setState('joined');
@@ -298,10 +305,67 @@
         }
     }
 
+    /** The browser's RTCPeerConnection to the bridge, once there is one. */
+    function bridgePeerConnection() {
+        const session = conference && conference.jvbJingleSession;
+
+        return (session && session.peerconnection && session.peerconnection.peerconnection) || null;
+    }
+
+    /** The ICE candidate pair media to the bridge uses: each side's type, protocol, address,
+     * port, and for a relay candidate how the TURN server is reached (udp, tcp or tls). */
+    async function candidatePair() {
+        const pc = bridgePeerConnection();
+
+        if (!pc) {
+            return null;
+        }
+        const reports = new Map();
+
+        (await pc.getStats()).forEach(report => reports.set(report.id, report));
+        const transport = [...reports.values()].find(r => r.type === 'transport');
+        const pair = reports.get(transport && transport.selectedCandidatePairId);
+
+        if (!pair) {
+            return null;
+        }
+        const candidate = id => {
+            const c = reports.get(id) || {};
+
+            return {
+                type: c.candidateType,
+                protocol: c.protocol,
+                relayProtocol: c.relayProtocol,
+                address: c.address,
+                port: c.port
+            };
+        };
+
+        return {
+            state: pair.state,
+            local: candidate(pair.localCandidateId),
+            remote: candidate(pair.remoteCandidateId)
+        };
+    }
+
+    /** The ICE policy and server URLs of the bridge PeerConnection (from XEP-0215). */
+    function iceConfiguration() {
+        const pc = bridgePeerConnection();
+
+        if (!pc) {
+            return null;
+        }
+        const { iceTransportPolicy, iceServers } = pc.getConfiguration();
+
+        return {
+            iceTransportPolicy,
+            urls: (iceServers || []).flatMap(server => [].concat(server.urls))
+        };
+    }
+
     /** Inbound RTP counters of each remote track, from the bridge PeerConnection. */
     async function stats() {
-        const session = conference && conference.jvbJingleSession;
-        const pc = session && session.peerconnection && session.peerconnection.peerconnection;
+        const pc = bridgePeerConnection();
 
         if (!pc) {
             return [];
@@ -326,6 +390,7 @@
                     type: track.getType(),
                     trackId: id,
                     ssrc: track.getSSRC(),
+                    packetsReceived: report.packetsReceived || 0,
                     framesDecoded: report.framesDecoded || 0,
                     totalAudioEnergy: report.totalAudioEnergy || 0
                 };
@@ -341,6 +406,8 @@
         remoteVideoTracks: () => [...tiles.values()].filter(tile => tile.track).length,
         localMuted: () => ({ audio: localMuted('audio'), video: localMuted('video') }),
         stats,
+        candidatePair,
+        iceConfiguration,
         leave
     };
 

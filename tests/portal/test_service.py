@@ -1,0 +1,94 @@
+"""The vw-portal service and its twistd plugin: wiring, config checks, first admin."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from twisted.application import internet
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+
+from tests.portal.helpers import PASSWORD, Portal, resolved
+from twisted.plugins.vw_portal import vw_portal
+from vw.config import Config, GeneralConfig, PortalConfig
+from vw.portal.mail import LogMailer, SMTPMailer
+from vw.portal.service import PortalService, mailer_for
+from vw.portal.tap import Options
+
+
+def test_the_plugin_names_the_tap() -> None:
+    assert vw_portal.tapname == "vw-portal"
+    assert vw_portal.module == "vw.portal.tap"
+
+
+def test_the_service_migrates_its_database_and_listens_on_the_portal_port(
+        tmp_path: Path) -> None:
+    config = Config(general=GeneralConfig(state_dir=str(tmp_path)),
+                    portal=PortalConfig(http_port=8123))
+    service = PortalService(config, Clock())
+    assert (tmp_path / "portal.sqlite").exists()
+    servers = [child for child in service if isinstance(child, internet.TCPServer)]
+    assert [(server.args[0], server.kwargs["interface"]) for server in servers] == [
+        (8123, "127.0.0.1")]
+    assert any(isinstance(child, internet.TimerService) for child in service)
+    assert service._database_health() is None
+    assert not service.store.has_admin()
+    service.engine.dispose()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[portal]\nsignup = 'sometimes'\n", "portal.signup"),
+    ("[portal]\nsignup_role = 'king'\n", "portal.signup_role"),
+    ("[portal]\nhttp_port = 70000\n", "portal.http_port"),
+    ("[portal]\nsession_ttl = 0\n", "portal.session_ttl"),
+    ("[portal]\nhttp_port = 'eight'\n", "portal.http_port: must be an integer"),
+    ("[xmpp.token]\nalgorithm = 'RS256'\n", "xmpp.token.algorithm"),
+])
+def test_bad_portal_settings_stop_twistd_with_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as stopped:
+        Options().parseOptions(["--config", str(path)])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"vw: {path}: ") and message in error
+
+
+def test_good_settings_load(tmp_path: Path) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text("[portal]\nsignup = 'open'\nhttp_port = 8001\n"
+                    "trusted_proxies = ['127.0.0.1']\n")
+    options = Options()
+    options.parseOptions(["--config", str(path)])
+    assert options.config.portal.signup == "open"
+    assert options.config.portal.trusted_proxies == ["127.0.0.1"]
+
+
+def test_mail_goes_to_the_relay_when_there_is_one(tmp_path: Path) -> None:
+    assert isinstance(mailer_for(Config()), LogMailer)
+    relay = mailer_for(Config(portal=PortalConfig(smtp_host="mail.example.org",
+                                                  smtp_port=587)))
+    assert isinstance(relay, SMTPMailer)
+    assert (relay.host, relay.port, relay.sender) == ("mail.example.org", 587,
+                                                      "noreply@localhost")
+    message = relay.message("ann@example.org", "Reset", "Hello\n").decode()
+    assert "To: ann@example.org" in message and "Subject: Reset" in message
+
+
+def test_the_first_admin_signs_up_with_the_startup_link(portal: Portal) -> None:
+    accounts = portal.site.pages.accounts
+    link = resolved(ensureDeferred(accounts.first_admin_link()))
+    assert link is not None
+    found = re.fullmatch(r"https://portal\.test(/signup\?invite=(\S+))", link)
+    assert found is not None
+    browser = portal.client()
+    response = browser.submit("/signup", {"email": "root@example.org", "display_name": "Root",
+                                          "password": PASSWORD, "invite": found.group(2)},
+                              form_at=found.group(1))
+    assert response.code == 303
+    root = portal.store.user_by_email("root@example.org")
+    assert root is not None and root.role == "admin"
+    assert resolved(ensureDeferred(accounts.first_admin_link())) is None

@@ -1,0 +1,1 @@
+"""vw-portal: accounts, sign-in, meetings, JWTs for the XMPP server, TURN credentials, REST API."""

@@ -1,0 +1,408 @@
+"""The REST API under /api/v1, for apps: bearer tokens, meetings, joining, user admin.
+
+Documented by :mod:`vw.portal.openapi`; errors are problem details (:mod:`.problems`).
+A meeting is visible (GET, PATCH, DELETE) to its hosts only; to anyone else it does not
+exist (404). Joining needs only its id, which is the invitation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
+
+from vw.config import Config
+from vw.portal.accounts import Accounts, BadCredentials, Throttled
+from vw.portal.admission import NotAdmitted, admit, participant
+from vw.portal.bearer import AccessTokens, InvalidToken
+from vw.portal.checks import Invalid, avatar_problem, name_problem
+from vw.portal.http import client_address, form
+from vw.portal.joining import Joins
+from vw.portal.meetings import plan_from_json
+from vw.portal.openapi import DOCUMENT
+from vw.portal.problems import Problem, invalid
+from vw.portal.records import ROLES, Meeting, User
+from vw.portal.store import RoomTaken, Store, UnknownUsers
+from vw.portal.threads import Runner
+from vw.portal.tokens import digest, new_secret
+
+MAX_BODY = 64 * 1024
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "email": user.email, "display_name": user.display_name,
+            "role": user.role, "avatar_url": user.avatar_url, "created": iso(user.created)}
+
+
+def encode_cursor(*parts: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str, length: int) -> list[str]:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error):
+        parts = None
+    if not (isinstance(parts, list) and len(parts) == length
+            and all(isinstance(part, str) for part in parts)):
+        raise Problem(400, "The cursor is not one this API gave.")
+    return parts
+
+
+def json_body(request: IRequest, *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object; with ``optional``, an empty body is an empty object."""
+    data = request.content.read(MAX_BODY + 1)
+    if optional and not data:
+        return {}
+    kind = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    if kind != b"application/json":
+        raise Problem(415, "Send the body as application/json.")
+    if len(data) > MAX_BODY:
+        raise Problem(413, f"The body may have at most {MAX_BODY} bytes.")
+    try:
+        body = json.loads(data)
+    except ValueError:
+        raise Problem(400, "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise Problem(400, "The body must be a JSON object.")
+    return body
+
+
+def _string(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise invalid({name: "Required, as a string."})
+    return value
+
+
+class Api:
+    app = Klein()
+
+    def __init__(self, store: Store, run: Runner, accounts: Accounts, access: AccessTokens,
+                 joins: Joins, config: Config, clock: IReactorTime) -> None:
+        self.store = store
+        self.run = run
+        self.accounts = accounts
+        self.access = access
+        self.joins = joins
+        self.config = config
+        self.clock = clock
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
+
+    def address(self, request: IRequest) -> str:
+        return client_address(request, self.config.portal.trusted_proxies)
+
+    @staticmethod
+    def reply(request: IRequest, payload: object, status: int = 200) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(payload).encode()
+
+    @staticmethod
+    def no_content(request: IRequest) -> bytes:
+        request.setResponseCode(204)
+        return b""
+
+    async def caller(self, request: IRequest) -> User:
+        """The user whose bearer token the request carries."""
+        challenge = {b"www-authenticate": b'Bearer realm="vw", error="invalid_token"'}
+        scheme, _, token = (request.getHeader(b"authorization") or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            raise Problem(401, "Send an access token: Authorization: Bearer TOKEN.",
+                          headers={b"www-authenticate": b'Bearer realm="vw"'})
+        try:
+            user_id = self.access.verify(token.decode("latin-1").strip(), self.clock.seconds())
+        except InvalidToken:
+            raise Problem(401, "The access token is invalid or has expired.",
+                          headers=challenge) from None
+        user = await self.run(self.store.user, user_id)
+        if user is None:
+            raise Problem(401, "The access token's account is gone.", headers=challenge)
+        return user
+
+    async def admin(self, request: IRequest) -> User:
+        user = await self.caller(request)
+        if not user.is_admin:
+            raise Problem(403, "Only administrators may do this.")
+        return user
+
+    @staticmethod
+    def limit(request: IRequest) -> int:
+        text = form(request).get("limit", str(DEFAULT_LIMIT))
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise Problem(400, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+        return int(text)
+
+    def meeting_json(self, meeting: Meeting) -> dict[str, Any]:
+        return {"id": meeting.id, "owner_id": meeting.owner_id, "title": meeting.title,
+                "start": iso(meeting.start), "duration": meeting.duration,
+                "recurrence": meeting.recurrence,
+                "ends": None if meeting.ends is None else iso(meeting.ends),
+                "room": meeting.room, "password": meeting.password, "lobby": meeting.lobby,
+                "guests_allowed": meeting.guests_allowed,
+                "max_participants": meeting.max_participants, "cancelled": meeting.cancelled,
+                "cohosts": [person.email for person in meeting.cohosts],
+                "invitation_url": f"{self.config.portal.public_url.rstrip('/')}/m/{meeting.id}",
+                "created": iso(meeting.created)}
+
+    async def hosted(self, user: User, meeting_id: str) -> Meeting:
+        """The meeting when ``user`` hosts it; to others it does not exist."""
+        meeting = await self.run(self.store.meeting, meeting_id)
+        if meeting is None or not meeting.is_host(user):
+            raise Problem(404, "There is no such meeting.")
+        return meeting
+
+    async def editable(self, user: User, meeting_id: str) -> Meeting:
+        meeting = await self.hosted(user, meeting_id)
+        if not meeting.may_edit(user):
+            raise Problem(403, "Only the meeting's owner may change it.")
+        return meeting
+
+    async def token_pair(self, user: User) -> dict[str, Any]:
+        now = self.clock.seconds()
+        refresh = new_secret()
+        ttl = self.config.portal.refresh_token_ttl
+        issued = datetime.fromtimestamp(now, UTC)
+        await self.run(self.store.add_refresh_token, digest(refresh), user.id, issued,
+                       issued + timedelta(seconds=ttl))
+        return {"access_token": self.access.issue(user.id, now), "token_type": "Bearer",
+                "expires_in": self.access.ttl, "refresh_token": refresh,
+                "refresh_expires_in": ttl}
+
+    @app.handle_errors(Problem)
+    def problem(self, request: IRequest, failure: Failure) -> bytes:
+        return failure.value.render(request)
+
+    @app.handle_errors(HTTPException)
+    def http_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        return Problem(error.code or 500, error.description or "").render(request)
+
+    # -- the document -------------------------------------------------------------------
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(DOCUMENT).encode()
+
+    # -- tokens -------------------------------------------------------------------------
+
+    @app.route("/auth/token", methods=["POST"])
+    async def token(self, request: IRequest) -> bytes:
+        body = json_body(request)
+        try:
+            user = await self.accounts.sign_in(_string(body, "email").strip(),
+                                               _string(body, "password"),
+                                               self.address(request))
+        except BadCredentials:
+            raise Problem(401, "Wrong e-mail address or password.") from None
+        except Throttled as throttled:
+            raise Problem(429, "Too many failed sign-ins; try again later.", headers={
+                b"retry-after": str(throttled.retry_after).encode()}) from None
+        return self.reply(request, await self.token_pair(user))
+
+    @app.route("/auth/refresh", methods=["POST"])
+    async def refresh(self, request: IRequest) -> bytes:
+        token = _string(json_body(request), "refresh_token")
+        used = await self.run(self.store.use_refresh_token, digest(token), self.now())
+        if used is not None and used[1] == "reused":
+            await self.accounts.audit("token.reused", used[0], self.address(request))
+        user = None if used is None or used[1] != "ok" else await self.run(self.store.user,
+                                                                             used[0])
+        if user is None:
+            raise Problem(401, "The refresh token is unknown, used, revoked or expired.")
+        return self.reply(request, await self.token_pair(user))
+
+    @app.route("/auth/revoke", methods=["POST"])
+    async def revoke(self, request: IRequest) -> bytes:
+        token = _string(json_body(request), "refresh_token")
+        user_id = await self.run(self.store.revoke_refresh_token, digest(token))
+        if user_id is not None:
+            await self.accounts.audit("token.revoked", user_id, self.address(request))
+        return self.no_content(request)
+
+    # -- the caller ---------------------------------------------------------------------
+
+    @app.route("/me", methods=["GET"])
+    async def me(self, request: IRequest) -> bytes:
+        return self.reply(request, user_json(await self.caller(request)))
+
+    @app.route("/me", methods=["PATCH"])
+    async def change_me(self, request: IRequest) -> bytes:
+        user = await self.caller(request)
+        body = json_body(request)
+        errors = {name: "Unknown field." for name in body.keys() - {"display_name",
+                                                                     "avatar_url"}}
+        values = {name: body[name] for name in ("display_name", "avatar_url") if name in body}
+        for name, value in values.items():
+            check = name_problem if name == "display_name" else avatar_problem
+            problem = check(value) if isinstance(value, str) else "Must be a string."
+            if problem:
+                errors[name] = problem
+        if errors:
+            raise invalid(errors)
+        changed = await self.run(self.store.update_user, user.id, **values)
+        return self.reply(request, user_json(changed or user))
+
+    # -- meetings -----------------------------------------------------------------------
+
+    @app.route("/meetings", methods=["GET"])
+    async def list_meetings(self, request: IRequest) -> bytes:
+        user = await self.caller(request)
+        args = form(request)
+        when = args.get("when", "upcoming")
+        if when not in ("upcoming", "past"):
+            raise Problem(400, 'when must be "upcoming" or "past".')
+        limit = self.limit(request)
+        after = None
+        if "cursor" in args:
+            start, last = decode_cursor(args["cursor"], 2)
+            try:
+                after = (datetime.fromisoformat(start), last)
+            except ValueError:
+                raise Problem(400, "The cursor is not one this API gave.") from None
+        found = await self.run(self.store.meetings_of, user.id, when, self.now(), limit + 1,
+                               after)
+        page = found[:limit]
+        more = len(found) > limit
+        return self.reply(request, {
+            "items": [self.meeting_json(meeting) for meeting in page],
+            "next_cursor": encode_cursor(iso(page[-1].start), page[-1].id) if more else None})
+
+    @app.route("/meetings", methods=["POST"])
+    async def create_meeting(self, request: IRequest) -> bytes:
+        user = await self.caller(request)
+        if not user.can_schedule:
+            raise Problem(403, "Only hosts may schedule meetings.")
+        try:
+            plan = plan_from_json(json_body(request))
+            meeting = await self.run(self.store.create_meeting, user.id, plan, self.now())
+        except Invalid as error:
+            raise invalid(error.errors) from None
+        except UnknownUsers as unknown:
+            raise invalid({"cohosts": "No account has the address "
+                                      + ", ".join(unknown.emails) + "."}) from None
+        except RoomTaken:
+            raise Problem(409, "Another meeting has this room name.") from None
+        await self.accounts.audit("meeting.created", user.id, self.address(request), meeting.id)
+        request.setHeader(b"location", f"/api/v1/meetings/{meeting.id}".encode())
+        return self.reply(request, self.meeting_json(meeting), 201)
+
+    @app.route("/meetings/<meeting_id>", methods=["GET"])
+    async def get_meeting(self, request: IRequest, meeting_id: str) -> bytes:
+        user = await self.caller(request)
+        return self.reply(request, self.meeting_json(await self.hosted(user, meeting_id)))
+
+    @app.route("/meetings/<meeting_id>", methods=["PATCH"])
+    async def change_meeting(self, request: IRequest, meeting_id: str) -> bytes:
+        user = await self.caller(request)
+        meeting = await self.editable(user, meeting_id)
+        if meeting.cancelled:
+            raise Problem(409, "The meeting is cancelled.")
+        try:
+            plan = plan_from_json(json_body(request), meeting.plan())
+            changed = await self.run(self.store.update_meeting, meeting.id, plan)
+        except Invalid as error:
+            raise invalid(error.errors) from None
+        except UnknownUsers as unknown:
+            raise invalid({"cohosts": "No account has the address "
+                                      + ", ".join(unknown.emails) + "."}) from None
+        except RoomTaken:
+            raise Problem(409, "Another meeting has this room name.") from None
+        await self.accounts.audit("meeting.updated", user.id, self.address(request), meeting.id)
+        return self.reply(request, self.meeting_json(changed or meeting))
+
+    @app.route("/meetings/<meeting_id>", methods=["DELETE"])
+    async def cancel_meeting(self, request: IRequest, meeting_id: str) -> bytes:
+        user = await self.caller(request)
+        meeting = await self.editable(user, meeting_id)
+        await self.run(self.store.cancel_meeting, meeting.id)
+        await self.accounts.audit("meeting.cancelled", user.id, self.address(request),
+                                  meeting.id)
+        return self.no_content(request)
+
+    @app.route("/meetings/<meeting_id>/join", methods=["POST"])
+    async def join(self, request: IRequest, meeting_id: str) -> bytes:
+        user = await self.caller(request)
+        body = json_body(request, optional=True)
+        meeting = await self.run(self.store.meeting, meeting_id)
+        if meeting is None:
+            raise Problem(404, "There is no such meeting.")
+        password = body.get("password", "")
+        if not isinstance(password, str):
+            raise invalid({"password": "Must be a string."})
+        try:
+            host = admit(meeting, user, password)
+        except NotAdmitted as refused:
+            raise Problem(refused.status, str(refused)) from None
+        who = participant(user)
+        grant = self.joins.grant(meeting.room, who, host, self.clock.seconds())
+        await self.accounts.audit("meeting.joined", user.id, self.address(request), meeting.id)
+        return self.reply(request, {**asdict(grant), "moderator": host})
+
+    # -- administration -----------------------------------------------------------------
+
+    @app.route("/users", methods=["GET"])
+    async def list_users(self, request: IRequest) -> bytes:
+        await self.admin(request)
+        limit = self.limit(request)
+        cursor = form(request).get("cursor")
+        after = decode_cursor(cursor, 1)[0] if cursor is not None else "0"
+        if not after.isdigit():
+            raise Problem(400, "The cursor is not one this API gave.")
+        found = await self.run(self.store.users, limit + 1, int(after))
+        page = found[:limit]
+        return self.reply(request, {
+            "items": [user_json(user) for user in page],
+            "next_cursor": encode_cursor(str(page[-1].id)) if len(found) > limit else None})
+
+    @app.route("/users/<int:user_id>", methods=["GET"])
+    async def get_user(self, request: IRequest, user_id: int) -> bytes:
+        await self.admin(request)
+        user = await self.run(self.store.user, user_id)
+        if user is None:
+            raise Problem(404, "There is no such user.")
+        return self.reply(request, user_json(user))
+
+    @app.route("/users/<int:user_id>", methods=["PATCH"])
+    async def change_user(self, request: IRequest, user_id: int) -> bytes:
+        admin = await self.admin(request)
+        body = json_body(request)
+        errors = {name: "Unknown field." for name in body.keys() - {"role", "display_name"}}
+        if "role" in body and body["role"] not in ROLES:
+            errors["role"] = "One of " + ", ".join(ROLES) + "."
+        if "display_name" in body:
+            name = body["display_name"]
+            problem = name_problem(name) if isinstance(name, str) else "Must be a string."
+            if problem:
+                errors["display_name"] = problem
+        if errors:
+            raise invalid(errors)
+        if "role" in body and user_id == admin.id:
+            raise Problem(409, "Administrators cannot change their own role.")
+        changed = await self.run(self.store.update_user, user_id, **body)
+        if changed is None:
+            raise Problem(404, "There is no such user.")
+        await self.accounts.audit("user.changed", admin.id, self.address(request),
+                                  f"{user_id}: {sorted(body)}")
+        return self.reply(request, user_json(changed))

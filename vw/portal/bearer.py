@@ -1,0 +1,39 @@
+"""API access tokens: short-lived HS256 JWTs naming a user, checked against the clock."""
+
+from __future__ import annotations
+
+import jwt
+
+ISSUER = "vw-portal"
+AUDIENCE = "vw-portal-api"
+
+
+class InvalidToken(Exception):
+    """The bearer token is malformed, forged, for something else, or expired."""
+
+
+class AccessTokens:
+    def __init__(self, secret: str, ttl: int) -> None:
+        self._secret = secret
+        self.ttl = ttl
+
+    def issue(self, user_id: int, now: float) -> str:
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": str(user_id), "iat": int(now),
+                  "exp": int(now) + self.ttl}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str, now: float) -> int:
+        """The user the token names; raises InvalidToken."""
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=AUDIENCE,
+                                issuer=ISSUER, options={"require": ["exp", "sub", "iat"],
+                                                        "verify_exp": False,
+                                                        "verify_iat": False})
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from None
+        expires = claims["exp"]
+        if isinstance(expires, bool) or not isinstance(expires, int) or now >= expires:
+            raise InvalidToken("expired")
+        if not claims["sub"].isdigit():
+            raise InvalidToken("bad subject")
+        return int(claims["sub"])

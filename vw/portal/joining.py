@@ -1,0 +1,95 @@
+"""What a participant needs to join a room: a JWT for that room only, the meeting page and
+WebSocket addresses, and TURN credentials in the coturn REST scheme."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import jwt
+
+from vw.common.state import persistent_secret
+from vw.config import Config
+from vw.xmpp.features import turn_credentials
+
+#: Seconds a join token is valid before its ``iat``, for clocks a little behind ours.
+CLOCK_SKEW = 60
+
+
+def token_secret(config: Config) -> str:
+    """The HS256 secret vw-xmpp checks join tokens with (``xmpp.token.app_secret``), or one
+    generated once under state_dir for an all-in-one that turns token auth on with it."""
+    return config.xmpp.token.app_secret or persistent_secret(config.state_dir, "token-secret")
+
+
+def turn_secret(config: Config) -> str:
+    """The TURN REST secret, as vw-turn and vw-xmpp find it."""
+    return config.xmpp.turn.secret or persistent_secret(config.state_dir, "turn-secret")
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Who joins: an account (id is its number) or a guest (id "guest-...")."""
+
+    id: str
+    name: str
+    email: str = ""
+    avatar: str = ""
+
+
+@dataclass(frozen=True)
+class TurnGrant:
+    username: str
+    password: str
+    ttl: int
+    uris: list[str]
+
+
+@dataclass(frozen=True)
+class JoinGrant:
+    room: str
+    jwt: str
+    meeting_url: str
+    websocket_url: str
+    turn: TurnGrant
+
+
+class Joins:
+    """Mints join grants compatible with vw-xmpp's TokenVerifier (Prosody token auth)."""
+
+    def __init__(self, config: Config, secret: str, turn_secret: str) -> None:
+        self._config = config
+        self._secret = secret
+        self._turn_secret = turn_secret
+
+    def token(self, room: str, who: Participant, moderator: bool, now: float) -> str:
+        token = self._config.xmpp.token
+        audience = next((aud for aud in token.audiences if aud != "*"), token.app_id or "*")
+        user = {"id": who.id, "name": who.name, "email": who.email, "avatar": who.avatar,
+                "moderator": moderator}
+        issued = int(now)
+        claims = {"iss": token.app_id or "vw-portal", "aud": audience,
+                  "sub": self._config.general.domain, "room": room, "iat": issued,
+                  "nbf": issued - CLOCK_SKEW, "exp": issued + self._config.portal.join_token_ttl,
+                  "context": {"user": user}}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def turn(self, who: Participant, now: float) -> TurnGrant:
+        offer = self._config.xmpp.turn
+        host = offer.host or self._config.general.domain
+        username, password = turn_credentials(self._turn_secret, who.id,
+                                              int(now) + offer.credential_ttl)
+        uris = [f"turn:{host}:{offer.port}?transport=udp",
+                f"turn:{host}:{offer.port}?transport=tcp",
+                f"turns:{host}:{offer.tls_port}?transport=tcp"]
+        return TurnGrant(username, password, offer.credential_ttl, uris)
+
+    def grant(self, room: str, who: Participant, moderator: bool, now: float) -> JoinGrant:
+        portal = self._config.portal
+        token = self.token(room, who, moderator, now)
+        websocket = (portal.websocket_url
+                     or f"ws://localhost:{self._config.xmpp.http_port}/xmpp-websocket")
+        return JoinGrant(
+            room=room, jwt=token,
+            meeting_url=f"{portal.meeting_base_url.rstrip('/')}/{quote(room)}?jwt={token}",
+            websocket_url=f"{websocket}?room={quote(room)}", turn=self.turn(who, now))

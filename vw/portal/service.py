@@ -1,0 +1,106 @@
+"""vw-portal as a Twisted service: its database, thread pool, HTTP port and hourly purge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import text
+from twisted.application import internet
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from vw.common.ops import add_ops_resources
+from vw.config import Config
+from vw.portal.accounts import FAILURE_WINDOW
+from vw.portal.database import database_url, open_database
+from vw.portal.mail import LogMailer, Mailer, SMTPMailer
+from vw.portal.passwords import Passwords
+from vw.portal.site import build_site
+from vw.portal.store import Store
+from vw.portal.threads import PoolRunner
+
+log = Logger()
+
+#: Seconds between purges of expired sessions, tokens and old sign-in failures.
+PURGE_INTERVAL = 3600.0
+
+
+class Reactor(IReactorTime, IReactorFromThreads, IReactorCore):
+    """What the service needs of a reactor."""
+
+
+def mailer_for(config: Config) -> Mailer:
+    portal = config.portal
+    if not portal.smtp_host:
+        return LogMailer()
+    return SMTPMailer(portal.smtp_host, portal.smtp_port,
+                      portal.mail_from or f"noreply@{config.general.domain}",
+                      portal.smtp_username, portal.smtp_password)
+
+
+class PortalService(MultiService):
+    """vw-portal: pages and API on portal.http_port, the database off the reactor thread."""
+
+    def __init__(self, config: Config, reactor: Reactor) -> None:
+        super().__init__()
+        self.setName("portal")
+        self.config = config
+        self.reactor = reactor
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = open_database(database_url(config))
+        # SQLite takes one writer at a time; a server database takes a few.
+        threads = 1 if self.engine.dialect.name == "sqlite" else 4
+        self.pool = ThreadPool(minthreads=1, maxthreads=threads, name="vw-portal")
+        self.run = PoolRunner(reactor, self.pool)
+        self.store = Store(self.engine)
+        self.registry = CollectorRegistry()
+        ops = Resource()
+        add_ops_resources(ops, [self._database_health], self.registry)
+        self.site = build_site(config, self.store, self.run, reactor, Passwords(),
+                               mailer_for(config), ops)
+        internet.TCPServer(config.portal.http_port, Site(self.site.app.resource()),
+                           interface=config.general.bind).setServiceParent(self)
+        timer = internet.TimerService(PURGE_INTERVAL, self.purge)
+        timer.clock = reactor
+        timer.setServiceParent(self)
+        waiting = Gauge("vw_portal_queued_calls", "Database and hashing calls waiting for a "
+                                                  "thread", registry=self.registry)
+        waiting.set_function(lambda: self.pool.q.qsize())
+
+    def startService(self) -> None:
+        self.pool.start()
+        super().startService()
+        ensureDeferred(self.first_admin()).addErrback(
+            lambda failure: log.failure("no first-admin invitation", failure))
+
+    def stopService(self) -> Deferred[None]:
+        stopped: Deferred[None] = Deferred.fromCoroutine(self._stop())
+        return stopped
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        self.pool.stop()
+        self.engine.dispose()
+
+    async def first_admin(self) -> None:
+        link = await self.site.pages.accounts.first_admin_link()
+        if link is not None:
+            log.warn("vw-portal has no administrator yet; create one at {link}", link=link)
+
+    def purge(self) -> Deferred[None]:
+        now = datetime.fromtimestamp(self.reactor.seconds(), UTC)
+        return self.run(self.store.purge, now, now - FAILURE_WINDOW)
+
+    def _database_health(self) -> str | None:
+        try:
+            with self.engine.connect() as db:
+                db.execute(text("SELECT 1"))
+        except Exception as e:  # noqa: BLE001 - any database failure makes us unhealthy
+            return f"database: {e.__class__.__name__}"
+        return None

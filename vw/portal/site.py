@@ -1,0 +1,61 @@
+"""The portal's HTTP root, wired from its parts: pages, /api/v1, /about/health, /metrics."""
+
+from __future__ import annotations
+
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+from vw.common.state import persistent_secret
+from vw.config import Config
+from vw.portal.accounts import Accounts
+from vw.portal.api import Api
+from vw.portal.bearer import AccessTokens
+from vw.portal.joining import Joins, token_secret, turn_secret
+from vw.portal.mail import Mailer
+from vw.portal.passwords import Passwords
+from vw.portal.sessions import Sessions
+from vw.portal.store import Store
+from vw.portal.threads import Runner
+from vw.portal.web import Pages
+
+
+class PortalSite:
+    app = Klein()
+
+    def __init__(self, pages: Pages, api: Api, ops: Resource) -> None:
+        self.pages = pages
+        self.api = api
+        self.ops = ops
+
+    @app.route("/api/v1/", branch=True)
+    def api_branch(self, request: IRequest) -> IResource:
+        return self.api.app.resource()
+
+    @app.route("/about/", branch=True)
+    def about_branch(self, request: IRequest) -> IResource:
+        return self.ops.children[b"about"]
+
+    @app.route("/metrics")
+    def metrics(self, request: IRequest) -> IResource:
+        return self.ops.children[b"metrics"]
+
+    @app.route("/", branch=True)
+    def pages_branch(self, request: IRequest) -> IResource:
+        return self.pages.app.resource()
+
+
+def build_site(config: Config, store: Store, run: Runner, clock: IReactorTime,
+               passwords: Passwords, mailer: Mailer, ops: Resource) -> PortalSite:
+    """Every part of the portal, on one store, runner and clock; ``ops`` holds /about/health
+    and /metrics (see vw.common.ops.add_ops_resources)."""
+    portal = config.portal
+    accounts = Accounts(store, run, passwords, portal, clock, mailer)
+    joins = Joins(config, token_secret(config), turn_secret(config))
+    sessions = Sessions(store, run, clock, portal.session_ttl)
+    access = AccessTokens(portal.secret or persistent_secret(config.state_dir, "portal-secret"),
+                          portal.access_token_ttl)
+    pages = Pages(store, run, accounts, sessions, joins, config, clock)
+    api = Api(store, run, accounts, access, joins, config, clock)
+    return PortalSite(pages, api, ops)
