@@ -22,7 +22,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from vw.common.ratelimit import TokenBucket
 from vw.stun import (
@@ -103,9 +103,8 @@ OpenRelay = Callable[[RelayRequest], RelayGrant | None]
 OutputKind = Literal["client", "peer", "connect", "splice", "close"]
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """What the glue does.
+class Output(NamedTuple):
+    """What the glue does (a named tuple: cheap to make on the relay path).
 
     - ``"client"``: send ``data`` to the client at ``address`` (from the listening port, or on
       its TCP/TLS connection);
@@ -236,6 +235,7 @@ class TurnCore:
     _by_client: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
     _by_relay: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
     _streams: set[Address] = field(default_factory=set, init=False, repr=False)
+    _per_user: Counter[str] = field(default_factory=Counter, init=False, repr=False)
     _sources: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
     _reservations: dict[bytes, _Reservation] = field(default_factory=dict, init=False,
                                                      repr=False)
@@ -389,7 +389,7 @@ class TurnCore:
         if self.draining:
             raise _Refusal(403)
         relay_request = self._relay_request(request, client, now)
-        owned = sum(1 for a in self._by_client.values() if a.username == username)
+        owned = self._per_user[username]
         if len(self._by_client) >= self.max_allocations or owned >= self.max_allocations_per_user:
             raise _Refusal(486)
         grant = self.open_relay(relay_request)
@@ -415,6 +415,7 @@ class TurnCore:
         allocation = Allocation(client, grant.relay, username, now + lifetime, response,
                                 relay_request.transport, bandwidth)
         self._by_client[client] = self._by_relay[grant.relay] = allocation
+        self._per_user[username] += 1
         return response
 
     def _relay_request(self, request: Message, client: Address, now: float) -> RelayRequest:
@@ -715,6 +716,9 @@ class TurnCore:
     def _delete(self, allocation: Allocation) -> None:
         del self._by_client[allocation.client]
         del self._by_relay[allocation.relay]
+        self._per_user[allocation.username] -= 1
+        if not self._per_user[allocation.username]:
+            del self._per_user[allocation.username]
         for connection in list(allocation.connections.values()):
             self._drop_connection(connection)
         self._closing.append(Output("close", b"", allocation.relay, allocation.relay))

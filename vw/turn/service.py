@@ -36,6 +36,7 @@ from vw.turn.stream import (
     TurnStreamFactory,
     TurnStreamProtocol,
 )
+from vw.turn.udp import RelaySocket
 
 log = Logger()
 
@@ -43,10 +44,22 @@ log = Logger()
 TICK = 1.0
 #: Random ports tried in the relay range before an Allocate is answered 508.
 PORT_ATTEMPTS = 32
+#: Receive buffer of the listening UDP port, in bytes.
+RECEIVE_BUFFER = 4 * 1024 * 1024
 #: Linux's socket options for the DF bit, which Python's socket module does not name.
 IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 #: Seconds a Connect waits for the peer's TCP handshake (RFC 6062 §5.2 suggests 30 or more).
 CONNECT_TIMEOUT = 30
+
+
+def send_datagram(port: object, data: bytes, address: Address) -> None:
+    """Send on a UDP port's socket directly: the core gives IP addresses only, so Twisted's
+    per-datagram address checks are not needed on this hot path; a datagram the kernel
+    refuses (full buffer, ICMP error pending) is dropped like any lost datagram."""
+    try:
+        port.socket.sendto(data, address)  # type: ignore[attr-defined]
+    except OSError as error:
+        log.debug("datagram to {address} dropped: {error}", address=address, error=error)
 
 
 class ListeningProtocol(DatagramProtocol):
@@ -55,20 +68,26 @@ class ListeningProtocol(DatagramProtocol):
     def __init__(self, service: TurnService) -> None:
         self.service = service
 
+    def startProtocol(self) -> None:
+        # A deep receive buffer rides out short stalls of the process without loss (up to
+        # the kernel's net.core.rmem_max).
+        self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         self.service.perform(self.service.core.client_datagram(data, addr, self.service.now()))
 
 
-class RelayProtocol(DatagramProtocol):
-    """One UDP allocation's relay port: what peers send comes back to the client."""
+class TcpRelay:
+    """A TCP allocation's listening port (RFC 6062)."""
 
-    def __init__(self, service: TurnService) -> None:
-        self.service = service
-        self.address: Address = ("", 0)
+    def __init__(self, port: IListeningPort) -> None:
+        self.port = port
 
-    def datagramReceived(self, data: bytes, addr: Address) -> None:
-        self.service.perform(self.service.core.peer_datagram(self.address, data, addr,
-                                                             self.service.now()))
+    def close(self) -> None:
+        self.port.stopListening()
+
+
+Relay = RelaySocket | TcpRelay
 
 
 class RefusalCollector(Collector):
@@ -110,8 +129,8 @@ class TurnService(MultiService):
             unauthenticated_rate=settings.unauthenticated_rate,
             max_bandwidth=settings.max_bandwidth)
         #: Relay ports (UDP or TCP) by relay address, and ports reserved by EVEN-PORT.
-        self.relays: dict[Address, IListeningPort] = {}
-        self.reserved: dict[Address, IListeningPort] = {}
+        self.relays: dict[Address, Relay] = {}
+        self.reserved: dict[Address, Relay] = {}
         #: Clients on TCP or TLS, by address: their answers go back on their connection.
         self.streams: dict[Address, TurnStreamProtocol] = {}
         #: RFC 6062 peer connections by connection id.
@@ -159,7 +178,7 @@ class TurnService(MultiService):
                 return RelayGrant(relay)
             following = self._listen(request, host, number + 1)
             if following is None:
-                port.stopListening()
+                port.close()
                 continue
             self.relays[relay] = port
             self._set_dont_fragment(port, request)
@@ -169,23 +188,27 @@ class TurnService(MultiService):
                  client=request.client)
         return None
 
-    def _listen(self, request: RelayRequest, host: str, number: int) -> IListeningPort | None:
+    def _listen(self, request: RelayRequest, host: str, number: int) -> Relay | None:
+        address = (host, number)
         try:
             if request.transport == TRANSPORT_TCP:
-                factory = PeerServerFactory(self, (host, number))
-                return self.reactor.listenTCP(number, factory, interface=host)
-            protocol = RelayProtocol(self)
-            protocol.address = (host, number)
-            return self.reactor.listenUDP(number, protocol, interface=host)
-        except CannotListenError:
+                factory = PeerServerFactory(self, address)
+                return TcpRelay(self.reactor.listenTCP(number, factory, interface=host))
+            core, now = self.core, self.now
+
+            def received(data: bytes, peer: Address) -> None:
+                self.perform(core.peer_datagram(address, data, peer, now()))
+
+            return RelaySocket.bind(self.reactor, address, received)
+        except (CannotListenError, OSError):
             return None
 
     @staticmethod
-    def _set_dont_fragment(port: IListeningPort, request: RelayRequest) -> None:
+    def _set_dont_fragment(port: Relay, request: RelayRequest) -> None:
         """DONT-FRAGMENT: the DF bit on what the relay sends (Linux path MTU discovery)."""
-        if not request.dont_fragment:
+        if not request.dont_fragment or not isinstance(port, RelaySocket):
             return
-        sock = port.socket  # type: ignore[attr-defined]
+        sock = port.socket
         try:
             if request.family == FAMILY_IPV6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_DONTFRAG, 1)
@@ -205,11 +228,11 @@ class TurnService(MultiService):
                 if stream is not None:
                     stream.write_frame(out.data)
                 else:
-                    self.listener.transport.write(out.data, out.address)
+                    send_datagram(self.listener.transport, out.data, out.address)
             elif kind == "peer":
                 port = self.relays.get(out.relay)  # type: ignore[arg-type]
                 if port is not None:
-                    port.write(out.data, out.address)  # type: ignore[attr-defined]
+                    port.send(out.data, out.address)  # type: ignore[union-attr]
             elif kind == "connect":
                 self._connect(out)
             elif kind == "splice":
@@ -243,7 +266,7 @@ class TurnService(MultiService):
         relay = out.relay
         port = self.relays.pop(relay, None) or self.reserved.pop(relay, None)  # type: ignore
         if port is not None:
-            port.stopListening()
+            port.close()
 
     def expire(self) -> None:
         self.perform(self.core.expire(self.now()))
@@ -263,7 +286,7 @@ class TurnService(MultiService):
                 clock.callLater(TICK, check)
                 return
             for port in [*self.relays.values(), *self.reserved.values()]:
-                port.stopListening()
+                port.close()
             self.relays.clear()
             self.reserved.clear()
             super(TurnService, self).stopService().chainDeferred(done)
