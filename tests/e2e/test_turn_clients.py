@@ -11,6 +11,7 @@ import hmac
 import random
 import re
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -459,3 +460,49 @@ def test_small_unauthenticated_allocate_gets_no_larger_answer_over_udp(strict: T
         reply_message = Message.parse(header + body)
         assert reply_message.transaction_id == small.transaction_id
         assert code(reply_message) == 401 and reply_message.get(Nonce) is not None
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------
+
+
+def test_sigterm_drains_allocations_then_stops(tmp_path: Path) -> None:
+    """On SIGTERM a server with a live allocation refuses new ones (403) and keeps relaying
+    until ``drain_seconds`` have passed, then exits cleanly."""
+    for turn in run_turn(tmp_path, "drain_seconds = 3"):
+        alice, bob = StunClient(turn, "alice"), StunClient(turn, "bob")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind(("127.0.0.1", 0))
+            peer.settimeout(WAIT)
+            assert code(alice.signed(Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP))) is None
+            assert code(alice.signed(Method.CREATE_PERMISSION,
+                                     XorPeerAddress(*peer.getsockname()))) is None
+            stopping = time.monotonic()
+            turn.process.terminate()
+            time.sleep(0.5)
+            assert code(bob.signed(Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP))) == 403
+            send = Message(Method.SEND, MessageClass.INDICATION, attributes=[
+                XorPeerAddress(*peer.getsockname()), Data(b"still here")])
+            alice.socket.send(send.bytes())
+            assert peer.recvfrom(100)[0] == b"still here"
+            # Twisted re-raises the signal after a clean shutdown.
+            assert turn.process.wait(WAIT + 3) in (0, -signal.SIGTERM)
+            assert 2.5 <= time.monotonic() - stopping
+        assert "Main loop terminated" in turn.log()
+        alice.close()
+        bob.close()
+
+
+def test_extra_tls_ports_serve_turn(tmp_path: Path) -> None:
+    """``extra_tls_ports`` (443 in production) serve TURN over TLS like ``tls_port``."""
+    extra = random.randint(20000, 30000)
+    for turn in run_turn(tmp_path, f"extra_tls_ports = [{extra}]\n{QUICK_STOP}"):
+        context = client_ssl(turn)
+        with socket.create_connection(("127.0.0.1", extra), timeout=WAIT) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            request = Message(Method.BINDING, MessageClass.REQUEST)
+            tls.sendall(request.bytes())
+            header = tls.recv(20)
+            body = tls.recv(struct.unpack("!H", header[2:4])[0])
+            reply = Message.parse(header + body)
+        assert reply.transaction_id == request.transaction_id
+        assert reply.get(XorMappedAddress) is not None
