@@ -101,9 +101,10 @@ class Message:
 
     def get(self, kind: type[A]) -> A | None:
         """The first attribute of a class a receiver heeds (see :meth:`effective_attributes`)."""
-        for attribute in self.effective_attributes():
-            if isinstance(attribute, kind):
-                return attribute
+        attributes = self.attributes
+        for index in wire.effective([a.type for a in attributes]):
+            if isinstance(attributes[index], kind):
+                return attributes[index]  # type: ignore[return-value]
         return None
 
     def get_all(self, kind: type[A]) -> list[A]:
