@@ -8,6 +8,8 @@ from tests.turn.test_allocations import (
     CLIENT,
     NOW,
     PEER,
+    REALM,
+    SECRET,
     allocate,
     closed,
     error,
@@ -20,6 +22,7 @@ from vw.stun import (
     FAMILY_IPV4,
     FAMILY_IPV6,
     TRANSPORT_UDP,
+    ChannelNumber,
     DontFragment,
     EvenPort,
     Message,
@@ -35,6 +38,8 @@ from vw.stun import (
     XorRelayedAddress,
 )
 from vw.turn.allocations import RESERVATION_LIFETIME
+from vw.turn.auth import Authenticator, Nonces
+from vw.turn.peers import PeerPolicy
 
 UDP = RequestedTransport(TRANSPORT_UDP)
 OTHER = ("198.51.100.8", 40000)
@@ -146,3 +151,30 @@ def test_draining_refuses_new_allocations_and_keeps_the_others() -> None:
     core.draining = True
     assert error(allocate(core, OTHER)) == 403
     assert send(core, PEER, b"still relayed")
+
+
+def test_permissions_per_allocation_are_capped_at_508() -> None:
+    core = make_core(max_permissions=2, peers=PeerPolicy(allow=["127.0.0.0/8"]))
+    allocate(core)
+    assert error(permit(core, "127.0.0.1", "127.0.0.2")) is None
+    assert error(permit(core, "127.0.0.2")) is None  # a refresh takes no room
+    assert error(permit(core, "127.0.0.3")) == 508
+    assert error(signed(core, Method.CHANNEL_BIND, ChannelNumber(0x4000),
+                        XorPeerAddress("127.0.0.3", 9))) == 508
+
+
+def test_software_only_when_configured() -> None:
+    core = make_core()
+    assert allocate(core).get(Software) is None
+    core = make_core(software="vw-turn")
+    assert allocate(core).get(Software) == Software("vw-turn")
+    core.client_connected(OTHER)
+    request = Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=[UDP]).bytes()
+    [out] = core.client_datagram(request, OTHER, NOW)
+    assert Message.parse(out.data).get(Software) == Software("vw-turn")
+
+
+def test_a_previous_rest_secret_is_still_accepted() -> None:
+    core = make_core()
+    core.auth = Authenticator(REALM, ["new secret", SECRET], {}, Nonces(b"n"))
+    assert error(allocate(core)) is None  # signed under SECRET, now the previous one

@@ -68,7 +68,7 @@ class Relays:
         return RelayGrant((host, port), (host, port + 1) if request.reserve_next else None)
 
 
-def make_core(peers: PeerPolicy | None = None, **options: int) -> TurnCore:
+def make_core(peers: PeerPolicy | None = None, **options: object) -> TurnCore:
     auth = Authenticator(REALM, [SECRET], {}, Nonces(b"nonce secret"))
     policy = PeerPolicy(allow=["127.0.0.1/32"]) if peers is None else peers
     return TurnCore(auth, policy, Relays(), **options)

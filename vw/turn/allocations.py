@@ -51,6 +51,7 @@ from vw.stun import (
     RequestedAddressFamily,
     RequestedTransport,
     ReservationToken,
+    Software,
     StunError,
     UnknownAttributes,
     XorMappedAddress,
@@ -229,6 +230,10 @@ class TurnCore:
     unauthenticated_rate: float = 20.0
     #: Bytes per second an allocation may relay, both directions together (0: no cap).
     max_bandwidth: int = 0
+    #: Peer addresses one allocation may hold permissions for; more are answered 508.
+    max_permissions: int = 64
+    #: A SOFTWARE attribute in every answer (RFC 8489 §14.14); empty: none, revealing nothing.
+    software: str = ""
     #: Shutting down: new allocations are refused (403), the others carry on.
     draining: bool = False
     stats: Stats = field(default_factory=Stats)
@@ -338,7 +343,7 @@ class TurnCore:
         except _Refusal as refusal:
             self.stats.refusals[str(refusal.code)] += 1
             reply = request.error_response(refusal.code, *refusal.attributes)
-        data = reply.bytes(result.key, sha256=result.sha256, fingerprint=True)
+        data = self._signed(reply, result.key, result.sha256)
         return [Output("client", data, client), *extra, *self._take_closing()]
 
     def _bad_attribute(self, data: bytes, client: Address, now: float) -> list[Output]:
@@ -350,6 +355,16 @@ class TurnCore:
             return self._malformed()
         reply = Message(method, MessageClass.ERROR, transaction_id, [ErrorCode(400, "")])
         return self._unauthenticated_answer(reply, data, client, fingerprint=False)
+
+    def _signed(self, reply: Message, key: bytes | None, sha256: bool) -> bytes:
+        """An answer with integrity under the request's key, and FINGERPRINT."""
+        if self.software:
+            reply = self._with_software(reply)
+        return reply.bytes(key, sha256=sha256, fingerprint=True)
+
+    def _with_software(self, reply: Message) -> Message:
+        return Message(reply.method, reply.message_class, reply.transaction_id,
+                       [*reply.attributes, Software(self.software)])
 
     def _admit_unauthenticated(self, client: Address, now: float) -> bool:
         """Take one request from the source's budget of requests without valid credentials."""
@@ -367,6 +382,8 @@ class TurnCore:
         """Answer without integrity, reason phrase or (unless the request had one)
         FINGERPRINT; nothing over UDP when the answer would be more than
         ``amplification_limit`` times the request."""
+        if self.software:
+            reply = self._with_software(reply)
         data = reply.bytes(fingerprint=fingerprint)
         if client not in self._streams and len(data) > self.amplification_limit * len(raw):
             self.stats.refusals["amplification"] += 1
@@ -471,6 +488,7 @@ class TurnCore:
             raise _Refusal(400)
         for peer in peers:
             self._check_peer(allocation, peer.host)
+        self._check_permission_room(allocation, {peer.host for peer in peers})
         for peer in peers:
             allocation.permissions[peer.host] = now + self.permission_lifetime
         return request.success_response()
@@ -491,6 +509,7 @@ class TurnCore:
             raise _Refusal(400)
         if allocation.peer_channels.get(address, channel) != channel:
             raise _Refusal(400)
+        self._check_permission_room(allocation, {peer.host})
         allocation.channels[channel] = (address, now + self.channel_lifetime)
         allocation.peer_channels[address] = channel
         allocation.permissions[peer.host] = now + self.permission_lifetime
@@ -616,7 +635,7 @@ class TurnCore:
         request, connection.request = connection.request, None
         connection.bind_by = now + CONNECTION_BIND_TIMEOUT
         reply = request.success_response(ConnectionId(connection.id))
-        data = reply.bytes(connection.key, sha256=connection.sha256, fingerprint=True)
+        data = self._signed(reply, connection.key, connection.sha256)
         return [Output("client", data, connection.allocation.client)]
 
     def peer_connect_failed(self, connection_id: int) -> list[Output]:
@@ -627,7 +646,7 @@ class TurnCore:
         del connection.allocation.connections[connection.peer]
         self.stats.refusals["447"] += 1
         reply = connection.request.error_response(447)
-        data = reply.bytes(connection.key, sha256=connection.sha256, fingerprint=True)
+        data = self._signed(reply, connection.key, connection.sha256)
         return [Output("client", data, connection.allocation.client)]
 
     def peer_connection_arrived(self, relay: Address, peer: Address,
@@ -728,6 +747,11 @@ class TurnCore:
             raise _Refusal(403)
         if _family(host) != _family(allocation.relay[0]):
             raise _Refusal(443)
+
+    def _check_permission_room(self, allocation: Allocation, hosts: set[str]) -> None:
+        """508 when permissions for ``hosts`` would pass ``max_permissions``."""
+        if len(allocation.permissions.keys() | hosts) > self.max_permissions:
+            raise _Refusal(508)
 
     def _lifetime(self, request: Message, *, zero_deletes: bool) -> int:
         """The desired lifetime (RFC 8656 §7.2, §7.3): the requested one capped at the maximum

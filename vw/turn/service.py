@@ -118,7 +118,8 @@ class TurnService(MultiService):
         if settings.relay_address_ipv6:
             self.relay_hosts[FAMILY_IPV6] = settings.relay_address_ipv6
         secret = config.xmpp.turn.secret or persistent_secret(config.state_dir, "turn-secret")
-        authenticator = Authenticator(settings.realm or config.general.domain, [secret],
+        authenticator = Authenticator(settings.realm or config.general.domain,
+                                      [secret, *settings.previous_secrets],
                                       settings.users, Nonces(secrets.token_bytes(32)))
         self.core = TurnCore(
             authenticator, PeerPolicy(settings.allowed_peers, settings.denied_peers),
@@ -127,7 +128,9 @@ class TurnService(MultiService):
             last_channel=CHANNEL_MAX_RFC5766 if settings.rfc5766_channels else CHANNEL_MAX,
             amplification_limit=settings.amplification_limit,
             unauthenticated_rate=settings.unauthenticated_rate,
-            max_bandwidth=settings.max_bandwidth)
+            max_bandwidth=settings.max_bandwidth,
+            max_permissions=settings.max_permissions,
+            software=settings.software)
         #: Relay ports (UDP or TCP) by relay address, and ports reserved by EVEN-PORT.
         self.relays: dict[Address, Relay] = {}
         self.reserved: dict[Address, Relay] = {}
