@@ -8,7 +8,7 @@ JS_INSTALLED := $(JS_DIR)/node_modules/.installed
 MEETING_DIR := vw/meeting
 MEETING_INSTALLED := $(MEETING_DIR)/node_modules/.installed
 # Debian packages the tests and benchmarks use as peers and anchors.
-OS_PACKAGES := prosody openssl chromium coturn libnss3-tools
+OS_PACKAGES := prosody openssl chromium coturn libnss3-tools postgresql wrk haproxy
 
 .PHONY: run test lint unit os-deps bench clean
 
@@ -40,6 +40,7 @@ os-deps:
 
 run: $(INSTALLED) $(MEETING_INSTALLED)
 	@echo "vw: starting the all-in-one stack (state under ./var)."
+	@echo "  portal            http://localhost:8000 (API: /api/v1, OpenAPI: /api/v1/openapi.json)"
 	@echo "  meeting page      http://localhost:5280/ROOM"
 	@echo "  XMPP c2s          localhost:5222 (STARTTLS, CA in var/tls/ca.pem)"
 	@echo "  XMPP WebSocket    ws://localhost:5280/xmpp-websocket"
@@ -62,6 +63,7 @@ bench: os-deps $(INSTALLED)
 	$(BIN)/python bench/bridge.py
 	$(BIN)/python bench/join.py
 	$(BIN)/python bench/turn.py
+	$(BIN)/python bench/balancer.py
 
 clean:
 	rm -rf $(VENV) var $(JS_DIR)/node_modules $(MEETING_DIR)/node_modules

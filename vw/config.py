@@ -195,6 +195,9 @@ class TurnConfig:
     realm: str = ""
     #: Static long-term users, username -> password (the REST secret is xmpp.turn.secret).
     users: dict[str, str] = field(default_factory=dict)
+    #: REST secrets still accepted while clients' credentials under them expire (rotation:
+    #: the new one goes to xmpp.turn.secret, the old one here).
+    previous_secrets: list[str] = field(default_factory=list)
     #: Peer ranges (CIDR) allowed although denied by default, such as "127.0.0.1/32" in tests.
     allowed_peers: list[str] = field(default_factory=list)
     #: Peer ranges denied besides the defaults (they win over allowed_peers).
@@ -213,6 +216,10 @@ class TurnConfig:
     unauthenticated_rate: float = 20.0
     #: Bytes per second one allocation may relay, both ways together (0: no cap).
     max_bandwidth: int = 0
+    #: Peer addresses one allocation may hold permissions for (508 beyond).
+    max_permissions: int = 64
+    #: A SOFTWARE attribute in every answer; empty (the default): none, revealing nothing.
+    software: str = ""
     #: Seconds SIGTERM waits for allocations to end before closing them.
     drain_seconds: int = 10
 
@@ -258,6 +265,97 @@ class PortalConfig:
 
 
 @dataclass(frozen=True)
+class ShardConfig:
+    #: A stable name: it is hashed with the room, so every balancer must use the same one.
+    name: str = ""
+    #: host:port of the shard's XMPP HTTP port (WebSocket, BOSH, meeting pages, health).
+    address: str = ""
+    #: Share of the rooms, relative to the other shards.
+    weight: float = 1.0
+    #: Clients of this region (see ``regions``) go to its shards first.
+    region: str = ""
+    #: Keep the rooms it has, send it no new ones.
+    drain: bool = False
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    #: TLS (HTTP/1.1 and WebSocket, certificate of [tls]) and plain HTTP listeners.
+    tls_port: int = 8443
+    http_port: int = 8080
+    #: Stats, /metrics, /about/health and the admin API, on loopback.
+    admin_port: int = 8081
+    #: The admin API takes "Authorization: Bearer TOKEN" or basic auth as admin:PASSWORD;
+    #: with neither set it refuses every request.
+    admin_token: str = ""
+    admin_password: str = ""
+    #: The shards; empty: one shard, "local", on this machine's xmpp.http_port.
+    shards: list[ShardConfig] = field(default_factory=list)
+    #: host:port of each bridge's HTTP port by bridge id, for /colibri-ws/{id}/...;
+    #: empty: every id goes to this machine's bridge.http_port.
+    bridges: dict[str, str] = field(default_factory=dict)
+    #: host:port of the portal; empty: this machine's portal.http_port.
+    portal: str = ""
+    #: Paths (prefixes) served by the portal.
+    portal_prefixes: list[str] = field(default_factory=lambda: [
+        "/api/", "/signin", "/signup", "/signout", "/password/", "/profile", "/meetings",
+        "/m/", "/admin/"])
+    #: Client regions by CIDR; the longest prefix wins.
+    regions: dict[str, str] = field(default_factory=dict)
+    #: A MaxMind database (needs the maxminddb package) and its country or continent codes
+    #: mapped to regions, for addresses no CIDR matches.
+    geoip_database: str = ""
+    geoip_regions: dict[str, str] = field(default_factory=dict)
+    #: Peers (CIDR) whose PROXY header and X-Forwarded-For are believed, such as HAProxy.
+    trusted_proxies: list[str] = field(default_factory=list)
+    #: PROXY protocol version sent to backends: 0 (none), 1 or 2.
+    backend_proxy_protocol: int = 0
+    #: Response header naming the shard that answered ("" for none).
+    shard_header: str = "X-VW-Shard"
+    #: More certificates chosen by SNI: server name -> [certificate PEM, key PEM].
+    sni_certificates: dict[str, list[str]] = field(default_factory=dict)
+    max_connections: int = 10000
+    #: New connections per second from one address (bursts up to connection_burst).
+    connection_rate: float = 50.0
+    connection_burst: int = 200
+    #: Seconds to receive a request head (slowloris), and between requests on a connection.
+    header_timeout: float = 10.0
+    #: Seconds of silence before a connection is closed; longer for WebSocket tunnels.
+    idle_timeout: float = 120.0
+    tunnel_timeout: float = 3600.0
+    #: Seconds to connect to a backend.
+    connect_timeout: float = 5.0
+    #: Largest request or response head, and most header fields.
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    #: Health checks (GET /about/health): every interval seconds, up after rise successes,
+    #: down after fall failures (failed proxied connections count as failures).
+    health_interval: float = 2.0
+    health_timeout: float = 2.0
+    health_rise: int = 2
+    health_fall: int = 3
+    #: Seconds a draining shard remembers a room after its last request.
+    room_memory: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.backend_proxy_protocol not in (0, 1, 2):
+            raise ConfigError("balancer.backend_proxy_protocol", "", "must be 0, 1 or 2")
+        names = [shard.name for shard in self.shards]
+        if len(set(names)) != len(names) or "" in names:
+            raise ConfigError("balancer.shards", "", "every shard needs a distinct name")
+        for shard in self.shards:
+            if shard.weight <= 0:
+                raise ConfigError(f"balancer.shards.{shard.name}.weight", "",
+                                  "must be positive")
+        for key, address in [*((f"shards.{s.name}", s.address) for s in self.shards),
+                             *((f"bridges.{i}", a) for i, a in self.bridges.items()),
+                             *([("portal", self.portal)] if self.portal else [])]:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"balancer.{key}", "", f"{address!r} is not host:port")
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
@@ -266,6 +364,7 @@ class Config:
     focus: FocusConfig = field(default_factory=FocusConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     portal: PortalConfig = field(default_factory=PortalConfig)
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
     #: The file this came from, or "<defaults>".
     source: str = "<defaults>"
 

@@ -1,0 +1,366 @@
+"""The proxy's glue on in-memory transports: forwarding, rewriting, keep-alive, moving
+between backends, tunnels, timeouts, limits, PROXY headers from trusted peers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from vw.balancer import proxyproto
+from vw.balancer.geo import Geo
+from vw.balancer.proxy import LINGER, BackendProtocol, Balancer, ClientProtocol
+from vw.balancer.router import Router
+from vw.config import BalancerConfig, Config, ShardConfig
+
+SHARDS = [ShardConfig("s1", "127.0.0.1:7001"), ShardConfig("s2", "127.0.0.1:7002")]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def make(**settings: object) -> tuple[Balancer, MemoryReactorClock]:
+    balancer_config = replace(BalancerConfig(), shards=SHARDS, portal="127.0.0.1:7100",
+                              **settings)
+    config = replace(Config(), balancer=balancer_config)
+    reactor = MemoryReactorClock()
+    return Balancer(Router(config, Geo({})), reactor), reactor
+
+
+class Client:
+    """A ClientProtocol on a StringTransport, with its backend connections at hand."""
+
+    def __init__(self, balancer: Balancer, reactor: MemoryReactorClock,
+                 peer: str = "192.0.2.1", scheme: bytes = b"http") -> None:
+        self.reactor = reactor
+        self.protocol = ClientProtocol(balancer, scheme)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000),
+                                         hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        self.seen = len(reactor.tcpClients)
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def backend(self) -> tuple[BackendProtocol, StringTransport, tuple[str, int]]:
+        """Accept the newest backend connection."""
+        host, port, factory, _, _ = self.reactor.tcpClients[self.seen]
+        self.seen += 1
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport, (host, port)
+
+    def received(self) -> bytes:
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+
+def request(target: str, *headers: str) -> bytes:
+    lines = [f"GET {target} HTTP/1.1", "Host: vw", *headers, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def test_a_request_is_forwarded_rewritten_and_answered() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/MyRoom", "X-Forwarded-For: 6.6.6.6"))
+    backend, transport, address = client.backend()
+    shard = balancer.router.shards.pick("myroom", "", 0)
+    assert address == (shard.host, shard.port)
+    assert transport.value() == (b"GET /MyRoom HTTP/1.1\r\nhost: vw\r\n"
+                                 b"x-forwarded-for: 192.0.2.1\r\nx-forwarded-proto: http\r\n\r\n")
+    backend.dataReceived(OK)
+    assert client.received() == (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                 b"X-VW-Shard: %s\r\n\r\nok" % shard.name.encode())
+    assert balancer.stats.routed[shard.name] == 1
+
+
+def test_keep_alive_reuses_the_backend_connection_for_the_same_shard() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/room1"))
+    backend, transport, _ = client.backend()
+    backend.dataReceived(OK)
+    client.send(request("/xmpp-websocket?room=ROOM1") + request("/room1"))
+    assert transport.value().count(b"GET ") == 3
+    assert len(reactor.tcpClients) == 1
+    backend.dataReceived(OK + OK)
+    assert client.received().count(b"200 OK") == 3
+
+
+def rooms_on_both_shards(balancer: Balancer) -> tuple[str, str]:
+    names = {}
+    for i in range(100):
+        names.setdefault(balancer.router.shards.pick(f"r{i}", "", 0).name, f"r{i}")
+    return names["s1"], names["s2"]
+
+
+def test_a_request_for_another_shard_waits_for_the_responses_before_it() -> None:
+    balancer, reactor = make()
+    first, second = rooms_on_both_shards(balancer)
+    client = Client(balancer, reactor)
+    client.send(request(f"/{first}") + request(f"/{second}"))
+    backend1, transport1, _ = client.backend()
+    assert len(reactor.tcpClients) == 1 and client.transport.producerState == "paused"
+    backend1.dataReceived(OK[:10])
+    assert len(reactor.tcpClients) == 1
+    backend1.dataReceived(OK[10:])
+    assert transport1.disconnecting
+    backend2, transport2, address = client.backend()
+    assert address == ("127.0.0.1", 7002) and transport2.value().startswith(
+        f"GET /{second} ".encode())
+    assert client.transport.producerState == "producing"
+
+
+def test_a_chunked_body_is_forwarded_as_it_comes() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(b"POST /http-bind?room=a HTTP/1.1\r\nHost: vw\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel")
+    _, transport, _ = client.backend()
+    client.send(b"lo\r\n0\r\n\r\n" + request("/a"))
+    assert transport.value().endswith(b"5\r\nhello\r\n0\r\n\r\nGET /a HTTP/1.1\r\nhost: vw\r\n"
+                                      b"x-forwarded-for: 192.0.2.1\r\n"
+                                      b"x-forwarded-proto: http\r\n\r\n")
+
+
+def test_flow_control_both_ways() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/room"))
+    backend, transport, _ = client.backend()
+    assert transport.producer is not None and client.transport.producer is not None
+    transport.producer.pauseProducing()
+    assert client.transport.producerState == "paused"
+    transport.producer.resumeProducing()
+    client.transport.producer.pauseProducing()
+    assert transport.producerState == "paused"
+
+
+def test_a_websocket_upgrade_becomes_a_tunnel() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/xmpp-websocket?room=r", "Connection: Upgrade", "Upgrade: websocket")
+                + b"\x81\x05early")
+    backend, transport, _ = client.backend()
+    assert transport.value().endswith(b"\r\n\r\n\x81\x05early")
+    backend.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x02hi")
+    assert client.received().endswith(b"\r\n\r\n\x81\x02hi")
+    assert balancer.stats.tunnels == 1
+    client.send(b"GET / HTTP/1.1\r\n\r\n")
+    assert transport.value().endswith(b"GET / HTTP/1.1\r\n\r\n")
+    reactor.advance(balancer.settings.idle_timeout + 1)
+    assert not client.transport.disconnecting
+    reactor.advance(balancer.settings.tunnel_timeout)
+    assert client.transport.disconnecting
+
+
+def test_a_refused_upgrade_closes_after_its_response() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/xmpp-websocket?room=r", "Connection: Upgrade", "Upgrade: websocket"))
+    backend, _, _ = client.backend()
+    backend.dataReceived(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    assert client.received().startswith(b"HTTP/1.1 403") and client.transport.disconnecting
+
+
+@pytest.mark.parametrize("data, status", [
+    (request("/a%2Fb"), b"400"), (request("/../x"), b"400"),
+    (request("/" + "r" * 300), b"400"), (request("/a%00"), b"400"),
+    (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n" + request("/a"), b"400"),
+    (proxyproto.build_v2(("1.2.3.4", 1), ("5.6.7.8", 2)) + request("/a"), b"400"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 20000, b"431"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"400"),
+])
+def test_hostile_requests_are_answered_and_closed(data: bytes, status: bytes) -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(data)
+    assert client.received().startswith(b"HTTP/1.1 " + status)
+    assert not reactor.tcpClients
+    client.send(request("/more"))
+    assert client.received() == b"" and not reactor.tcpClients
+    reactor.advance(LINGER)
+    assert client.transport.disconnecting
+
+
+def test_slowloris_gets_408_after_the_header_timeout() -> None:
+    balancer, reactor = make(header_timeout=5.0)
+    client = Client(balancer, reactor)
+    for _ in range(4):
+        client.send(b"G")
+        reactor.advance(1)
+    assert not client.transport.disconnecting
+    reactor.advance(1.5)
+    assert client.received().startswith(b"HTTP/1.1 408")
+    reactor.advance(LINGER)
+    assert client.transport.disconnecting
+
+
+def test_a_long_poll_is_not_a_slow_header() -> None:
+    balancer, reactor = make(header_timeout=5.0, idle_timeout=100.0)
+    client = Client(balancer, reactor)
+    client.send(request("/http-bind?room=a"))
+    backend, _, _ = client.backend()
+    reactor.advance(60)
+    assert not client.transport.disconnecting
+    backend.dataReceived(OK)
+    reactor.advance(4)
+    assert not client.transport.disconnecting
+    reactor.advance(2)
+    assert client.transport.disconnecting and client.received() == OK.replace(
+        b"\r\n\r\n", b"\r\nX-VW-Shard: %s\r\n\r\n" % backend.target.name.encode())
+
+
+def test_health_is_answered_by_the_balancer() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/about/health"))
+    assert client.received().endswith(b'{"status": "ok"}') and not reactor.tcpClients
+
+
+def test_a_trusted_proxy_header_names_the_client() -> None:
+    balancer, reactor = make(trusted_proxies=["127.0.0.0/8"])
+    client = Client(balancer, reactor, peer="127.0.0.1")
+    header = proxyproto.build_v2(("203.0.113.5", 5555), ("127.0.0.1", 8080))
+    client.send(header[:10])
+    client.send(header[10:] + request("/a", "X-Forwarded-For: 6.6.6.6"))
+    _, transport, _ = client.backend()
+    assert b"x-forwarded-for: 203.0.113.5\r\n" in transport.value()
+
+
+def test_a_trusted_http_proxy_keeps_its_forwarded_for() -> None:
+    balancer, reactor = make(trusted_proxies=["127.0.0.1/32"])
+    client = Client(balancer, reactor, peer="127.0.0.1")
+    client.send(request("/a", "X-Forwarded-For: 203.0.113.5"))
+    _, transport, _ = client.backend()
+    assert b"x-forwarded-for: 203.0.113.5, 127.0.0.1\r\n" in transport.value()
+
+
+def test_a_malformed_proxy_header_from_a_trusted_peer_is_refused() -> None:
+    balancer, reactor = make(trusted_proxies=["127.0.0.1/32"])
+    client = Client(balancer, reactor, peer="127.0.0.1")
+    client.send(b"PROXY TCP4 " + b"1" * 120)
+    assert client.received().startswith(b"HTTP/1.1 400")
+    reactor.advance(LINGER)
+    assert client.transport.disconnecting
+
+
+def test_backends_may_get_a_proxy_header() -> None:
+    balancer, reactor = make(backend_proxy_protocol=1)
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    _, transport, _ = client.backend()
+    assert transport.value().startswith(b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 8080\r\nGET")
+
+
+def test_an_unreachable_backend_gives_503_and_counts_against_its_health() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    _, _, _, _, _ = reactor.tcpClients[0]
+    factory = reactor.tcpClients[0][2]
+    factory.clientConnectionFailed(None, None)
+    assert client.received().startswith(b"HTTP/1.1 503")
+    shard = factory.protocol.target.shard
+    assert shard.health.streak == 1
+
+
+def test_a_backend_closing_mid_response_closes_the_client() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    backend, _, _ = client.backend()
+    backend.dataReceived(OK[:-1])
+    backend.connectionLost()
+    assert client.transport.disconnecting
+    other = Client(balancer, reactor)
+    other.send(request("/a"))
+    backend, _, _ = other.backend()
+    backend.connectionLost()
+    assert other.received().startswith(b"HTTP/1.1 502")
+
+
+def test_an_idle_backend_closing_leaves_the_client_open() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    backend, _, _ = client.backend()
+    backend.dataReceived(OK)
+    backend.connectionLost()
+    assert not client.transport.disconnecting
+    client.send(request("/a"))
+    assert len(reactor.tcpClients) == 2
+
+
+def test_connection_close_closes_after_the_response() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/a", "Connection: close") + request("/b"))
+    backend, transport, _ = client.backend()
+    assert transport.value().count(b"GET") == 1
+    backend.dataReceived(OK)
+    assert client.transport.disconnecting
+
+
+def test_connection_rate_per_address() -> None:
+    balancer, reactor = make(connection_rate=1.0, connection_burst=2)
+    clients = [Client(balancer, reactor) for _ in range(3)]
+    assert [c.transport.disconnecting for c in clients] == [False, False, True]
+    assert clients[2].received().startswith(b"HTTP/1.1 429")
+    assert not Client(balancer, reactor, peer="192.0.2.2").transport.disconnecting
+
+
+def test_max_connections() -> None:
+    balancer, reactor = make(max_connections=2)
+    clients = [Client(balancer, reactor, peer=f"192.0.2.{i}") for i in range(3)]
+    assert clients[2].transport.disconnecting and balancer.stats.refused["max_connections"]
+    clients[0].protocol.connectionLost()
+    clients[2].protocol.connectionLost()
+    assert not Client(balancer, reactor, peer="192.0.2.9").transport.disconnecting
+
+
+def test_a_malformed_response_closes_both_sides() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    backend, transport, _ = client.backend()
+    backend.dataReceived(b"SSH-2.0-OpenSSH\r\n\r\n")
+    assert client.transport.disconnecting and transport.disconnecting
+    assert client.received() == b""
+
+
+def test_tunnel_bytes_after_the_backend_is_gone_are_dropped() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/xmpp-websocket?room=r", "Connection: Upgrade", "Upgrade: websocket"))
+    backend, _, _ = client.backend()
+    backend.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+    backend.connectionLost()
+    assert client.transport.disconnecting and balancer.stats.tunnels == 0
+    client.send(b"\x81\x00late")
+
+
+def test_a_half_closed_client_still_gets_its_response() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    client.protocol.readConnectionLost()
+    assert not client.transport.disconnecting
+    backend, _, _ = client.backend()
+    backend.dataReceived(OK)
+    assert client.received().endswith(b"ok") and client.transport.disconnecting
+    idle = Client(balancer, reactor)
+    idle.protocol.readConnectionLost()
+    assert idle.transport.disconnecting
+
+
+def test_an_error_is_written_before_a_half_close_closes() -> None:
+    balancer, reactor = make()
+    client = Client(balancer, reactor)
+    client.send(request("/a%2Fb"))
+    client.protocol.readConnectionLost()
+    assert client.received().startswith(b"HTTP/1.1 400") and client.transport.disconnecting

@@ -1,0 +1,515 @@
+"""The proxy's Twisted glue: client connections read as HTTP/1.1 requests (after a PROXY
+header from a trusted peer), each request routed and forwarded with its head rewritten, the
+responses spliced back with flow control both ways; WebSocket upgrades become tunnels.
+
+Routing is per request: a keep-alive connection keeps its backend connection while its
+requests go to the same backend, and moves to another backend once the responses it waits
+for are complete (requests for the other backend wait meanwhile)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTCP,
+    IReactorTime,
+)
+from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from vw.balancer import eager, proxyproto
+from vw.balancer.http import HTTPError, Limits, RequestHead, Requests, Responses, forwarded_head
+from vw.balancer.rooms import RoomError
+from vw.balancer.router import Backend, Router
+from vw.balancer.routes import HEALTH
+from vw.balancer.stats import Stats
+from vw.common.ratelimit import TokenBucket
+
+REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+           505: "HTTP Version Not Supported"}
+#: Seconds an error answer waits for the client to close before closing itself.
+LINGER = 2.0
+
+
+def simple_response(status: int, body: bytes, close: bool,
+                    content_type: bytes = b"text/plain") -> bytes:
+    reason = REASONS.get(status, "OK").encode()
+    return b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        status, reason, content_type, len(body), b"connection: close\r\n" if close else b"",
+        body)
+
+
+def no_delay(transport: object) -> None:
+    """Small writes go out at once (TCP_NODELAY), as a proxy's should."""
+    if hasattr(transport, "setTcpNoDelay"):
+        transport.setTcpNoDelay(True)
+
+
+@implementer(IPushProducer)
+class Throttle:
+    """Pauses and resumes one side's transport while the other side's write buffer is full.
+    Its ``stopProducing`` does nothing: each side closes the other itself."""
+
+    def __init__(self, transport: object) -> None:
+        self.transport = transport
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class Balancer:
+    """What every listener shares: the router, the counters, the limits, the clock."""
+
+    def __init__(self, router: Router, reactor: IReactorTCP, stats: Stats | None = None) -> None:
+        self.router = router
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor  # type: ignore[assignment]
+        self.stats = stats or Stats()
+        #: Connection rate per client address.
+        self.buckets: dict[str, TokenBucket] = {}
+        self.configure()
+
+    def configure(self) -> None:
+        settings = self.settings = self.router.settings
+        self.limits = Limits(settings.max_header_bytes, settings.max_headers)
+
+    def admit(self, host: str) -> bool:
+        """Whether ``host`` may open one more connection now."""
+        settings = self.settings
+        now = self.clock.seconds()
+        bucket = self.buckets.get(host)
+        if bucket is None:
+            bucket = self.buckets[host] = TokenBucket(settings.connection_rate,
+                                                      settings.connection_burst, now)
+        return bucket.take(1, now)
+
+    def tick(self, now: float) -> None:
+        """Forget addresses whose buckets are full and rooms not seen for long."""
+        for host in [host for host, bucket in self.buckets.items() if bucket.full(now)]:
+            del self.buckets[host]
+        self.router.shards.forget(now)
+
+
+class ProxyFactory(Factory):
+    def __init__(self, balancer: Balancer, scheme: bytes) -> None:
+        self.balancer = balancer
+        #: b"http" or b"https", for X-Forwarded-Proto.
+        self.scheme = scheme
+
+    def buildProtocol(self, addr: object) -> ClientProtocol:
+        return ClientProtocol(self.balancer, self.scheme)
+
+
+@implementer(IHalfCloseableProtocol)
+class ClientProtocol(Protocol):
+    """One client connection."""
+
+    def __init__(self, balancer: Balancer, scheme: bytes) -> None:
+        self.balancer = balancer
+        self.scheme = scheme
+        self.requests = Requests(balancer.limits)
+        self.backend: BackendProtocol | None = None
+        #: The client's address (from a PROXY header if a trusted peer sent one).
+        self.client: tuple[str, int] = ("", 0)
+        #: Believe X-Forwarded-For: the peer is a trusted proxy that sent no PROXY header.
+        self.keep_forwarded = False
+        #: Bytes from a trusted peer before its PROXY header is complete; None when done.
+        self.preamble: bytes | None = None
+        #: A request waiting for the responses before it to complete (another backend).
+        self.waiting: RequestHead | None = None
+        #: No more requests: the last one said Connection: close, or upgraded.
+        self.final = False
+        self.last = 0.0
+        self.header_deadline: float | None = None
+        self.timer: IDelayedCall | None = None
+        #: An error was answered: the connection closes once the client has read it.
+        self.lingering = False
+        self.closed = False
+
+    # --- connection --------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        balancer = self.balancer
+        stats = balancer.stats
+        stats.connections += 1
+        stats.active += 1
+        transport = self.transport
+        peer = transport.getPeer()  # type: ignore[union-attr]
+        self.client = (peer.host, peer.port)
+        no_delay(transport)
+        self.last = balancer.clock.seconds()
+        if stats.active > balancer.settings.max_connections:
+            self.refuse("max_connections")
+            return
+        if balancer.router.is_trusted(peer.host):
+            self.preamble = b""
+            self.keep_forwarded = True
+        elif not balancer.admit(peer.host):
+            self.refuse("rate", 429)
+            return
+        self.schedule()
+
+    def refuse(self, reason: str, status: int = 0) -> None:
+        self.balancer.stats.refused[reason] += 1
+        if status:
+            self.transport.write(simple_response(status, REASONS[status].encode(), True))
+            self.transport.loseConnection()
+        else:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closed = True
+        stats = self.balancer.stats
+        stats.active -= 1
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        if self.backend is not None:
+            if self.backend.responses.tunnel:
+                stats.tunnels -= 1
+            self.backend.detach()
+
+    def readConnectionLost(self) -> None:
+        """The client sent all it will send: answer what it asked, then close."""
+        backend = self.backend
+        if self.lingering or backend is None or not (backend.responses.outstanding
+                                                     or backend.responses.tunnel):
+            self.transport.loseConnection()
+        else:
+            self.final = True
+            if backend.responses.tunnel:
+                backend.transport.loseWriteConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
+    def fail(self, status: int, reason: str) -> None:
+        """Answer an error and close (no response may be outstanding). The close lingers:
+        what the client still sends is read and dropped for up to LINGER seconds, as closing
+        with unread data would reset the connection and lose the answer."""
+        self.balancer.stats.refused[str(status)] += 1
+        self.final = True
+        self.lingering = True
+        self.requests = Requests(self.balancer.limits)
+        self.transport.write(simple_response(status, reason.encode() + b"\n", True))
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = self.balancer.clock.callLater(LINGER, self.transport.loseConnection)
+
+    # --- client bytes ------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        self.last = self.balancer.clock.seconds()
+        if self.preamble is not None:
+            data = self.proxy_header(data)
+            if not data:
+                return
+        if self.final and not self.requests.raw:
+            return
+        self.requests.feed(data)
+        if self.waiting is not None:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+            return
+        self.process()
+
+    def proxy_header(self, data: bytes) -> bytes:
+        """Take a trusted peer's PROXY header, if it sends one; the bytes after it."""
+        buffered = self.preamble + data  # type: ignore[operator]
+        if not proxyproto.starts_like_proxy(buffered):
+            self.preamble = None
+            return buffered
+        try:
+            header = proxyproto.parse(buffered)
+        except proxyproto.ProxyProtocolError as e:
+            self.preamble = None
+            self.fail(400, str(e))
+            return b""
+        if header is None:
+            self.preamble = buffered
+            return b""
+        self.preamble = None
+        if header.source is not None:
+            # The PROXY header names the client; what the client's request says is its own.
+            self.client = header.source
+            self.keep_forwarded = False
+            if not self.balancer.admit(header.source[0]):
+                self.refuse("rate", 429)
+                return b""
+        return buffered[header.length:]
+
+    def process(self) -> None:
+        """Forward what can be forwarded now."""
+        requests = self.requests
+        while self.waiting is None and not self.closed:
+            try:
+                event = requests.next()
+            except HTTPError as e:
+                if self.backend is not None and self.backend.responses.outstanding:
+                    # The answer cannot come before theirs: close once they are written.
+                    self.final = True
+                    requests.buffer = b""
+                else:
+                    self.fail(e.status, e.reason)
+                return
+            if event is None:
+                break
+            if isinstance(event, bytes):
+                if self.backend is not None:  # else the connection is closing
+                    self.backend.send(event)
+            elif self.final:
+                requests.buffer = b""
+                break
+            else:
+                self.balancer.stats.requests += 1
+                self.request(event)
+        self.schedule()
+
+    def request(self, head: RequestHead) -> None:
+        balancer = self.balancer
+        try:
+            route = balancer.router.route(head.target)
+        except RoomError as e:
+            reason = str(e)
+            self.hold_or(head, lambda: self.fail(400, reason))
+            return
+        if route.kind == HEALTH:
+            self.hold_or(head, lambda: self.health(head))
+            return
+        backend = balancer.router.backend(route, self.client[0], balancer.clock.seconds())
+        if backend is None:
+            self.hold_or(head, lambda: self.fail(503, "no backend available"))
+            return
+        current = self.backend
+        if current is None or current.target is not backend:
+            if current is not None and current.responses.outstanding:
+                self.wait(head)
+                return
+            if current is not None:
+                current.detach()
+            self.backend = current = BackendProtocol(self, backend)
+            current.connect()
+        balancer.stats.routed[backend.name] += 1
+        if not head.keep_alive or head.websocket:
+            self.final = True
+        current.responses.expect(head.method, head.websocket)
+        current.send(forwarded_head(head, self.client[0], self.scheme, self.keep_forwarded))
+
+    def hold_or(self, head: RequestHead, answer: Callable[[], None]) -> None:
+        """Answer now if no response is outstanding, else wait for them (and route the
+        request again then)."""
+        if self.backend is not None and self.backend.responses.outstanding:
+            self.wait(head)
+        else:
+            answer()
+
+    def health(self, head: RequestHead) -> None:
+        ok = self.balancer.router.health()
+        body = b'{"status": "ok"}' if ok else b'{"status": "unhealthy"}'
+        self.transport.write(simple_response(200 if ok else 503, body, not head.keep_alive,
+                                             b"application/json"))
+        if not head.keep_alive:
+            self.final = True
+            self.transport.loseConnection()
+
+    def wait(self, head: RequestHead) -> None:
+        self.waiting = head
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    # --- from the backend --------------------------------------------------------------
+
+    def responses_complete(self) -> None:
+        """The backend finished responses; go on with a waiting request, or close."""
+        backend = self.backend
+        if backend is None or backend.responses.outstanding or backend.responses.tunnel:
+            return
+        if self.final or backend.responses.refused_upgrade:
+            self.transport.loseConnection()
+            return
+        head, self.waiting = self.waiting, None
+        if head is not None:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+            self.request(head)
+            self.process()
+        else:
+            self.schedule()
+
+    def backend_lost(self, backend: BackendProtocol) -> None:
+        """The backend connection closed: end the client's if a response was cut short."""
+        if backend is not self.backend:
+            return
+        responses = backend.responses
+        if responses.tunnel:
+            self.balancer.stats.tunnels -= 1
+            self.backend = None
+            self.transport.loseConnection()
+        elif responses.outstanding:
+            self.backend = None
+            if responses.started:
+                self.transport.loseConnection()
+            else:
+                self.fail(502, "the backend closed the connection")
+        else:
+            self.backend = None
+            if self.final:
+                self.transport.loseConnection()
+
+    # --- timers ------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Run the header timeout while a request head is awaited, else the idle timeout."""
+        if self.closed or self.lingering:
+            return
+        settings = self.balancer.settings
+        backend = self.backend
+        busy = backend is not None and (backend.responses.outstanding or
+                                        backend.responses.tunnel)
+        awaiting_head = not self.requests.raw and (self.requests.partial or not busy)
+        now = self.balancer.clock.seconds()
+        if not awaiting_head:
+            self.header_deadline = None
+        elif self.header_deadline is None:
+            self.header_deadline = now + settings.header_timeout
+        deadline = self.last + (settings.tunnel_timeout if backend is not None and
+                                backend.responses.tunnel else settings.idle_timeout)
+        if self.header_deadline is not None:
+            deadline = min(deadline, self.header_deadline)
+        timer = self.timer
+        if timer is None or not timer.active():
+            self.timer = self.balancer.clock.callLater(max(0.0, deadline - now), self.expire)
+        elif timer.getTime() > deadline:
+            timer.reset(max(0.0, deadline - now))
+
+    def expire(self) -> None:
+        now = self.balancer.clock.seconds()
+        if self.header_deadline is not None and now >= self.header_deadline:
+            if self.requests.partial or self.preamble:
+                self.fail(408, "request head timeout")
+            else:
+                self.balancer.stats.refused["keep_alive_timeout"] += 1
+                self.transport.loseConnection()
+            return
+        settings = self.balancer.settings
+        backend = self.backend
+        idle = settings.tunnel_timeout if backend is not None and backend.responses.tunnel \
+            else settings.idle_timeout
+        if now - self.last >= idle:
+            self.balancer.stats.refused["idle_timeout"] += 1
+            self.transport.loseConnection()
+            return
+        self.timer = None
+        self.schedule()
+
+
+class BackendProtocol(Protocol):
+    """The connection to one backend for one client connection."""
+
+    def __init__(self, client: ClientProtocol, target: Backend) -> None:
+        self.client = client
+        self.target = target
+        balancer = client.balancer
+        self.responses = Responses(balancer.limits, target.header)
+        #: What to send once connected.
+        self.pending: list[bytes] | None = []
+        self.detached = False
+
+    def connect(self) -> None:
+        balancer = self.client.balancer
+        balancer.reactor.connectTCP(self.target.host, self.target.port, BackendFactory(self),
+                                    timeout=balancer.settings.connect_timeout)
+
+    def send(self, data: bytes) -> None:
+        if self.pending is None:
+            eager.write(self.transport, data)
+        else:
+            self.pending.append(data)
+
+    def connectionMade(self) -> None:
+        if self.detached:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        client = self.client
+        version = client.balancer.settings.backend_proxy_protocol
+        pending, self.pending = self.pending or [], None
+        if version:
+            host = client.transport.getHost()  # type: ignore[union-attr]
+            build = proxyproto.build_v1 if version == 1 else proxyproto.build_v2
+            pending.insert(0, build(client.client, (host.host, host.port)))
+        no_delay(self.transport)
+        self.transport.registerProducer(Throttle(client.transport), True)  # type: ignore
+        client.transport.registerProducer(Throttle(self.transport), True)  # type: ignore
+        self.transport.write(b"".join(pending))  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        client = self.client
+        if self.detached:
+            return
+        client.last = client.balancer.clock.seconds()
+        responses = self.responses
+        was_tunnel = responses.tunnel
+        try:
+            out, done = responses.feed(data)
+        except HTTPError:
+            client.transport.loseConnection()  # type: ignore[union-attr]
+            self.detach()
+            return
+        eager.write(client.transport, out)
+        if responses.tunnel and not was_tunnel:
+            client.balancer.stats.tunnels += 1
+        if done:
+            client.responses_complete()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.detached:
+            self.detached = True
+            if not self.client.closed:
+                self.client.transport.unregisterProducer()  # type: ignore[union-attr]
+            self.client.backend_lost(self)
+
+    def failed(self) -> None:
+        """The connection could not be made."""
+        target = self.target
+        client = self.client
+        client.balancer.stats.backend_failures[target.name] += 1
+        if target.shard is not None:
+            target.shard.health.record(False)
+        if not self.detached and client.backend is self:
+            self.detached = True
+            client.backend = None
+            client.fail(503, "the backend is unreachable")
+
+    def detach(self) -> None:
+        """The client is gone or moves to another backend: close this connection."""
+        if self.detached:
+            return
+        self.detached = True
+        if self.transport is not None:
+            self.transport.unregisterProducer()
+            if not self.client.closed:
+                self.client.transport.unregisterProducer()  # type: ignore[union-attr]
+            self.transport.loseConnection()
+
+
+class BackendFactory(ClientFactory):
+    noisy = False
+
+    def __init__(self, protocol: BackendProtocol) -> None:
+        self.protocol = protocol
+
+    def buildProtocol(self, addr: object) -> BackendProtocol:
+        return self.protocol
+
+    def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        self.protocol.failed()

@@ -1,0 +1,97 @@
+"""From a request target and a client address to a backend: the route table, the shards
+(rendezvous, regions, drain), the bridges, the portal (sans-IO)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from vw.balancer.geo import Geo
+from vw.balancer.health import Health
+from vw.balancer.routes import BRIDGE, PORTAL, SHARD, Route, RouteTable
+from vw.balancer.shards import Shard, ShardSet
+from vw.config import BalancerConfig, Config, ShardConfig
+
+
+@dataclass(eq=False)
+class Backend:
+    """Where requests go: a shard, a bridge or the portal."""
+
+    name: str
+    host: str
+    port: int
+    #: The shard (whose health a failed connection counts against), or None.
+    shard: Shard | None = None
+    #: The response header line naming the shard, or b"".
+    header: bytes = field(default=b"", repr=False)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def shards_of(config: Config) -> list[ShardConfig]:
+    """The configured shards, or this machine's XMPP server as the only one."""
+    local = ShardConfig("local", f"{config.general.bind}:{config.xmpp.http_port}")
+    return config.balancer.shards or [local]
+
+
+class Router:
+    def __init__(self, config: Config, geo: Geo) -> None:
+        self.geo = geo
+        self.shards = ShardSet([], config.balancer.room_memory)
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Take (new) settings; shards that stay keep their health and their rooms."""
+        settings: BalancerConfig = config.balancer
+        self.settings = settings
+        self.table = RouteTable(settings.portal_prefixes)
+        self.trusted = [ipaddress.ip_network(cidr, strict=False)
+                        for cidr in settings.trusted_proxies]
+        self.shards.room_memory = settings.room_memory
+        self.shards.replace(
+            Shard(s.name, *split_address(s.address),
+                  Health(settings.health_interval, settings.health_rise, settings.health_fall),
+                  s.weight, s.region, s.drain)
+            for s in shards_of(config))
+        header = settings.shard_header.encode()
+        self.backends = {
+            name: Backend(name, shard.host, shard.port, shard,
+                          header + b": " + name.encode() + b"\r\n" if header else b"")
+            for name, shard in self.shards.shards.items()}
+        bind = config.general.bind
+        self.bridges = {bridge: Backend(f"bridge:{bridge}", *split_address(address))
+                        for bridge, address in settings.bridges.items()}
+        self.local_bridge = Backend("bridge", bind, config.bridge.http_port)
+        self.portal = Backend("portal", *split_address(settings.portal or
+                                                       f"{bind}:{config.portal.http_port}"))
+
+    def route(self, target: bytes) -> Route:
+        return self.table.route(target)
+
+    def backend(self, route: Route, client: str, now: float) -> Backend | None:
+        """The backend for ``route`` from ``client``; None if none is available."""
+        if route.kind == SHARD:
+            shard = self.shards.pick(route.key, self.geo.region(client), now)
+            return None if shard is None else self.backends[shard.name]
+        if route.kind == BRIDGE:
+            return self.bridges.get(route.key) if self.bridges else self.local_bridge
+        if route.kind == PORTAL:
+            return self.portal
+        return None
+
+    def is_trusted(self, host: str) -> bool:
+        """Whether ``host`` is a proxy whose PROXY header and X-Forwarded-For count."""
+        if not self.trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+    def health(self) -> bool:
+        """Whether any shard is up."""
+        return any(shard.up for shard in self.shards.shards.values())

@@ -1,0 +1,54 @@
+"""The route table: which kind of backend a request target goes to, by path prefix
+(sans-IO).
+
+=================================  =========================================================
+``/about/health``                  the balancer itself
+``/xmpp-websocket``, ``/http-bind``  the room's shard (``?room=``)
+``/colibri-ws/{bridge-id}/...``    that bridge
+a portal prefix (``/api/``...)     the portal
+``/static/``, ``/libs/``           a shard (the same for every room: the assets are alike)
+anything else, ``/ROOM``           the room's shard (``?room=``, else the last segment)
+=================================  =========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vw.balancer.rooms import RoomError, check_name, path_segments, query_room
+
+HEALTH, SHARD, BRIDGE, PORTAL = "health", "shard", "bridge", "portal"
+_ROOM_ENDPOINTS = frozenset(["xmpp-websocket", "http-bind"])
+_ASSETS = frozenset(["static", "libs"])
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str
+    #: The room (SHARD; "" when there is none) or the bridge id (BRIDGE).
+    key: str = ""
+
+
+class RouteTable:
+    def __init__(self, portal_prefixes: list[str]) -> None:
+        self.portal_prefixes = tuple(prefix.encode() for prefix in portal_prefixes)
+
+    def route(self, target: bytes) -> Route:
+        """The route for an origin-form ``target``; RoomError if it is refused."""
+        path, _, query = target.partition(b"?")
+        segments = path_segments(path)
+        room = query_room(query) if query else None
+        first = segments[0]
+        if path == b"/about/health":
+            return Route(HEALTH)
+        if first == "colibri-ws" and len(segments) > 2:
+            if not segments[1]:
+                raise RoomError("colibri-ws without a bridge id")
+            return Route(BRIDGE, segments[1])
+        if path.startswith(self.portal_prefixes):
+            return Route(PORTAL)
+        if room is not None:
+            return Route(SHARD, room)
+        if first in _ROOM_ENDPOINTS or (first in _ASSETS and len(segments) > 1):
+            return Route(SHARD)
+        return Route(SHARD, check_name(segments[-1]))
