@@ -31,6 +31,7 @@ def request_for(uri: bytes, method: bytes = b"GET") -> DummyRequest:
     path, _, query = uri.partition(b"?")
     request = DummyRequest([unquote_to_bytes(s) for s in path[1:].split(b"/")])
     request.method = method
+    request.uri = uri
     request.args = parse_qs(query, keep_blank_values=True)
     return request
 
@@ -98,7 +99,7 @@ def test_settings_are_escaped_for_a_script_element(node_modules: Path) -> None:
 
 
 @pytest.mark.parametrize("path", [
-    b"/TestRoom", b"/room!", b"/room%20name", b"/-room", b"/.room", b"/..", b"/.",
+    b"/room!", b"/room%20name", b"/-room", b"/.room", b"/..", b"/.",
     b"/" + b"a" * 129, b"/room/extra", b"/room/", b"/static", b"/static/", b"/libs/",
     b"/static/index.html", b"/static/landing.html", b"/static/nothing.js",
     b"/static/app.js/x", b"/libs/jquery.js"])
@@ -117,6 +118,12 @@ def test_path_traversal_is_refused(site: MeetingResource, path: bytes) -> None:
     response = get(site, path)
     assert response.code == 404
     assert b"import" not in response.body and b"[metadata]" not in response.body
+
+
+def test_a_room_name_in_capitals_redirects_to_lower_case(site: MeetingResource) -> None:
+    response = get(site, b"/Team-Room?jwt=abc")
+    assert response.code == 302 and response.location == b"/team-room?jwt=abc"
+    assert get(site, b"/TestRoom").location == b"/testroom"
 
 
 def test_landing_page_and_room_redirect(site: MeetingResource) -> None:

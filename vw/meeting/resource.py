@@ -9,6 +9,7 @@ from pathlib import Path
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request
 from twisted.web.static import File
+from twisted.web.util import Redirect
 
 from vw.config import Config
 
@@ -155,4 +156,8 @@ class MeetingResource(Resource):
             return self.landing
         if ROOM_NAME.fullmatch(path) and not request.postpath:
             return RoomPage(self.template, self.settings(path.decode()))
+        if ROOM_NAME.fullmatch(path.lower()) and not request.postpath:
+            # Room names are case-insensitive (the balancer routes them so): one page each.
+            query = request.uri.partition(b"?")[2]
+            return Redirect(b"/" + path.lower() + (b"?" + query if query else b""))
         return NoResource()
