@@ -63,6 +63,7 @@ bench: os-deps $(INSTALLED)
 	$(BIN)/python bench/bridge.py
 	$(BIN)/python bench/join.py
 	$(BIN)/python bench/turn.py
+	$(BIN)/python bench/portal.py
 	$(BIN)/python bench/balancer.py
 
 clean:

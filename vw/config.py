@@ -262,6 +262,12 @@ class PortalConfig:
     smtp_password: str = ""
     #: Sender of the portal's mail; empty: noreply@DOMAIN.
     mail_from: str = ""
+    #: Where the admin page of services finds them (HTTP base addresses); empty: this
+    #: configuration's ports on general.bind (loopback when it is a wildcard).
+    xmpp_url: str = ""
+    focus_url: str = ""
+    bridge_urls: list[str] = field(default_factory=list)
+    turn_url: str = ""
 
 
 @dataclass(frozen=True)

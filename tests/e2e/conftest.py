@@ -150,6 +150,8 @@ class Stack:
     #: The XMPP server's HTTP port: WebSocket at ``/xmpp-websocket``, BOSH at ``/http-bind``,
     #: and the meeting page.
     http_port: int
+    #: The portal's pages and /api/v1.
+    portal_port: int
 
     @property
     def ca(self) -> Path:
@@ -158,19 +160,29 @@ class Stack:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/{path}"
 
+    def portal_url(self, path: str) -> str:
+        """A portal address at ``localhost``, where browsers keep its ``__Host-`` cookie."""
+        return f"http://localhost:{self.portal_port}/{path}"
+
     def log_tail(self) -> str:
         return (self.directory / "twistd.log").read_text(errors="replace")[-4000:]
 
 
-def run_stack(directory: Path, extra: str = "") -> Iterator[Stack]:
-    """The all-in-one (XMPP server, focus, bridge) on free ports, the focus account's password
-    known to the tests; ``extra`` is more TOML. Ready once every part reports healthy (the
-    focus once it has logged in)."""
-    c2s, http, component, udp, bridge_http, focus_http = (free_port() for _ in range(6))
+def run_stack(directory: Path, extra: str = "", portal: str = "") -> Iterator[Stack]:
+    """The all-in-one (XMPP server, focus, bridge, portal) on free ports, the focus account's
+    password known to the tests; ``extra`` is more TOML, ``portal`` more keys of [portal].
+    Ready once every part reports healthy (the focus once it has logged in)."""
+    c2s, http, component, udp, bridge_http, focus_http, portal_http = (
+        free_port() for _ in range(7))
     config = directory / "vw.toml"
     config.write_text(f"""
 [general]
 state_dir = "{directory / 'var'}"
+[portal]
+http_port = {portal_http}
+public_url = "http://localhost:{portal_http}"
+meeting_base_url = "http://localhost:{http}"
+{portal}
 [xmpp]
 c2s_port = {c2s}
 http_port = {http}
@@ -190,9 +202,9 @@ password = "{FOCUS_PASSWORD}"
                                 str(config)], cwd=directory, stdout=log,
                                stderr=subprocess.STDOUT, env={**os.environ})
     try:
-        for port in (http, bridge_http, focus_http):
+        for port in (http, bridge_http, focus_http, portal_http):
             wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
-        yield Stack(process, directory, c2s, udp, bridge_http, http)
+        yield Stack(process, directory, c2s, udp, bridge_http, http, portal_http)
     finally:
         stop(process)
         log.close()

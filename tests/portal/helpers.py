@@ -63,6 +63,18 @@ class Outbox:
 
 
 @dataclass
+class Services:
+    """The other services as the admin page asks them: answers by URL; the rest refuse."""
+
+    answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+
+    async def fetch(self, url: str) -> tuple[int, bytes]:
+        if url not in self.answers:
+            raise ConnectionRefusedError(url)
+        return self.answers[url]
+
+
+@dataclass
 class Response:
     code: int
     headers: dict[str, list[str]]
@@ -129,6 +141,7 @@ class Portal:
     outbox: Outbox
     site: PortalSite
     passwords: Passwords
+    services: Services
 
     def client(self) -> Client:
         return Client(self.site)
@@ -171,10 +184,11 @@ def make_portal(store: Store, state_dir: Path, **settings: Any) -> Portal:
     clock.advance(START)
     outbox = Outbox()
     passwords = Passwords(FAST_HASHER)
+    services = Services()
     ops = Resource()
     add_ops_resources(ops, [], CollectorRegistry())
-    site = build_site(config, store, run_inline, clock, passwords, outbox, ops)
-    return Portal(config, store, clock, outbox, site, passwords)
+    site = build_site(config, store, run_inline, clock, passwords, outbox, services.fetch, ops)
+    return Portal(config, store, clock, outbox, site, passwords, services)
 
 
 def verify_join(portal: Portal, token: str) -> TokenIdentity:

@@ -346,3 +346,26 @@ def test_the_openapi_document_lists_exactly_the_routes(api: Client) -> None:
             variables = set(re.findall(r"{(\w+)}", path))
             declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             assert variables == declared, (path, method)
+
+
+def test_ids_and_numbers_no_record_has_are_not_found(portal: Portal, api: Client) -> None:
+    admin = tokens(portal, portal.user("root@example.org", role="admin"))["access_token"]
+    for path in (f"/users/{2**31}", f"/users/{10**30}", "/meetings/" + "x" * 40,
+                 "/meetings/%00"):
+        problem(api.api("GET", path, admin), 404)
+    problem(api.api("PATCH", f"/users/{2**63}", admin, json={"display_name": "X"}), 404)
+    problem(api.api("POST", "/meetings/%00/join", admin), 404)
+    for query in ("limit=%C2%B2", "limit=" + "9" * 5000, "cursor=" + "9" * 100):
+        problem(api.api("GET", f"/users?{query}", admin), 400)
+
+
+def test_text_with_nul_characters_is_refused(portal: Portal, api: Client) -> None:
+    """No database column holds NUL (PostgreSQL refuses it): it is the client's mistake."""
+    user = portal.user("ann@example.org")
+    access = tokens(portal, user)["access_token"]
+    problem(api.api("POST", "/auth/token", json={"email": "ann\x00@example.org",
+                                                 "password": PASSWORD}), 400)
+    problem(api.api("POST", "/meetings", access, json={**MEETING, "password": "a\x00b"}), 400)
+    problem(api.api("POST", "/meetings", access, json={**MEETING, "cohosts": ["\x00@a.org"]}),
+            400)
+    problem(api.api("GET", "/meetings?when=past&cursor=%00", access), 400)

@@ -133,6 +133,8 @@ def test_pages_forbid_scripts_and_framing(portal: Portal) -> None:
     policy = str(page.header("content-security-policy"))
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
     assert "script-src" not in policy
+    # Forms post here; joining redirects to the meeting page, which form-action must allow.
+    assert "form-action 'self' https://meet.example.org;" in policy
     assert page.header("x-content-type-options") == "nosniff"
     assert page.header("referrer-policy") == "no-referrer"
 
@@ -371,3 +373,14 @@ def test_operations_and_style_beside_the_pages(portal: Portal) -> None:
     style = client.get("/static/portal.css")
     assert style.code == 200 and style.header("content-type") == "text/css; charset=utf-8"
     assert client.get("/no/such/page").code == 404
+
+
+def test_nul_in_a_form_is_kept_out_of_the_database(portal: Portal) -> None:
+    """PostgreSQL keeps no NUL: form text gets U+FFFD in its place, as for undecodable bytes."""
+    user = portal.user("ann@example.org")
+    assert portal.client().submit("/signin", {"email": "ann\x00@example.org",
+                                              "password": PASSWORD}).code == 401
+    browser = portal.signed_in(user)
+    assert schedule(portal, browser, password="a\x00b").password == "a\ufffdb"
+    assert browser.get("/meetings/%00").code == 404
+    assert portal.client().get("/m/%00").code == 404

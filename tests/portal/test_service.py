@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,13 @@ from twisted.internet.task import Clock
 
 from tests.portal.helpers import PASSWORD, Portal, resolved
 from twisted.plugins.vw_portal import vw_portal
-from vw.config import Config, GeneralConfig, PortalConfig
+from vw.allinone import tap as allinone
+from vw.config import Config, GeneralConfig, PortalConfig, TokenConfig, XMPPConfig
+from vw.portal.joining import Joins, Participant, turn_secret, with_join_tokens
 from vw.portal.mail import LogMailer, SMTPMailer
 from vw.portal.service import PortalService, mailer_for
 from vw.portal.tap import Options
+from vw.xmpp.token import TokenRejected
 
 
 def test_the_plugin_names_the_tap() -> None:
@@ -92,3 +96,56 @@ def test_the_first_admin_signs_up_with_the_startup_link(portal: Portal) -> None:
     root = portal.store.user_by_email("root@example.org")
     assert root is not None and root.role == "admin"
     assert resolved(ensureDeferred(accounts.first_admin_link())) is None
+
+
+def test_without_an_app_secret_join_tokens_get_a_persistent_one(tmp_path: Path) -> None:
+    config = Config(general=GeneralConfig(state_dir=str(tmp_path)))
+    effective = with_join_tokens(config)
+    token = effective.xmpp.token
+    assert token.app_secret and token.allow_anonymous
+    assert (tmp_path / "token-secret").read_text().strip() == token.app_secret
+    assert with_join_tokens(effective) == effective
+    assert with_join_tokens(config) == effective
+    configured = Config(general=GeneralConfig(state_dir=str(tmp_path / "other")),
+                        xmpp=XMPPConfig(token=TokenConfig(app_secret="mine")))
+    assert with_join_tokens(configured) is configured
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_all_in_one_runs_the_portal_and_its_xmpp_server_checks_the_portals_tokens(
+        tmp_path: Path) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text(f"[general]\nstate_dir = '{tmp_path / 'var'}'\n")
+    options = allinone.Options()
+    options.parseOptions(["--config", str(path)])
+    top = allinone.makeService(options)
+    portal = top.getServiceNamed("portal")
+    xmpp = top.getServiceNamed("xmpp")
+    assert isinstance(portal, PortalService)
+    servers = [child for child in portal if isinstance(child, internet.TCPServer)]
+    assert [server.args[0] for server in servers] == [8000]
+    assert portal.config.xmpp.token == xmpp.xmpp.full_config.xmpp.token
+    assert xmpp.xmpp.full_config.xmpp.token.allow_anonymous
+    joins = Joins(portal.config, turn_secret(portal.config))
+    verifier = xmpp.xmpp.token_verifier
+    now = time.time()
+    token = joins.token("standup", Participant(id="7", name="Ann"), True, now)
+    identity = verifier.verify(token, "localhost")
+    assert (identity.room, identity.user["name"], identity.moderator) == ("standup", "Ann", True)
+    assert not verifier.room_allowed(identity, "other-room")
+    forged = Joins(with_join_tokens(Config(general=GeneralConfig(
+        state_dir=str(tmp_path / "elsewhere")))), "turn").token(
+        "standup", Participant(id="7", name="Ann"), True, now)
+    with pytest.raises(TokenRejected):
+        verifier.verify(forged, "localhost")
+    portal.engine.dispose()
+    xmpp.xmpp.engine.dispose()
+
+
+def test_the_all_in_one_checks_the_portals_settings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text("[portal]\nsignup = 'sometimes'\n")
+    with pytest.raises(SystemExit):
+        allinone.Options().parseOptions(["--config", str(path)])
+    assert "portal.signup" in capsys.readouterr().err

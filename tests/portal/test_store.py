@@ -1,9 +1,9 @@
-"""The synchronous store on SQLite: accounts, sessions, meetings, tokens, audit, failures."""
+"""The synchronous store on SQLite and PostgreSQL: accounts, sessions, meetings, tokens, audit,
+failures."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -27,8 +27,8 @@ def plan(title: str = "Standup", start: datetime = NOW + HOUR, **changes: object
 
 
 @pytest.mark.filterwarnings("ignore:.*expression-based index")
-def test_the_migrations_build_exactly_the_schema(store: Store, tmp_path: Path) -> None:
-    engine = open_database(f"sqlite:///{tmp_path / 'portal.sqlite'}")
+def test_the_migrations_build_exactly_the_schema(empty_database_url: str) -> None:
+    engine = open_database(empty_database_url)
     with engine.connect() as db:
         context = MigrationContext.configure(db, opts={"version_table": VERSION_TABLE})
         assert compare_metadata(context, metadata) == []
@@ -36,11 +36,13 @@ def test_the_migrations_build_exactly_the_schema(store: Store, tmp_path: Path) -
     engine.dispose()
 
 
-def test_opening_twice_keeps_the_data(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'again.sqlite'}"
-    first = Store(open_database(url))
-    first.create_user("ann@example.org", "Ann", "hash", "host", NOW)
-    assert Store(open_database(url)).user_by_email("ann@example.org") is not None
+def test_opening_twice_keeps_the_data(empty_database_url: str) -> None:
+    first = open_database(empty_database_url)
+    Store(first).create_user("ann@example.org", "Ann", "hash", "host", NOW)
+    first.dispose()
+    again = open_database(empty_database_url)
+    assert Store(again).user_by_email("ann@example.org") is not None
+    again.dispose()
 
 
 def test_emails_are_unique_whatever_their_case(store: Store) -> None:
@@ -224,3 +226,15 @@ def test_the_audit_log_newest_first(store: Store) -> None:
     events = store.audit_events(10)
     assert [(e.event, e.time, e.detail) for e in events] == [
         ("signout", NOW + HOUR, "bye"), ("signin", NOW, "")]
+
+
+def test_ids_no_record_can_have_find_nothing(store: Store) -> None:
+    """Numbers past PostgreSQL's INTEGER and text unlike a meeting id are not looked up."""
+    ann = store.create_user("ann@example.org", "Ann", "hash", "host", NOW)
+    assert store.create_meeting(ann.id, plan(), NOW).id.isascii()
+    for user_id in (0, -1, 2**31, 10**30):
+        assert store.user(user_id) is None
+        assert store.update_user(user_id, display_name="X") is None
+    assert store.users(10, after=2**31 - 1) == [] and store.users(10, after=10**30) == []
+    for meeting_id in ("", "x" * 40, "\x00", "a b"):
+        assert store.meeting(meeting_id) is None

@@ -7,13 +7,18 @@ import dataclasses
 from twisted.internet import reactor
 
 from vw.bridge.service import BridgeService, bridge_component_secret
-from vw.common.service import ConfigOptions, TopService
+from vw.common.service import TopService
 from vw.config import Config
 from vw.focus.service import FocusService, focus_password
+from vw.portal.joining import with_join_tokens
+from vw.portal.service import PortalService
+from vw.portal.tap import Options as PortalOptions
 from vw.xmpp.service import XMPPService
 
 
-class Options(ConfigOptions):
+class Options(PortalOptions):
+    """The portal's options: its settings are checked as ``twistd vw-portal`` checks them."""
+
     longdesc = "All of vw in one process: the single-machine deployment."
 
 
@@ -25,11 +30,13 @@ def with_local_bridge(config: Config) -> Config:
 
 
 def makeService(options: Options) -> TopService:
-    config = with_local_bridge(options.config)
+    """The XMPP server checks the portal's join tokens: both get one token secret."""
+    config = with_join_tokens(with_local_bridge(options.config))
     top = TopService(config)
     xmpp = XMPPService(config, reactor)
     xmpp.xmpp.accounts.set_password(config.auth_domain, "focus", focus_password(config))
     xmpp.setServiceParent(top)
     BridgeService(config, reactor).setServiceParent(top)
     FocusService(config, reactor).setServiceParent(top)
+    PortalService(config, reactor).setServiceParent(top)
     return top

@@ -121,7 +121,10 @@ class Accounts:
         """Without an admin, a one-time sign-up link that makes one (for the operator)."""
         if await self.run(self.store.has_admin):
             return None
-        code = await self.invite("admin", None, "startup")
+        return self.signup_link(await self.invite("admin", None, "startup"))
+
+    def signup_link(self, code: str) -> str:
+        """The sign-up page with an invitation code filled in."""
         return f"{self.config.public_url.rstrip('/')}/signup?invite={code}"
 
     async def request_reset(self, email: str, address: str) -> None:

@@ -24,17 +24,19 @@ from vw.config import Config
 from vw.portal.accounts import Accounts, BadCredentials, Throttled
 from vw.portal.admission import NotAdmitted, admit, participant
 from vw.portal.bearer import AccessTokens, InvalidToken
-from vw.portal.checks import Invalid, avatar_problem, name_problem
-from vw.portal.http import client_address, form
+from vw.portal.checks import Invalid, avatar_problem, name_problem, whole_number
+from vw.portal.handlers import Handlers, NoSuchMeeting, NotOwner
+from vw.portal.http import form
 from vw.portal.joining import Joins
 from vw.portal.meetings import plan_from_json
 from vw.portal.openapi import DOCUMENT
 from vw.portal.problems import Problem, invalid
-from vw.portal.records import ROLES, Meeting, User
-from vw.portal.store import RoomTaken, Store, UnknownUsers
+from vw.portal.records import MAX_USER_ID, ROLES, Meeting, User
+from vw.portal.store import MEETING_ID, RoomTaken, Store
 from vw.portal.threads import Runner
 from vw.portal.tokens import digest, new_secret
 
+OPENAPI_JSON = json.dumps(DOCUMENT).encode()
 MAX_BODY = 64 * 1024
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -76,11 +78,29 @@ def json_body(request: IRequest, *, optional: bool = False) -> dict[str, Any]:
         raise Problem(413, f"The body may have at most {MAX_BODY} bytes.")
     try:
         body = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Problem(400, "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise Problem(400, "The body must be a JSON object.")
+    if _has_nul(body):
+        raise Problem(400, "Text in the body may not contain NUL characters (\\u0000).")
     return body
+
+
+def _has_nul(value: object) -> bool:
+    """Whether a string in the JSON ``value`` holds NUL, which no database column keeps."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _string(body: dict[str, Any], name: str) -> str:
@@ -90,26 +110,15 @@ def _string(body: dict[str, Any], name: str) -> str:
     return value
 
 
-class Api:
+class Api(Handlers):
     app = Klein()
 
     def __init__(self, store: Store, run: Runner, accounts: Accounts, access: AccessTokens,
                  joins: Joins, config: Config, clock: IReactorTime) -> None:
-        self.store = store
-        self.run = run
-        self.accounts = accounts
+        super().__init__(store, run, accounts, joins, config, clock)
         self.access = access
-        self.joins = joins
-        self.config = config
-        self.clock = clock
 
     # -- plumbing -----------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), UTC)
-
-    def address(self, request: IRequest) -> str:
-        return client_address(request, self.config.portal.trusted_proxies)
 
     @staticmethod
     def reply(request: IRequest, payload: object, status: int = 200) -> bytes:
@@ -148,10 +157,10 @@ class Api:
 
     @staticmethod
     def limit(request: IRequest) -> int:
-        text = form(request).get("limit", str(DEFAULT_LIMIT))
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        limit = whole_number(form(request).get("limit", str(DEFAULT_LIMIT)), 1, MAX_LIMIT)
+        if limit is None:
             raise Problem(400, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
-        return int(text)
+        return limit
 
     def meeting_json(self, meeting: Meeting) -> dict[str, Any]:
         return {"id": meeting.id, "owner_id": meeting.owner_id, "title": meeting.title,
@@ -162,21 +171,7 @@ class Api:
                 "guests_allowed": meeting.guests_allowed,
                 "max_participants": meeting.max_participants, "cancelled": meeting.cancelled,
                 "cohosts": [person.email for person in meeting.cohosts],
-                "invitation_url": f"{self.config.portal.public_url.rstrip('/')}/m/{meeting.id}",
-                "created": iso(meeting.created)}
-
-    async def hosted(self, user: User, meeting_id: str) -> Meeting:
-        """The meeting when ``user`` hosts it; to others it does not exist."""
-        meeting = await self.run(self.store.meeting, meeting_id)
-        if meeting is None or not meeting.is_host(user):
-            raise Problem(404, "There is no such meeting.")
-        return meeting
-
-    async def editable(self, user: User, meeting_id: str) -> Meeting:
-        meeting = await self.hosted(user, meeting_id)
-        if not meeting.may_edit(user):
-            raise Problem(403, "Only the meeting's owner may change it.")
-        return meeting
+                "invitation_url": self.invitation_url(meeting), "created": iso(meeting.created)}
 
     async def token_pair(self, user: User) -> dict[str, Any]:
         now = self.clock.seconds()
@@ -198,12 +193,28 @@ class Api:
         error = failure.value
         return Problem(error.code or 500, error.description or "").render(request)
 
+    @app.handle_errors(Invalid)
+    def invalid_fields(self, request: IRequest, failure: Failure) -> bytes:
+        return invalid(failure.value.errors).render(request)
+
+    @app.handle_errors(NoSuchMeeting)
+    def no_such_meeting(self, request: IRequest, failure: Failure) -> bytes:
+        return Problem(404, str(failure.value)).render(request)
+
+    @app.handle_errors(NotOwner)
+    def not_owner(self, request: IRequest, failure: Failure) -> bytes:
+        return Problem(403, str(failure.value)).render(request)
+
+    @app.handle_errors(RoomTaken)
+    def room_taken(self, request: IRequest, failure: Failure) -> bytes:
+        return Problem(409, "Another meeting has this room name.").render(request)
+
     # -- the document -------------------------------------------------------------------
 
     @app.route("/openapi.json", methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
         request.setHeader(b"content-type", b"application/json")
-        return json.dumps(DOCUMENT).encode()
+        return OPENAPI_JSON
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -279,8 +290,11 @@ class Api:
             start, last = decode_cursor(args["cursor"], 2)
             try:
                 after = (datetime.fromisoformat(start), last)
-            except ValueError:
-                raise Problem(400, "The cursor is not one this API gave.") from None
+                given = iso(after[0]) == start and MEETING_ID.fullmatch(last) is not None
+            except (ValueError, OverflowError):
+                given = False
+            if not given:
+                raise Problem(400, "The cursor is not one this API gave.")
         found = await self.run(self.store.meetings_of, user.id, when, self.now(), limit + 1,
                                after)
         page = found[:limit]
@@ -294,17 +308,7 @@ class Api:
         user = await self.caller(request)
         if not user.can_schedule:
             raise Problem(403, "Only hosts may schedule meetings.")
-        try:
-            plan = plan_from_json(json_body(request))
-            meeting = await self.run(self.store.create_meeting, user.id, plan, self.now())
-        except Invalid as error:
-            raise invalid(error.errors) from None
-        except UnknownUsers as unknown:
-            raise invalid({"cohosts": "No account has the address "
-                                      + ", ".join(unknown.emails) + "."}) from None
-        except RoomTaken:
-            raise Problem(409, "Another meeting has this room name.") from None
-        await self.accounts.audit("meeting.created", user.id, self.address(request), meeting.id)
+        meeting = await self.save_meeting(request, user, plan_from_json(json_body(request)))
         request.setHeader(b"location", f"/api/v1/meetings/{meeting.id}".encode())
         return self.reply(request, self.meeting_json(meeting), 201)
 
@@ -319,35 +323,21 @@ class Api:
         meeting = await self.editable(user, meeting_id)
         if meeting.cancelled:
             raise Problem(409, "The meeting is cancelled.")
-        try:
-            plan = plan_from_json(json_body(request), meeting.plan())
-            changed = await self.run(self.store.update_meeting, meeting.id, plan)
-        except Invalid as error:
-            raise invalid(error.errors) from None
-        except UnknownUsers as unknown:
-            raise invalid({"cohosts": "No account has the address "
-                                      + ", ".join(unknown.emails) + "."}) from None
-        except RoomTaken:
-            raise Problem(409, "Another meeting has this room name.") from None
-        await self.accounts.audit("meeting.updated", user.id, self.address(request), meeting.id)
-        return self.reply(request, self.meeting_json(changed or meeting))
+        plan = plan_from_json(json_body(request), meeting.plan())
+        return self.reply(request, self.meeting_json(
+            await self.save_meeting(request, user, plan, meeting)))
 
     @app.route("/meetings/<meeting_id>", methods=["DELETE"])
     async def cancel_meeting(self, request: IRequest, meeting_id: str) -> bytes:
         user = await self.caller(request)
-        meeting = await self.editable(user, meeting_id)
-        await self.run(self.store.cancel_meeting, meeting.id)
-        await self.accounts.audit("meeting.cancelled", user.id, self.address(request),
-                                  meeting.id)
+        await self.call_off(request, user, await self.editable(user, meeting_id))
         return self.no_content(request)
 
     @app.route("/meetings/<meeting_id>/join", methods=["POST"])
     async def join(self, request: IRequest, meeting_id: str) -> bytes:
         user = await self.caller(request)
         body = json_body(request, optional=True)
-        meeting = await self.run(self.store.meeting, meeting_id)
-        if meeting is None:
-            raise Problem(404, "There is no such meeting.")
+        meeting = await self.invited(meeting_id)
         password = body.get("password", "")
         if not isinstance(password, str):
             raise invalid({"password": "Must be a string."})
@@ -355,9 +345,7 @@ class Api:
             host = admit(meeting, user, password)
         except NotAdmitted as refused:
             raise Problem(refused.status, str(refused)) from None
-        who = participant(user)
-        grant = self.joins.grant(meeting.room, who, host, self.clock.seconds())
-        await self.accounts.audit("meeting.joined", user.id, self.address(request), meeting.id)
+        grant = await self.grant(request, meeting, user, participant(user), host)
         return self.reply(request, {**asdict(grant), "moderator": host})
 
     # -- administration -----------------------------------------------------------------
@@ -367,10 +355,11 @@ class Api:
         await self.admin(request)
         limit = self.limit(request)
         cursor = form(request).get("cursor")
-        after = decode_cursor(cursor, 1)[0] if cursor is not None else "0"
-        if not after.isdigit():
+        after = 0 if cursor is None else whole_number(decode_cursor(cursor, 1)[0], 0,
+                                                      MAX_USER_ID)
+        if after is None:
             raise Problem(400, "The cursor is not one this API gave.")
-        found = await self.run(self.store.users, limit + 1, int(after))
+        found = await self.run(self.store.users, limit + 1, after)
         page = found[:limit]
         return self.reply(request, {
             "items": [user_json(user) for user in page],

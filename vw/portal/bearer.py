@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import jwt
 
+from vw.portal.checks import whole_number
+from vw.portal.records import MAX_USER_ID
+
 ISSUER = "vw-portal"
 AUDIENCE = "vw-portal-api"
 
@@ -34,6 +37,7 @@ class AccessTokens:
         expires = claims["exp"]
         if isinstance(expires, bool) or not isinstance(expires, int) or now >= expires:
             raise InvalidToken("expired")
-        if not claims["sub"].isdigit():
+        user_id = whole_number(claims["sub"], 1, MAX_USER_ID)
+        if user_id is None:
             raise InvalidToken("bad subject")
-        return int(claims["sub"])
+        return user_id

@@ -54,6 +54,14 @@ def avatar_problem(url: str) -> str | None:
     return None
 
 
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """``text`` as a number from ``low`` to ``high``, when it is one written in ASCII digits."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
 def safe_next(target: str, default: str = "/meetings") -> str:
     """``target`` when it is a path on this site, else ``default`` (no open redirects)."""
     if (not target.startswith("/") or target.startswith(("//", "/\\"))

@@ -3,7 +3,7 @@ WebSocket addresses, and TURN credentials in the coturn REST scheme."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 import jwt
@@ -16,10 +16,17 @@ from vw.xmpp.features import turn_credentials
 CLOCK_SKEW = 60
 
 
-def token_secret(config: Config) -> str:
-    """The HS256 secret vw-xmpp checks join tokens with (``xmpp.token.app_secret``), or one
-    generated once under state_dir for an all-in-one that turns token auth on with it."""
-    return config.xmpp.token.app_secret or persistent_secret(config.state_dir, "token-secret")
+def with_join_tokens(config: Config) -> Config:
+    """``config`` with an HS256 secret for join tokens: ``xmpp.token.app_secret``, or when it
+    is empty one generated once under state_dir, with guests still signing in without a token
+    (``allow_anonymous``). The all-in-one gives the result to vw-xmpp and vw-portal alike, so
+    the XMPP server checks the portal's tokens; applying it twice changes nothing."""
+    token = config.xmpp.token
+    if token.app_secret:
+        return config
+    token = replace(token, app_secret=persistent_secret(config.state_dir, "token-secret"),
+                    allow_anonymous=True)
+    return replace(config, xmpp=replace(config.xmpp, token=token))
 
 
 def turn_secret(config: Config) -> str:
@@ -55,11 +62,14 @@ class JoinGrant:
 
 
 class Joins:
-    """Mints join grants compatible with vw-xmpp's TokenVerifier (Prosody token auth)."""
+    """Mints join grants compatible with vw-xmpp's TokenVerifier (Prosody token auth), signed
+    with ``xmpp.token.app_secret`` (see :func:`with_join_tokens`)."""
 
-    def __init__(self, config: Config, secret: str, turn_secret: str) -> None:
+    def __init__(self, config: Config, turn_secret: str) -> None:
+        if not config.xmpp.token.app_secret:
+            raise ValueError("join tokens need xmpp.token.app_secret: see with_join_tokens")
         self._config = config
-        self._secret = secret
+        self._secret = config.xmpp.token.app_secret
         self._turn_secret = turn_secret
 
     def token(self, room: str, who: Participant, moderator: bool, now: float) -> str:

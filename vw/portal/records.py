@@ -8,6 +8,8 @@ from datetime import datetime
 #: Account roles, most powerful first. Admins manage users; hosts (and admins) schedule
 #: meetings; members join them; guest accounts join only meetings open to guests.
 ROLES = ("admin", "host", "member", "guest")
+#: Account ids are INTEGER, of 32 bits on PostgreSQL: larger numbers name no account.
+MAX_USER_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)

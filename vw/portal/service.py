@@ -9,7 +9,12 @@ from sqlalchemy import text
 from twisted.application import internet
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFromThreads,
+    IReactorTCP,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import Resource
@@ -20,6 +25,7 @@ from vw.config import Config
 from vw.portal.accounts import FAILURE_WINDOW
 from vw.portal.database import database_url, open_database
 from vw.portal.mail import LogMailer, Mailer, SMTPMailer
+from vw.portal.monitor import agent_fetch
 from vw.portal.passwords import Passwords
 from vw.portal.site import build_site
 from vw.portal.store import Store
@@ -31,7 +37,7 @@ log = Logger()
 PURGE_INTERVAL = 3600.0
 
 
-class Reactor(IReactorTime, IReactorFromThreads, IReactorCore):
+class Reactor(IReactorTime, IReactorFromThreads, IReactorCore, IReactorTCP):
     """What the service needs of a reactor."""
 
 
@@ -63,7 +69,7 @@ class PortalService(MultiService):
         ops = Resource()
         add_ops_resources(ops, [self._database_health], self.registry)
         self.site = build_site(config, self.store, self.run, reactor, Passwords(),
-                               mailer_for(config), ops)
+                               mailer_for(config), agent_fetch(reactor), ops)
         internet.TCPServer(config.portal.http_port, Site(self.site.app.resource()),
                            interface=config.general.bind).setServiceParent(self)
         timer = internet.TimerService(PURGE_INTERVAL, self.purge)

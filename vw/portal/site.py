@@ -12,8 +12,9 @@ from vw.config import Config
 from vw.portal.accounts import Accounts
 from vw.portal.api import Api
 from vw.portal.bearer import AccessTokens
-from vw.portal.joining import Joins, token_secret, turn_secret
+from vw.portal.joining import Joins, turn_secret, with_join_tokens
 from vw.portal.mail import Mailer
+from vw.portal.monitor import Fetch, Monitor
 from vw.portal.passwords import Passwords
 from vw.portal.sessions import Sessions
 from vw.portal.store import Store
@@ -47,15 +48,17 @@ class PortalSite:
 
 
 def build_site(config: Config, store: Store, run: Runner, clock: IReactorTime,
-               passwords: Passwords, mailer: Mailer, ops: Resource) -> PortalSite:
-    """Every part of the portal, on one store, runner and clock; ``ops`` holds /about/health
-    and /metrics (see vw.common.ops.add_ops_resources)."""
+               passwords: Passwords, mailer: Mailer, fetch: Fetch, ops: Resource) -> PortalSite:
+    """Every part of the portal, on one store, runner and clock; ``fetch`` asks the other
+    services for their stats and health; ``ops`` holds /about/health and /metrics (see
+    vw.common.ops.add_ops_resources)."""
+    config = with_join_tokens(config)
     portal = config.portal
     accounts = Accounts(store, run, passwords, portal, clock, mailer)
-    joins = Joins(config, token_secret(config), turn_secret(config))
+    joins = Joins(config, turn_secret(config))
     sessions = Sessions(store, run, clock, portal.session_ttl)
     access = AccessTokens(portal.secret or persistent_secret(config.state_dir, "portal-secret"),
                           portal.access_token_ttl)
-    pages = Pages(store, run, accounts, sessions, joins, config, clock)
+    pages = Pages(store, run, accounts, sessions, joins, Monitor(config, fetch), config, clock)
     api = Api(store, run, accounts, access, joins, config, clock)
     return PortalSite(pages, api, ops)

@@ -6,22 +6,73 @@ SHA-256 only: the store is given and compares hashes, never the secrets themselv
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
 
 from vw.portal import schema
-from vw.portal.records import AuditEvent, Meeting, MeetingPlan, Person, Session, User
+from vw.portal.records import (
+    MAX_USER_ID,
+    AuditEvent,
+    Meeting,
+    MeetingPlan,
+    Person,
+    Session,
+    User,
+)
+
+#: Meeting ids as :meth:`Store.create_meeting` makes them; other text names no meeting.
+MEETING_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 When = Literal["upcoming", "past"]
 #: Where a page of meetings starts after: (start, id) of the last one shown.
 Cursor = tuple[datetime, str]
 Refresh = Literal["ok", "expired", "reused"]
+
+#: The statements of every API request and every join, built once (building a statement
+#: costs more than SQLite running it).
+_USER_BY_ID = select(schema.users).where(schema.users.c.id == bindparam("user_id"))
+_MEETING_BY_ID = select(schema.meetings).where(schema.meetings.c.id == bindparam("meeting_id"))
+_COHOSTS = (select(schema.cohosts.c.meeting_id, schema.users.c.id, schema.users.c.email,
+                   schema.users.c.display_name)
+            .join(schema.users, schema.users.c.id == schema.cohosts.c.user_id)
+            .where(schema.cohosts.c.meeting_id.in_(bindparam("meeting_ids", expanding=True)))
+            .order_by(schema.users.c.id))
+_AUDIT = insert(schema.audit)
+
+
+def _meetings_of(when: When, paged: bool) -> Select[Any]:
+    """The meetings of user_id, upcoming or past at ``now``, a page of ``limit``, after the
+    one at (``start``, ``last``) when ``paged``."""
+    meetings, cohosts = schema.meetings, schema.cohosts
+    mine = or_(meetings.c.owner_id == bindparam("user_id"), meetings.c.id.in_(
+        select(cohosts.c.meeting_id).where(cohosts.c.user_id == bindparam("user_id"))))
+    ended = or_(meetings.c.cancelled, and_(meetings.c.ends.is_not(None),
+                                           meetings.c.ends < bindparam("now")))
+    query = select(meetings).where(mine, ended if when == "past" else ~ended)
+    start, last = bindparam("start"), bindparam("last")
+    if when == "past":
+        query = query.order_by(meetings.c.start.desc(), meetings.c.id.desc())
+        later = or_(meetings.c.start < start, and_(meetings.c.start == start,
+                                                   meetings.c.id < last))
+    else:
+        query = query.order_by(meetings.c.start, meetings.c.id)
+        later = or_(meetings.c.start > start, and_(meetings.c.start == start,
+                                                   meetings.c.id > last))
+    if paged:
+        query = query.where(later)
+    return query.limit(bindparam("limit"))
+
+
+_MEETINGS_OF = {(when, paged): _meetings_of(when, paged) for when in ("upcoming", "past")
+                for paged in (False, True)}
 
 
 class EmailTaken(Exception):
@@ -90,8 +141,10 @@ class Store:
         return str(row.role)
 
     def user(self, user_id: int) -> User | None:
+        if not 0 < user_id <= MAX_USER_ID:
+            return None
         with self._engine.connect() as db:
-            row = db.execute(select(schema.users).where(schema.users.c.id == user_id)).first()
+            row = db.execute(_USER_BY_ID, {"user_id": user_id}).first()
         return None if row is None else _user(row)
 
     def user_by_email(self, email: str) -> User | None:
@@ -104,6 +157,8 @@ class Store:
     def users(self, limit: int, after: int = 0) -> list[User]:
         """A page of users by id, those with an id above ``after``."""
         users = schema.users
+        if after >= MAX_USER_ID:
+            return []
         with self._engine.connect() as db:
             rows = db.execute(select(users).where(users.c.id > after)
                               .order_by(users.c.id).limit(limit))
@@ -119,6 +174,8 @@ class Store:
         """Change ``display_name``, ``avatar_url``, ``role`` or ``password_hash``."""
         users = schema.users
         assert values.keys() <= {"display_name", "avatar_url", "role", "password_hash"}
+        if not 0 < user_id <= MAX_USER_ID:
+            return None
         with self._engine.begin() as db:
             if values:
                 db.execute(update(users).where(users.c.id == user_id).values(**values))
@@ -191,35 +248,21 @@ class Store:
         return self.meeting(meeting_id)
 
     def meeting(self, meeting_id: str) -> Meeting | None:
+        if not MEETING_ID.fullmatch(meeting_id):
+            return None
         with self._engine.connect() as db:
-            row = db.execute(select(schema.meetings).where(
-                schema.meetings.c.id == meeting_id)).first()
+            row = db.execute(_MEETING_BY_ID, {"meeting_id": meeting_id}).first()
             return None if row is None else self._meetings(db, [row])[0]
 
     def meetings_of(self, user_id: int, when: When, now: datetime, limit: int,
                     after: Cursor | None = None) -> list[Meeting]:
         """A page of the meetings ``user_id`` owns or co-hosts: upcoming ones soonest first,
         past (ended or cancelled) ones latest first."""
-        meetings, cohosts = schema.meetings, schema.cohosts
-        mine = or_(meetings.c.owner_id == user_id, meetings.c.id.in_(
-            select(cohosts.c.meeting_id).where(cohosts.c.user_id == user_id)))
-        ended = or_(meetings.c.cancelled, and_(meetings.c.ends.is_not(None),
-                                               meetings.c.ends < now))
-        query = select(meetings).where(mine, ended if when == "past" else ~ended)
-        if when == "past":
-            query = query.order_by(meetings.c.start.desc(), meetings.c.id.desc())
-        else:
-            query = query.order_by(meetings.c.start, meetings.c.id)
-        if after is not None:
-            start, last = after
-            if when == "past":
-                query = query.where(or_(meetings.c.start < start,
-                                        and_(meetings.c.start == start, meetings.c.id < last)))
-            else:
-                query = query.where(or_(meetings.c.start > start,
-                                        and_(meetings.c.start == start, meetings.c.id > last)))
+        start, last = after or (None, None)
+        values = {"user_id": user_id, "now": now, "limit": limit, "start": start, "last": last}
         with self._engine.connect() as db:
-            return self._meetings(db, list(db.execute(query.limit(limit))))
+            rows = list(db.execute(_MEETINGS_OF[when, after is not None], values))
+            return self._meetings(db, rows)
 
     @staticmethod
     def _plan_values(plan: MeetingPlan) -> dict[str, Any]:
@@ -252,13 +295,9 @@ class Store:
 
     @staticmethod
     def _meetings(db: Connection, rows: list[Row[Any]]) -> list[Meeting]:
-        users, cohosts = schema.users, schema.cohosts
         people: dict[str, list[Person]] = {row.id: [] for row in rows}
         if people:
-            for found in db.execute(
-                    select(cohosts.c.meeting_id, users.c.id, users.c.email, users.c.display_name)
-                    .join(users, users.c.id == cohosts.c.user_id)
-                    .where(cohosts.c.meeting_id.in_(people)).order_by(users.c.id)):
+            for found in db.execute(_COHOSTS, {"meeting_ids": list(people)}):
                 people[found.meeting_id].append(Person(found.id, found.email,
                                                        found.display_name))
         return [Meeting(id=row.id, owner_id=row.owner_id, title=row.title, start=row.start,
@@ -362,8 +401,8 @@ class Store:
     def audit(self, event: str, user_id: int | None, address: str, detail: str,
               now: datetime) -> None:
         with self._engine.begin() as db:
-            db.execute(insert(schema.audit).values(time=now, event=event, user_id=user_id,
-                                                   address=address[:64], detail=detail))
+            db.execute(_AUDIT, {"time": now, "event": event, "user_id": user_id,
+                                "address": address[:64], "detail": detail})
 
     def audit_events(self, limit: int) -> list[AuditEvent]:
         """The latest events, newest first."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 from importlib.resources import files
 from typing import Any
@@ -23,15 +23,17 @@ from werkzeug.exceptions import HTTPException
 from vw.config import Config
 from vw.portal.accounts import Accounts, BadCredentials, SignupRefused, Throttled
 from vw.portal.admission import NotAdmitted, admit, participant
-from vw.portal.checks import Invalid, avatar_problem, name_problem, safe_next
-from vw.portal.http import SECURITY_HEADERS, add_headers, client_address, form
+from vw.portal.checks import Invalid, avatar_problem, name_problem, safe_next, whole_number
+from vw.portal.handlers import Handlers, NoSuchMeeting, NotOwner
+from vw.portal.http import add_headers, form, security_headers
 from vw.portal.ical import calendar
 from vw.portal.joining import Joins, Participant
 from vw.portal.meetings import next_start, plan_from_form
-from vw.portal.records import ROLES, Meeting, MeetingPlan, Session, User
+from vw.portal.monitor import Monitor
+from vw.portal.records import MAX_USER_ID, ROLES, Meeting, MeetingPlan, Session, User
 from vw.portal.rendering import render
 from vw.portal.sessions import Sessions, csrf_ok
-from vw.portal.store import RoomTaken, Store, UnknownUsers
+from vw.portal.store import RoomTaken, Store
 from vw.portal.threads import Runner
 from vw.portal.tokens import digest, new_secret
 
@@ -96,32 +98,23 @@ def _form_values(plan: MeetingPlan) -> dict[str, Any]:
             "lobby": plan.lobby}
 
 
-class Pages:
+class Pages(Handlers):
     app = Klein()
 
     def __init__(self, store: Store, run: Runner, accounts: Accounts, sessions: Sessions,
-                 joins: Joins, config: Config, clock: IReactorTime) -> None:
-        self.store = store
-        self.run = run
-        self.accounts = accounts
+                 joins: Joins, monitor: Monitor, config: Config, clock: IReactorTime) -> None:
+        super().__init__(store, run, accounts, joins, config, clock)
         self.sessions = sessions
-        self.joins = joins
-        self.config = config
-        self.clock = clock
+        self.monitor = monitor
+        self.security_headers = security_headers(config.portal.meeting_base_url)
 
     # -- plumbing -----------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), UTC)
-
-    def address(self, request: IRequest) -> str:
-        return client_address(request, self.config.portal.trusted_proxies)
 
     def page(self, request: IRequest, session: Session | None, template: str,
              status: int = 200, **context: Any) -> bytes:
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        add_headers(request, SECURITY_HEADERS)
+        add_headers(request, self.security_headers)
         context.setdefault("notice", None)
         context.setdefault("problem", None)
         context.setdefault("errors", {})
@@ -137,28 +130,22 @@ class Pages:
         request.setHeader(b"cache-control", b"no-store")
         return b""
 
-    async def meeting_for_host(self, meeting_id: str, user: User) -> Meeting:
-        """The meeting, when ``user`` hosts it; to anyone else it does not exist."""
-        meeting = await self.run(self.store.meeting, meeting_id)
-        if meeting is None or not meeting.is_host(user):
-            raise PageError(404, "There is no such meeting.")
-        return meeting
-
-    async def meeting_to_edit(self, meeting_id: str, user: User) -> Meeting:
-        meeting = await self.meeting_for_host(meeting_id, user)
-        if not meeting.may_edit(user):
-            raise PageError(403, "Only the meeting's owner can change it.")
-        return meeting
-
-    def invitation_url(self, meeting: Meeting) -> str:
-        return f"{self.config.portal.public_url.rstrip('/')}/m/{meeting.id}"
-
     @app.handle_errors(PageError)
     def page_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
-        return self.page(request, None, "error.html", status=error.code,
-                         heading="Not found" if error.code == 404 else "Sorry",
-                         message=error.message)
+        return self.error_page(request, error.code, error.message)
+
+    @app.handle_errors(NoSuchMeeting)
+    def no_such_meeting(self, request: IRequest, failure: Failure) -> bytes:
+        return self.error_page(request, 404, f"{failure.value} Check the link you followed.")
+
+    @app.handle_errors(NotOwner)
+    def not_owner(self, request: IRequest, failure: Failure) -> bytes:
+        return self.error_page(request, 403, str(failure.value))
+
+    def error_page(self, request: IRequest, code: int, message: str) -> bytes:
+        return self.page(request, None, "error.html", status=code,
+                         heading="Not found" if code == 404 else "Sorry", message=message)
 
     @app.handle_errors(SignInFirst)
     def sign_in_first(self, request: IRequest, failure: Failure) -> bytes:
@@ -361,31 +348,18 @@ class Pages:
                  "action": action, "button": "Save" if meeting else "Schedule",
                  "values": values}
         try:
-            plan = plan_from_form(fields)
-            if meeting is None:
-                saved = await self.run(self.store.create_meeting, user.id, plan, self.now())
-            else:
-                saved = await self.run(self.store.update_meeting, meeting.id, plan)
+            return await self.save_meeting(request, user, plan_from_form(fields), meeting)
         except Invalid as invalid:
             return self.page(request, session, "meeting_form.html", status=422,
                              errors=invalid.errors, **again)
-        except UnknownUsers as unknown:
-            return self.page(request, session, "meeting_form.html", status=422,
-                             errors={"cohosts": "No account has the address "
-                                                + ", ".join(unknown.emails) + "."}, **again)
         except RoomTaken:
             return self.page(request, session, "meeting_form.html", status=409,
                              errors={"room": "Another meeting has this room name."}, **again)
-        if saved is None:
-            raise PageError(404, "There is no such meeting.")
-        event = "meeting.updated" if meeting else "meeting.created"
-        await self.accounts.audit(event, user.id, self.address(request), saved.id)
-        return saved
 
     @app.route("/meetings/<meeting_id>", methods=["GET"])
     @viewed
     async def meeting(self, request: IRequest, session: Session, meeting_id: str) -> bytes:
-        meeting = await self.meeting_for_host(meeting_id, _signed_in(session))
+        meeting = await self.hosted(_signed_in(session), meeting_id)
         return self.page(request, session, "meeting.html", meeting=meeting,
                          invitation=self.invitation_url(meeting),
                          next_start=next_start(meeting, self.now()))
@@ -393,7 +367,7 @@ class Pages:
     @app.route("/meetings/<meeting_id>/edit", methods=["GET"])
     @viewed
     async def edit_form(self, request: IRequest, session: Session, meeting_id: str) -> bytes:
-        meeting = await self.meeting_to_edit(meeting_id, _signed_in(session))
+        meeting = await self.editable(_signed_in(session), meeting_id)
         return self.page(request, session, "meeting_form.html",
                          values=_form_values(meeting.plan()), heading="Edit the meeting",
                          action=f"/meetings/{meeting.id}/edit", button="Save")
@@ -402,7 +376,7 @@ class Pages:
     @posted
     async def edit(self, request: IRequest, session: Session, meeting_id: str) -> bytes:
         user = _signed_in(session)
-        meeting = await self.meeting_to_edit(meeting_id, user)
+        meeting = await self.editable(user, meeting_id)
         saved = await self._save(request, session, meeting, user)
         if isinstance(saved, bytes):
             return saved
@@ -412,30 +386,22 @@ class Pages:
     @posted
     async def cancel(self, request: IRequest, session: Session, meeting_id: str) -> bytes:
         user = _signed_in(session)
-        meeting = await self.meeting_to_edit(meeting_id, user)
-        await self.run(self.store.cancel_meeting, meeting.id)
-        await self.accounts.audit("meeting.cancelled", user.id, self.address(request),
-                                  meeting.id)
+        meeting = await self.editable(user, meeting_id)
+        await self.call_off(request, user, meeting)
         return self.see_other(request, f"/meetings/{meeting.id}")
 
     # -- invitations and joining --------------------------------------------------------
 
-    async def _invited(self, meeting_id: str) -> Meeting:
-        meeting = await self.run(self.store.meeting, meeting_id)
-        if meeting is None:
-            raise PageError(404, "There is no such meeting. Check the invitation link.")
-        return meeting
-
     @app.route("/m/<meeting_id>", methods=["GET"])
     @viewed
     async def invitation(self, request: IRequest, session: Session, meeting_id: str) -> bytes:
-        meeting = await self._invited(meeting_id)
+        meeting = await self.invited(meeting_id)
         return self.page(request, session, "invitation.html", meeting=meeting,
                          status=410 if meeting.cancelled else 200)
 
     @app.route("/m/<meeting_id>/meeting.ics", methods=["GET"])
     async def ics(self, request: IRequest, meeting_id: str) -> bytes:
-        meeting = await self._invited(meeting_id)
+        meeting = await self.invited(meeting_id)
         request.setHeader(b"content-type", b"text/calendar; charset=utf-8")
         request.setHeader(b"content-disposition", b'attachment; filename="meeting.ics"')
         return calendar(meeting, self.invitation_url(meeting), self.config.general.domain,
@@ -445,7 +411,7 @@ class Pages:
     @posted
     async def join(self, request: IRequest, session: Session, meeting_id: str) -> bytes:
         """Mint a JWT for this meeting's room and send the browser to the meeting page."""
-        meeting = await self._invited(meeting_id)
+        meeting = await self.invited(meeting_id)
         user, fields = session.user, form(request)
         if user is None and not meeting.guests_allowed and not meeting.cancelled:
             raise SignInFirst()
@@ -466,9 +432,7 @@ class Pages:
             who = Participant(id=f"guest-{new_secret()[:16]}", name=name)
         else:
             who = participant(user)
-        grant = self.joins.grant(meeting.room, who, host, self.clock.seconds())
-        await self.accounts.audit("meeting.joined", None if user is None else user.id,
-                                  self.address(request), f"{meeting.id} as {who.id}")
+        grant = await self.grant(request, meeting, user, who, host)
         return self.see_other(request, grant.meeting_url)
 
     # -- administration -----------------------------------------------------------------
@@ -480,9 +444,8 @@ class Pages:
         return user
 
     async def _admin_page(self, request: IRequest, session: Session, **context: Any) -> bytes:
-        after = form(request).get("after", "0")
-        users = await self.run(self.store.users, PAGE_SIZE + 1,
-                               int(after) if after.isdigit() else 0)
+        after = whole_number(form(request).get("after", "0"), 0, MAX_USER_ID) or 0
+        users = await self.run(self.store.users, PAGE_SIZE + 1, after)
         events = await self.run(self.store.audit_events, PAGE_SIZE)
         return self.page(request, session, "admin_users.html", users=users[:PAGE_SIZE],
                          more=len(users) > PAGE_SIZE, events=events, roles=ROLES,
@@ -517,5 +480,13 @@ class Pages:
         if role not in ROLES:
             raise PageError(400, "There is no such role.")
         code = await self.accounts.invite(role, admin, self.address(request))
-        link = f"{self.config.portal.public_url.rstrip('/')}/signup?invite={code}"
-        return await self._admin_page(request, session, invitation=link)
+        return await self._admin_page(request, session,
+                                      invitation=self.accounts.signup_link(code))
+
+    @app.route("/admin/services", methods=["GET"])
+    @viewed
+    async def admin_services(self, request: IRequest, session: Session) -> bytes:
+        """The live conferences and participants, and the health of every service."""
+        self._admin(session)
+        return self.page(request, session, "admin_services.html",
+                         overview=await self.monitor.overview())
