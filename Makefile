@@ -47,6 +47,7 @@ run: $(INSTALLED) $(MEETING_INSTALLED)
 	@echo "  XMPP BOSH         http://localhost:5280/http-bind"
 	@echo "  health, metrics   http://localhost:5280/about/health  /metrics"
 	@echo "  bridge            UDP 10000, http://localhost:9090/colibri/stats"
+	@echo "  TURN              UDP and TCP 3478, TLS 5349 (health, metrics on 127.0.0.1:8478)"
 	$(BIN)/twistd --nodaemon --pidfile= vw
 
 lint: $(INSTALLED)

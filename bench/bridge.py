@@ -178,6 +178,13 @@ xmpp_port = {component}
 http_port = {self.focus_http}
 xmpp_port = {self.c2s}
 password = "{FOCUS_PASSWORD}"
+[portal]
+http_port = {free_port()}
+[turn]
+udp_port = {(turn := free_port(socket.SOCK_DGRAM))}
+tcp_port = {turn}
+tls_port = {free_port()}
+http_port = {free_port()}
 """)
         subprocess.run([BIN / "vw-accounts", "--config", str(self.config), "add", FOCUS,
                         "--password-stdin"], input=FOCUS_PASSWORD + "\n", text=True,

@@ -26,6 +26,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_udp_and_tcp_port() -> int:
+    """A loopback port free for both UDP and TCP (the bridge's media, TURN over UDP and TCP)."""
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,6 +164,10 @@ class Stack:
     http_port: int
     #: The portal's pages and /api/v1.
     portal_port: int
+    #: vw-turn: UDP and TCP, TLS, /metrics.
+    turn_port: int
+    turn_tls_port: int
+    turn_http_port: int
 
     @property
     def ca(self) -> Path:
@@ -168,12 +184,15 @@ class Stack:
         return (self.directory / "twistd.log").read_text(errors="replace")[-4000:]
 
 
-def run_stack(directory: Path, extra: str = "", portal: str = "") -> Iterator[Stack]:
-    """The all-in-one (XMPP server, focus, bridge, portal) on free ports, the focus account's
-    password known to the tests; ``extra`` is more TOML, ``portal`` more keys of [portal].
-    Ready once every part reports healthy (the focus once it has logged in)."""
-    c2s, http, component, udp, bridge_http, focus_http, portal_http = (
-        free_port() for _ in range(7))
+def run_stack(directory: Path, extra: str = "", portal: str = "", turn: str = "",
+              xmpp_turn: str = "") -> Iterator[Stack]:
+    """The all-in-one (XMPP server, focus, bridge, portal, TURN server) on free ports, the
+    focus account's password known to the tests; ``extra`` is more TOML, ``portal``, ``turn``
+    and ``xmpp_turn`` more keys of [portal], [turn] and [xmpp.turn]. Ready once every part
+    reports healthy (the focus once it has logged in)."""
+    c2s, http, component, bridge_http, focus_http, portal_http, turn_tls, turn_http = (
+        free_port() for _ in range(8))
+    udp, turn_port = free_udp_and_tcp_port(), free_udp_and_tcp_port()
     config = directory / "vw.toml"
     config.write_text(f"""
 [general]
@@ -187,6 +206,18 @@ meeting_base_url = "http://localhost:{http}"
 c2s_port = {c2s}
 http_port = {http}
 component_port = {component}
+[xmpp.turn]
+host = "127.0.0.1"
+port = {turn_port}
+tls_port = {turn_tls}
+{xmpp_turn}
+[turn]
+udp_port = {turn_port}
+tcp_port = {turn_port}
+tls_port = {turn_tls}
+http_port = {turn_http}
+drain_seconds = 0
+{turn}
 [bridge]
 udp_port = {udp}
 http_port = {bridge_http}
@@ -202,9 +233,15 @@ password = "{FOCUS_PASSWORD}"
                                 str(config)], cwd=directory, stdout=log,
                                stderr=subprocess.STDOUT, env={**os.environ})
     try:
-        for port in (http, bridge_http, focus_http, portal_http):
-            wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
-        yield Stack(process, directory, c2s, udp, bridge_http, http, portal_http)
+        for port in (http, bridge_http, focus_http, portal_http, turn_http):
+            try:
+                wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
+            except RuntimeError as error:
+                log.flush()
+                tail = (directory / "twistd.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{error}; the stack's log ends:\n{tail}") from None
+        yield Stack(process, directory, c2s, udp, bridge_http, http, portal_http, turn_port,
+                    turn_tls, turn_http)
     finally:
         stop(process)
         log.close()

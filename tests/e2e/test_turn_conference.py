@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BIN, Stack, free_port, run_stack, stop, wait_for_health
+from tests.e2e.conftest import Stack, run_stack
 from tests.e2e.test_meeting_page import (
     ARGS,
     Participant,
@@ -32,18 +31,6 @@ SECRET = "turn-conference-secret"
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is missing")
 
 
-def free_udp_and_tcp_port() -> int:
-    """A loopback port free for both UDP and TCP (TURN over UDP and TCP share one)."""
-    while True:
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-
-
 def metrics(http_port: int) -> dict[str, float]:
     """The unlabelled samples of a vw service's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as response:
@@ -52,59 +39,8 @@ def metrics(http_port: int) -> dict[str, float]:
 
 
 @dataclass
-class Turn:
-    """vw-turn as its own process: TURN over UDP and TCP on ``port``, TLS on ``tls_port``."""
-
-    process: subprocess.Popen
-    directory: Path
-    port: int
-    tls_port: int
-    http_port: int
-
-    def metrics(self) -> dict[str, float]:
-        return metrics(self.http_port)
-
-    def log_tail(self) -> str:
-        return (self.directory / "twistd.log").read_text(errors="replace")[-4000:]
-
-
-def run_turn(directory: Path, stack: Stack, port: int, tls_port: int) -> Iterator[Turn]:
-    """vw-turn with the stack's REST secret and certificate; loopback peers (the bridge)
-    allowed, as they are refused by default."""
-    http_port = free_port()
-    tls = stack.directory / "var" / "tls"
-    config = directory / "vw.toml"
-    config.write_text(f"""
-[general]
-state_dir = "{directory / 'var'}"
-[tls]
-certificate = "{tls / 'server.pem'}"
-key = "{tls / 'server.key'}"
-[xmpp.turn]
-secret = "{SECRET}"
-[turn]
-udp_port = {port}
-tcp_port = {port}
-tls_port = {tls_port}
-http_port = {http_port}
-allowed_peers = ["127.0.0.1/32"]
-""")
-    log = open(directory / "twistd.log", "w")
-    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw-turn",
-                                "--config", str(config)], cwd=directory, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ})
-    try:
-        wait_for_health(f"http://127.0.0.1:{http_port}/about/health", process)
-        yield Turn(process, directory, port, tls_port, http_port)
-    finally:
-        stop(process)
-        log.close()
-
-
-@dataclass
 class Setup:
     stack: Stack
-    turn: Turn
     #: The one transport XEP-0215 offers: "tcp" or "tls".
     transport: str
 
@@ -132,30 +68,21 @@ async def chromium_trusting(ca: Path, home: Path) -> AsyncIterator:
 @pytest.fixture(params=["tcp", pytest.param("tls", marks=pytest.mark.skipif(
     shutil.which("certutil") is None, reason="certutil (libnss3-tools) is missing"))])
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
-    """The all-in-one whose XEP-0215 offers only ``transport`` of the vw-turn started beside
-    it."""
+    """The all-in-one whose XEP-0215 offers only ``transport`` of its own vw-turn, which may
+    relay to loopback (the bridge there), refused by default."""
     transport = request.param
-    port, tls_port = free_udp_and_tcp_port(), free_port()
-    extra = f"""
-[xmpp.turn]
-secret = "{SECRET}"
-host = "127.0.0.1"
-port = {port}
-tls_port = {tls_port}
-transports = ["{transport}"]
-"""
+    run = contextlib.contextmanager(run_stack)
     (tmp_path / "stack").mkdir()
-    (tmp_path / "turn").mkdir()
-    with (contextlib.contextmanager(run_stack)(tmp_path / "stack", extra) as stack,
-          contextlib.contextmanager(run_turn)(tmp_path / "turn", stack, port, tls_port) as turn):
-        yield Setup(stack, turn, transport)
+    with run(tmp_path / "stack", turn='allowed_peers = ["127.0.0.1/32"]',
+             xmpp_turn=f'transports = ["{transport}"]') as stack:
+        yield Setup(stack, transport)
 
 
 def test_a_conference_relayed_through_vw_turn(setup: Setup, tmp_path: Path) -> None:
-    stack, turn = setup.stack, setup.turn
+    stack = setup.stack
     url = stack.url("turnroom?relay=true")
-    offered = {"tcp": f"turn:127.0.0.1:{turn.port}?transport=tcp",
-               "tls": f"turns:127.0.0.1:{turn.tls_port}?transport=tcp"}[setup.transport]
+    offered = {"tcp": f"turn:127.0.0.1:{stack.turn_port}?transport=tcp",
+               "tls": f"turns:127.0.0.1:{stack.turn_tls_port}?transport=tcp"}[setup.transport]
 
     # Chromium checks a TURN server's certificate: trust the stack's CA for TLS.
     browsers = (chromium_trusting(stack.ca, tmp_path / "home") if setup.transport == "tls"
@@ -186,13 +113,12 @@ def test_a_conference_relayed_through_vw_turn(setup: Setup, tmp_path: Path) -> N
                 received += sum(track["packetsReceived"]
                                 for track in await person.page.evaluate("vwMeeting.stats()"))
             bridge = await asyncio.to_thread(metrics, stack.bridge_http_port)
-            return pairs, received, bridge, await asyncio.to_thread(turn.metrics)
+            return pairs, received, bridge, await asyncio.to_thread(metrics, stack.turn_http_port)
 
     try:
         pairs, received, bridge, after = asyncio.run(scenario())
     except BaseException:
         print(stack.log_tail())
-        print(turn.log_tail())
         raise
     for pair in pairs:
         # Chromium's relay candidate: an allocation on vw-turn, reached over the one transport

@@ -13,6 +13,7 @@ from vw.focus.service import FocusService, focus_password
 from vw.portal.joining import with_join_tokens
 from vw.portal.service import PortalService
 from vw.portal.tap import Options as PortalOptions
+from vw.turn.service import TurnService
 from vw.xmpp.service import XMPPService
 
 
@@ -39,4 +40,5 @@ def makeService(options: Options) -> TopService:
     BridgeService(config, reactor).setServiceParent(top)
     FocusService(config, reactor).setServiceParent(top)
     PortalService(config, reactor).setServiceParent(top)
+    TurnService(config, reactor).setServiceParent(top)
     return top
