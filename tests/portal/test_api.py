@@ -294,6 +294,22 @@ def test_join_rules(portal: Portal, api: Client) -> None:
     problem(api.api("POST", path, host), 410)
 
 
+def test_a_join_is_audited_with_its_grant_and_a_refusal_is_not(portal: Portal,
+                                                               api: Client) -> None:
+    host = tokens(portal, portal.user("ann@example.org"))["access_token"]
+    mia = portal.user("mia@example.org", role="member")
+    member = tokens(portal, mia)["access_token"]
+    made = create(api, host, password="letmein")
+    path = f"/meetings/{made['id']}/join"
+    problem(api.api("POST", path, member), 403)
+    problem(api.api("POST", path, member, json={"password": 1}), 422)
+    problem(api.api("POST", path, member, json=[]), 400)
+    assert api.api("POST", path, member, json={"password": "letmein"}).code == 200
+    joins = [(event.user_id, event.detail) for event in portal.store.audit_events(50)
+             if event.event == "meeting.joined"]
+    assert joins == [(mia.id, f"{made['id']} as {mia.id}")]
+
+
 def test_user_administration_is_for_admins(portal: Portal, api: Client) -> None:
     root = portal.user("root@example.org", role="admin")
     ann = portal.user("ann@example.org")

@@ -32,7 +32,7 @@ from vw.portal.meetings import plan_from_json
 from vw.portal.openapi import DOCUMENT
 from vw.portal.problems import Problem, invalid
 from vw.portal.records import MAX_USER_ID, ROLES, Meeting, User
-from vw.portal.store import MEETING_ID, RoomTaken, Store
+from vw.portal.store import MEETING_ID, Audited, RoomTaken, Store
 from vw.portal.threads import Runner
 from vw.portal.tokens import digest, new_secret
 
@@ -40,6 +40,8 @@ OPENAPI_JSON = json.dumps(DOCUMENT).encode()
 MAX_BODY = 64 * 1024
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+#: The challenge of a 401 for a bearer token that is not (or no longer) good.
+INVALID_TOKEN = {b"www-authenticate": b'Bearer realm="vw", error="invalid_token"'}
 
 
 def iso(moment: datetime) -> str:
@@ -103,6 +105,10 @@ def _has_nul(value: object) -> bool:
     return False
 
 
+def _account_gone() -> Problem:
+    return Problem(401, "The access token's account is gone.", headers=INVALID_TOKEN)
+
+
 def _string(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
@@ -132,21 +138,23 @@ class Api(Handlers):
         request.setResponseCode(204)
         return b""
 
-    async def caller(self, request: IRequest) -> User:
-        """The user whose bearer token the request carries."""
-        challenge = {b"www-authenticate": b'Bearer realm="vw", error="invalid_token"'}
+    def bearer(self, request: IRequest) -> int:
+        """The user id the request's bearer token names (checked: no database needed)."""
         scheme, _, token = (request.getHeader(b"authorization") or b"").partition(b" ")
         if scheme.lower() != b"bearer" or not token:
             raise Problem(401, "Send an access token: Authorization: Bearer TOKEN.",
                           headers={b"www-authenticate": b'Bearer realm="vw"'})
         try:
-            user_id = self.access.verify(token.decode("latin-1").strip(), self.clock.seconds())
+            return self.access.verify(token.decode("latin-1").strip(), self.clock.seconds())
         except InvalidToken:
             raise Problem(401, "The access token is invalid or has expired.",
-                          headers=challenge) from None
-        user = await self.run(self.store.user, user_id)
+                          headers=INVALID_TOKEN) from None
+
+    async def caller(self, request: IRequest) -> User:
+        """The user whose bearer token the request carries."""
+        user = await self.run(self.store.user, self.bearer(request))
         if user is None:
-            raise Problem(401, "The access token's account is gone.", headers=challenge)
+            raise _account_gone()
         return user
 
     async def admin(self, request: IRequest) -> User:
@@ -335,18 +343,41 @@ class Api(Handlers):
 
     @app.route("/meetings/<meeting_id>/join", methods=["POST"])
     async def join(self, request: IRequest, meeting_id: str) -> bytes:
-        user = await self.caller(request)
-        body = json_body(request, optional=True)
-        meeting = await self.invited(meeting_id)
-        password = body.get("password", "")
-        if not isinstance(password, str):
-            raise invalid({"password": "Must be a string."})
+        # One call to the store: the account and the meeting are read, admission decided,
+        # the grant minted and its audit record written in one transaction (refusals are
+        # raised in the order the checks had when they were separate calls).
+        user_id = self.bearer(request)
+        body: dict[str, Any] = {}
+        bad_body = None
         try:
-            host = admit(meeting, user, password)
-        except NotAdmitted as refused:
-            raise Problem(refused.status, str(refused)) from None
-        grant = await self.grant(request, meeting, user, participant(user), host)
-        return self.reply(request, {**asdict(grant), "moderator": host})
+            body = json_body(request, optional=True)
+        except Problem as problem:
+            bad_body = problem
+        address, now = self.address(request), self.clock.seconds()
+
+        def decide(user: User | None, meeting: Meeting | None) -> tuple[dict[str, Any],
+                                                                         Audited]:
+            if user is None:
+                raise _account_gone()
+            if bad_body is not None:
+                raise bad_body
+            if meeting is None:
+                raise NoSuchMeeting()
+            password = body.get("password", "")
+            if not isinstance(password, str):
+                raise invalid({"password": "Must be a string."})
+            try:
+                host = admit(meeting, user, password)
+            except NotAdmitted as refused:
+                raise Problem(refused.status, str(refused)) from None
+            who = participant(user)
+            grant = self.joins.grant(meeting.room, who, host, now)
+            return ({**asdict(grant), "moderator": host},
+                    ("meeting.joined", user.id, address, f"{meeting.id} as {who.id}"))
+
+        joined = await self.run(self.store.join, user_id, meeting_id,
+                                datetime.fromtimestamp(now, UTC), decide)
+        return self.reply(request, joined)
 
     # -- administration -----------------------------------------------------------------
 

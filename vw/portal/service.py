@@ -10,6 +10,7 @@ from twisted.application import internet
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IReactorCore,
     IReactorFromThreads,
     IReactorTCP,
@@ -17,8 +18,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
-from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.http import combinedLogFormatter
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
 
 from vw.common.ops import add_ops_resources
 from vw.config import Config
@@ -35,6 +37,8 @@ log = Logger()
 
 #: Seconds between purges of expired sessions, tokens and old sign-in failures.
 PURGE_INTERVAL = 3600.0
+#: Seconds the access log's lines are gathered for before they are logged, as one event.
+ACCESS_LOG_INTERVAL = 1.0
 
 
 class Reactor(IReactorTime, IReactorFromThreads, IReactorCore, IReactorTCP):
@@ -48,6 +52,51 @@ def mailer_for(config: Config) -> Mailer:
     return SMTPMailer(portal.smtp_host, portal.smtp_port,
                       portal.mail_from or f"noreply@{config.general.domain}",
                       portal.smtp_username, portal.smtp_password)
+
+
+class PortalRequest(Request):
+    """A request whose body Twisted parses as a form only outside the API, which takes JSON
+    alone (Twisted parses the Content-Type of every POST with the e-mail package's header
+    classes to find forms: a tenth of a join's CPU)."""
+
+    @property  # type: ignore[override]
+    def _parsePOSTFormSubmission(self) -> bool:
+        return self._parse_forms and not self.path.startswith(b"/api/v1/")
+
+    @_parsePOSTFormSubmission.setter
+    def _parsePOSTFormSubmission(self, value: bool) -> None:
+        self._parse_forms = value
+
+
+class PortalHTTP(Site):
+    """The portal's HTTP factory. Its access log has Twisted's lines (the combined log
+    format) but gathers them for a second and logs them as one event: a log event per
+    request cost a quarter of the CPU of the cheapest request."""
+
+    access = Logger()
+
+    def __init__(self, resource: IResource, reactor: IReactorTime) -> None:
+        super().__init__(resource, requestFactory=PortalRequest, reactor=reactor)
+        self._lines: list[str] = []
+        self._flush: IDelayedCall | None = None
+
+    def log(self, request: Request) -> None:
+        self._lines.append(combinedLogFormatter(self._logDateTime, request))
+        if self._flush is None:
+            self._flush = self.reactor.callLater(ACCESS_LOG_INTERVAL, self.flush)
+
+    def flush(self) -> None:
+        """Log the lines gathered so far."""
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+        self._flush = None
+        lines, self._lines = self._lines, []
+        if lines:
+            self.access.info("{lines}", lines="\n".join(lines))
+
+    def stopFactory(self) -> None:
+        self.flush()
+        super().stopFactory()
 
 
 class PortalService(MultiService):
@@ -70,7 +119,8 @@ class PortalService(MultiService):
         add_ops_resources(ops, [self._database_health], self.registry)
         self.site = build_site(config, self.store, self.run, reactor, Passwords(),
                                mailer_for(config), agent_fetch(reactor), ops)
-        internet.TCPServer(config.portal.http_port, Site(self.site.app.resource()),
+        site = PortalHTTP(self.site.app.resource(), reactor)
+        internet.TCPServer(config.portal.http_port, site,
                            interface=config.general.bind).setServiceParent(self)
         timer = internet.TimerService(PURGE_INTERVAL, self.purge)
         timer.clock = reactor

@@ -29,10 +29,13 @@ class PortalSite:
         self.pages = pages
         self.api = api
         self.ops = ops
+        # Made once: a resource per request would bind its Klein app anew each time.
+        self._api = api.app.resource()
+        self._pages = pages.app.resource()
 
     @app.route("/api/v1/", branch=True)
     def api_branch(self, request: IRequest) -> IResource:
-        return self.api.app.resource()
+        return self._api
 
     @app.route("/about/", branch=True)
     def about_branch(self, request: IRequest) -> IResource:
@@ -44,7 +47,7 @@ class PortalSite:
 
     @app.route("/", branch=True)
     def pages_branch(self, request: IRequest) -> IResource:
-        return self.pages.app.resource()
+        return self._pages
 
 
 def build_site(config: Config, store: Store, run: Runner, clock: IReactorTime,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
@@ -35,16 +35,22 @@ When = Literal["upcoming", "past"]
 #: Where a page of meetings starts after: (start, id) of the last one shown.
 Cursor = tuple[datetime, str]
 Refresh = Literal["ok", "expired", "reused"]
+T = TypeVar("T")
+#: What :meth:`Store.join` records of a join: (event, user_id, address, detail).
+Audited = tuple[str, int | None, str, str]
 
 #: The statements of every API request and every join, built once (building a statement
 #: costs more than SQLite running it).
 _USER_BY_ID = select(schema.users).where(schema.users.c.id == bindparam("user_id"))
 _MEETING_BY_ID = select(schema.meetings).where(schema.meetings.c.id == bindparam("meeting_id"))
-_COHOSTS = (select(schema.cohosts.c.meeting_id, schema.users.c.id, schema.users.c.email,
-                   schema.users.c.display_name)
-            .join(schema.users, schema.users.c.id == schema.cohosts.c.user_id)
-            .where(schema.cohosts.c.meeting_id.in_(bindparam("meeting_ids", expanding=True)))
-            .order_by(schema.users.c.id))
+_PEOPLE = (select(schema.cohosts.c.meeting_id, schema.users.c.id, schema.users.c.email,
+                  schema.users.c.display_name)
+           .join(schema.users, schema.users.c.id == schema.cohosts.c.user_id)
+           .order_by(schema.users.c.id))
+_COHOSTS = _PEOPLE.where(schema.cohosts.c.meeting_id.in_(bindparam("meeting_ids",
+                                                                    expanding=True)))
+#: One meeting's co-hosts: no list to expand into the statement at every execution.
+_COHOSTS_OF_ONE = _PEOPLE.where(schema.cohosts.c.meeting_id == bindparam("meeting_id"))
 _AUDIT = insert(schema.audit)
 
 
@@ -254,6 +260,25 @@ class Store:
             row = db.execute(_MEETING_BY_ID, {"meeting_id": meeting_id}).first()
             return None if row is None else self._meetings(db, [row])[0]
 
+    def join(self, user_id: int, meeting_id: str, now: datetime,
+             decide: Callable[[User | None, Meeting | None], tuple[T, Audited]]) -> T:
+        """A join in one call and one transaction: the account ``user_id`` and the meeting
+        are read, ``decide(user, meeting)`` (either None when missing) raises a refusal or
+        gives its result and the audit record of the join, which is written before the
+        commit. ``decide`` runs on the calling thread (the store's): it must not block."""
+        with self._engine.begin() as db:
+            row = (db.execute(_USER_BY_ID, {"user_id": user_id}).first()
+                   if 0 < user_id <= MAX_USER_ID else None)
+            user = None if row is None else _user(row)
+            meeting = None
+            if user is not None and MEETING_ID.fullmatch(meeting_id):
+                found = db.execute(_MEETING_BY_ID, {"meeting_id": meeting_id}).first()
+                meeting = None if found is None else self._meetings(db, [found])[0]
+            result, (event, who, address, detail) = decide(user, meeting)
+            db.execute(_AUDIT, {"time": now, "event": event, "user_id": who,
+                                "address": address[:64], "detail": detail})
+            return result
+
     def meetings_of(self, user_id: int, when: When, now: datetime, limit: int,
                     after: Cursor | None = None) -> list[Meeting]:
         """A page of the meetings ``user_id`` owns or co-hosts: upcoming ones soonest first,
@@ -297,7 +322,10 @@ class Store:
     def _meetings(db: Connection, rows: list[Row[Any]]) -> list[Meeting]:
         people: dict[str, list[Person]] = {row.id: [] for row in rows}
         if people:
-            for found in db.execute(_COHOSTS, {"meeting_ids": list(people)}):
+            found_people = (db.execute(_COHOSTS_OF_ONE, {"meeting_id": rows[0].id})
+                            if len(rows) == 1 else
+                            db.execute(_COHOSTS, {"meeting_ids": list(people)}))
+            for found in found_people:
                 people[found.meeting_id].append(Person(found.id, found.email,
                                                        found.display_name))
         return [Meeting(id=row.id, owner_id=row.owner_id, title=row.title, start=row.start,
