@@ -356,6 +356,29 @@ def test_channel_data_both_ways(core: TurnCore) -> None:
     assert send(core, PEER, b"also") != []  # binding installed a permission
 
 
+def test_relay_fast_paths_answer_hops_and_count(core: TurnCore) -> None:
+    relay, relay_datagram = ("192.0.2.1", 50000), core.relay_client_datagram
+    allocate(core)
+    frame = ChannelData(0x4001, b"media").bytes()
+    indication = Message(Method.SEND, MessageClass.INDICATION,
+                         attributes=[XorPeerAddress(*PEER), Data(b"sent")])
+    assert relay_datagram(frame, CLIENT, NOW) == []  # not bound yet
+    assert relay_datagram(b"\x40\x01\x00\x09abc", CLIENT, NOW) == []  # truncated
+    assert relay_datagram(indication.bytes(), CLIENT, NOW) == []  # no permission yet
+    assert core.peer_to_client(relay, b"early", PEER, NOW) is None
+    assert (core.stats.dropped, core.stats.malformed) == (3, 1)
+    assert error(bind(core, 0x4001)) is None
+    assert relay_datagram(frame, CLIENT, NOW) == (relay, b"media", PEER)
+    for raw in (indication.bytes(), indication.bytes(fingerprint=True)):
+        assert relay_datagram(raw, CLIENT, NOW) == (relay, b"sent", PEER)
+    data, client = core.peer_to_client(relay, b"back", PEER, NOW)  # type: ignore[misc]
+    assert client == CLIENT and ChannelData.parse(data) == ChannelData(0x4001, b"back")
+    other = ("127.0.0.1", 7000)
+    data, client = core.peer_to_client(relay, b"plain", other, NOW)  # type: ignore[misc]
+    assert Message.parse(data).get(Data) == Data(b"plain")  # no channel: a Data indication
+    assert (core.stats.to_peers, core.stats.to_clients) == (3, 2)
+
+
 @pytest.mark.parametrize("channel", [0x3FFF, 0x5000, 0x7FFF, 0])
 def test_bad_channel_numbers_are_400(core: TurnCore, channel: int) -> None:
     allocate(core)

@@ -14,6 +14,10 @@ RFC 6062 allocations, opens relay ports through the ``open_relay`` callback, and
 A client's allocation is keyed by its address alone: one listening port per transport makes
 the server side of the 5-tuple implicit. Malformed input is dropped and counted in
 :attr:`TurnCore.stats`; every error answer is counted by reason.
+
+The relay fast paths do the same without Output objects: :meth:`TurnCore.relay_client_datagram`
+gives data for a peer as a :data:`PeerHop` tuple, :meth:`TurnCore.peer_to_client` what to send
+to the client as a :data:`ClientHop`.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from vw.stun import (
 )
 from vw.stun.wire import check_header, decode_type
 from vw.turn.auth import Authenticator, AuthResult
+from vw.turn.fastpath import data_indication, parse_send
 from vw.turn.peers import PeerPolicy
 
 Address = tuple[str, int]
@@ -97,6 +102,11 @@ class RelayGrant:
     relay: Address
     reserved: Address | None = None
 
+
+#: The relay fast paths' answers: (relay port, data, peer) to send from a relay port, and
+#: (data, client) to send to a client.
+PeerHop = tuple[Address, bytes, Address]
+ClientHop = tuple[bytes, Address]
 
 #: Opens a relay port; None when none is free (answered 508).
 OpenRelay = Callable[[RelayRequest], RelayGrant | None]
@@ -290,8 +300,20 @@ class TurnCore:
 
     def client_datagram(self, data: bytes, client: Address, now: float) -> list[Output]:
         """Handle one STUN message or ChannelData frame from ``client``."""
+        result = self.relay_client_datagram(data, client, now)
+        if type(result) is tuple:
+            return [Output("peer", result[1], result[2], result[0])]
+        return result  # type: ignore[return-value]
+
+    def relay_client_datagram(self, data: bytes, client: Address,
+                              now: float) -> PeerHop | list[Output]:
+        """:meth:`client_datagram` for the relay fast path: data for a peer (ChannelData, a
+        Send indication) comes back as a :data:`PeerHop` rather than in an Output list."""
         if is_channel_data(data):
             return self._client_channel_data(data, client, now)
+        send = parse_send(data)
+        if send is not None:
+            return self._send(client, send[0], send[1], now)
         try:
             message = Message.parse(data)
         except AttributeOverrunError:
@@ -564,22 +586,34 @@ class TurnCore:
         Method.CONNECTION_BIND: _connection_bind,
     }
 
-    def _indication(self, message: Message, client: Address, now: float) -> list[Output]:
-        allocation = self._live(client, now)
+    def _indication(self, message: Message, client: Address,
+                    now: float) -> PeerHop | list[Output]:
         peer, data = message.get(XorPeerAddress), message.get(Data)
+        usable = (
+            message.method == Method.SEND
+            and peer is not None
+            and data is not None
+            and not message.unknown_comprehension_required()
+        )
+        if not usable:
+            self._live(client, now)  # an expired allocation goes, as for any indication
+            return self._drop()
+        return self._send(client, peer.address, data.value, now)  # type: ignore[union-attr]
+
+    def _send(self, client: Address, peer: Address, data: bytes,
+              now: float) -> PeerHop | list[Output]:
+        """A Send indication's ``data`` for ``peer``."""
+        allocation = self._live(client, now)
         if (
-            message.method != Method.SEND
-            or allocation is None
+            allocation is None
             or allocation.transport != TRANSPORT_UDP
-            or peer is None
-            or data is None
-            or message.unknown_comprehension_required()
-            or not allocation.permits(peer.host, now)
+            or not allocation.permits(peer[0], now)
         ):
             return self._drop()
-        return self._to_peer(allocation, data.value, peer.address, now)
+        return self._to_peer(allocation, data, peer, now) or []
 
-    def _client_channel_data(self, data: bytes, client: Address, now: float) -> list[Output]:
+    def _client_channel_data(self, data: bytes, client: Address,
+                             now: float) -> PeerHop | list[Output]:
         try:
             frame = ChannelData.parse(data)
         except StunError:
@@ -591,14 +625,14 @@ class TurnCore:
         peer = bound[0]
         if not allocation.permits(peer[0], now):
             return self._drop()
-        return self._to_peer(allocation, frame.data, peer, now)
+        return self._to_peer(allocation, frame.data, peer, now) or []
 
     def _to_peer(self, allocation: Allocation, data: bytes, peer: Address,
-                 now: float) -> list[Output]:
+                 now: float) -> PeerHop | None:
         if not self._within_bandwidth(allocation, len(data), now):
-            return []
+            return None
         self.stats.to_peers += 1
-        return [Output("peer", data, peer, allocation.relay)]
+        return allocation.relay, data, peer
 
     def _within_bandwidth(self, allocation: Allocation, size: int, now: float) -> bool:
         if allocation.bandwidth is None or allocation.bandwidth.take(size, now):
@@ -610,22 +644,31 @@ class TurnCore:
 
     def peer_datagram(self, relay: Address, data: bytes, peer: Address, now: float) -> list[Output]:
         """Handle a datagram from ``peer`` on the UDP relay port ``relay``."""
+        hop = self.peer_to_client(relay, data, peer, now)
+        return [] if hop is None else [Output("client", hop[0], hop[1])]
+
+    def peer_to_client(self, relay: Address, data: bytes, peer: Address,
+                       now: float) -> ClientHop | None:
+        """The relay fast path for a datagram from ``peer`` on the UDP relay port ``relay``:
+        the ChannelData frame or Data indication for the client and its address, or None
+        (dropped or over the bandwidth cap, counted)."""
         allocation = self._by_relay.get(relay)
         if allocation is None or allocation.expires <= now or not allocation.permits(peer[0], now):
-            return self._drop()
+            self.stats.dropped += 1
+            return None
         if not self._within_bandwidth(allocation, len(data), now):
-            return []
+            return None
         channel = allocation.peer_channels.get(peer)
         try:
             if channel is not None and allocation.channels[channel][1] > now:
                 out = ChannelData(channel, data).bytes()
             else:
-                attributes: list[Attribute] = [XorPeerAddress(*peer), Data(data)]
-                out = Message(Method.DATA, MessageClass.INDICATION, attributes=attributes).bytes()
+                out = data_indication(peer, data)
         except ValueError:  # too big to wrap, or a peer address that is no IP address
-            return self._drop()
+            self.stats.dropped += 1
+            return None
         self.stats.to_clients += 1
-        return [Output("client", out, allocation.client)]
+        return out, allocation.client
 
     def peer_connected(self, connection_id: int, now: float) -> list[Output]:
         """The TCP connection a Connect asked for is up: answer the Connect with its id."""

@@ -1,5 +1,7 @@
 """vw-turn as a Twisted service: the UDP, TCP and TLS listening ports, a UDP or TCP port per
-relay, a timer."""
+relay, a timer. The UDP listening port and UDP relays share one
+:class:`~vw.turn.poller.DatagramPoller`; ChannelData and peer datagrams take the core's relay
+fast paths."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime, IReactorUDP
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -28,7 +29,9 @@ from vw.config import Config
 from vw.stun import CHANNEL_MAX, CHANNEL_MAX_RFC5766, FAMILY_IPV4, FAMILY_IPV6, TRANSPORT_TCP
 from vw.turn.allocations import Address, Output, RelayGrant, RelayRequest, TurnCore
 from vw.turn.auth import Authenticator, Nonces
+from vw.turn.listener import UdpListener
 from vw.turn.peers import PeerPolicy
+from vw.turn.poller import DatagramPoller
 from vw.turn.stream import (
     PeerClientFactory,
     PeerConnectionProtocol,
@@ -44,37 +47,10 @@ log = Logger()
 TICK = 1.0
 #: Random ports tried in the relay range before an Allocate is answered 508.
 PORT_ATTEMPTS = 32
-#: Receive buffer of the listening UDP port, in bytes.
-RECEIVE_BUFFER = 4 * 1024 * 1024
 #: Linux's socket options for the DF bit, which Python's socket module does not name.
 IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 #: Seconds a Connect waits for the peer's TCP handshake (RFC 6062 §5.2 suggests 30 or more).
 CONNECT_TIMEOUT = 30
-
-
-def send_datagram(port: object, data: bytes, address: Address) -> None:
-    """Send on a UDP port's socket directly: the core gives IP addresses only, so Twisted's
-    per-datagram address checks are not needed on this hot path; a datagram the kernel
-    refuses (full buffer, ICMP error pending) is dropped like any lost datagram."""
-    try:
-        port.socket.sendto(data, address)  # type: ignore[attr-defined]
-    except OSError as error:
-        log.debug("datagram to {address} dropped: {error}", address=address, error=error)
-
-
-class ListeningProtocol(DatagramProtocol):
-    """The STUN/TURN port: every datagram goes to the core."""
-
-    def __init__(self, service: TurnService) -> None:
-        self.service = service
-
-    def startProtocol(self) -> None:
-        # A deep receive buffer rides out short stalls of the process without loss (up to
-        # the kernel's net.core.rmem_max).
-        self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-
-    def datagramReceived(self, data: bytes, addr: Address) -> None:
-        self.service.perform(self.service.core.client_datagram(data, addr, self.service.now()))
 
 
 class TcpRelay:
@@ -138,8 +114,9 @@ class TurnService(MultiService):
         self.streams: dict[Address, TurnStreamProtocol] = {}
         #: RFC 6062 peer connections by connection id.
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
-        self.listener = ListeningProtocol(self)
-        internet.UDPServer(settings.udp_port, self.listener, interface=bind).setServiceParent(self)
+        self.poller = DatagramPoller(reactor)  # type: ignore[arg-type]
+        self.listener = UdpListener(self.poller, settings.udp_port, bind, self._client_received)
+        self.listener.setServiceParent(self)
         streams = TurnStreamFactory(self)
         internet.TCPServer(settings.tcp_port, streams, interface=bind).setServiceParent(self)
         tls = PreparedContextFactory(server_context(ensure_material(config)))
@@ -197,12 +174,19 @@ class TurnService(MultiService):
             if request.transport == TRANSPORT_TCP:
                 factory = PeerServerFactory(self, address)
                 return TcpRelay(self.reactor.listenTCP(number, factory, interface=host))
-            core, now = self.core, self.now
+            to_client, now, streams = self.core.peer_to_client, self.now, self.streams
+            send = self.listener.send
 
             def received(data: bytes, peer: Address) -> None:
-                self.perform(core.peer_datagram(address, data, peer, now()))
+                hop = to_client(address, data, peer, now())
+                if hop is not None:
+                    stream = streams.get(hop[1])
+                    if stream is None:
+                        send(*hop)
+                    else:
+                        stream.write_frame(hop[0])
 
-            return RelaySocket.bind(self.reactor, address, received)
+            return RelaySocket.bind(self.poller, address, received)
         except (CannotListenError, OSError):
             return None
 
@@ -220,7 +204,17 @@ class TurnService(MultiService):
         except OSError as error:
             log.warn("cannot set the DF bit on relay {port}: {error}", port=port, error=error)
 
-    # --- outputs ---------------------------------------------------------------------------
+    # --- input and outputs -----------------------------------------------------------------
+
+    def _client_received(self, data: bytes, client: Address) -> None:
+        """A datagram on the UDP listening port: data for a peer takes the relay fast path."""
+        result = self.core.relay_client_datagram(data, client, self.now())
+        if type(result) is tuple:
+            relay = self.relays.get(result[0])
+            if relay is not None:
+                relay.send(result[1], result[2])  # type: ignore[union-attr]
+        elif result:
+            self.perform(result)  # type: ignore[arg-type]
 
     def perform(self, outputs: list[Output]) -> None:
         """Do what the core asks."""
@@ -231,7 +225,7 @@ class TurnService(MultiService):
                 if stream is not None:
                     stream.write_frame(out.data)
                 else:
-                    send_datagram(self.listener.transport, out.data, out.address)
+                    self.listener.send(out.data, out.address)
             elif kind == "peer":
                 port = self.relays.get(out.relay)  # type: ignore[arg-type]
                 if port is not None:
