@@ -140,7 +140,7 @@ def test_pages_forbid_scripts_and_framing(portal: Portal) -> None:
 
 
 def test_pages_for_members_send_strangers_to_sign_in(portal: Portal) -> None:
-    for path in ("/meetings", "/profile", "/meetings/new", "/admin/users"):
+    for path in ("/meetings", "/profile", "/meetings/new", "/admin/users", "/admin/meetings"):
         response = portal.client().get(path)
         assert response.code == 303
         assert response.header("location") == f"/signin?next={path}"
@@ -343,6 +343,53 @@ def test_admins_manage_roles_and_invite(store: Store, tmp_path: Path) -> None:
     refused = portal.client().submit("/signup", {"email": "x@example.org", "display_name": "X",
                                                  "password": PASSWORD, "invite": code})
     assert refused.code == 403
+
+
+def test_admins_see_every_owners_meetings(portal: Portal,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = portal.user("root@example.org", role="admin")
+    ann = portal.user("ann@example.org")
+    bob = portal.user("bob@example.org")
+    anns = schedule(portal, portal.signed_in(ann), title="Ann's planning", room="ann-room")
+    bob_browser = portal.signed_in(bob)
+    bobs = schedule(portal, bob_browser, title="Bob's review", start="2027-01-20T09:00")
+    assert bob_browser.submit(f"/meetings/{bobs.id}/cancel", {},
+                              form_at=f"/meetings/{bobs.id}").code == 303
+    assert bob_browser.get("/admin/meetings").code == 403
+    assert portal.client().get("/admin/meetings").code == 303
+    assert 'href="/admin/meetings"' not in bob_browser.get("/meetings").text
+
+    browser = portal.signed_in(admin)
+    page = browser.get("/admin/meetings")
+    assert page.code == 200 and 'href="/admin/meetings"' in page.text
+    for meeting, owner in ((anns, ann), (bobs, bob)):
+        assert f'href="/meetings/{meeting.id}"' in page.text and owner.email in page.text
+        assert browser.get(f"/meetings/{meeting.id}").code == 200
+    assert "ann-room" in page.text and "2027-02-01 10:00 UTC" in page.text
+    upcoming, past = page.text.split("<h2>Past</h2>")
+    assert "Ann&#39;s planning" in upcoming and "Bob&#39;s review" in past
+
+    monkeypatch.setattr("vw.portal.web.PAGE_SIZE", 1)
+    later = schedule(portal, browser, title="Later", start="2027-03-01T10:00")
+    first = browser.get("/admin/meetings")
+    assert anns.id in first.text and later.id not in first.text
+    more = re.search(r'href="(/admin/meetings\?when=upcoming&amp;[^"]+)"', first.text)
+    assert more is not None
+    rest = browser.get(more.group(1).replace("&amp;", "&"))
+    assert rest.code == 200 and later.id in rest.text and anns.id not in rest.text
+    assert "<h2>Past</h2>" not in rest.text
+    for query in ("when=soon", "when=past&start=2027-01-01T00:00&last=x",
+                  f"when=past&start=2027-01-01T00:00&last={anns.id}",
+                  f"when=past&start=nonsense&last={anns.id}"):
+        assert browser.get(f"/admin/meetings?{query}").code == 400, query
+
+
+def test_the_admin_meetings_page_shows_markup_as_text(portal: Portal) -> None:
+    browser = portal.signed_in(portal.user("root@example.org", role="admin"))
+    schedule(portal, browser, title=SCRIPT)
+    page = browser.get("/admin/meetings")
+    assert page.code == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and SCRIPT not in page.text
 
 
 def assert_signed_in_as(browser: Client, user: User) -> None:

@@ -162,6 +162,28 @@ def test_meetings_page_with_a_cursor(store: Store) -> None:
     assert first_past + rest == expected[::-1]
 
 
+def test_all_meetings_lists_every_owner_with_the_owners_address(store: Store) -> None:
+    ann = store.create_user("ann@example.org", "Ann", "h", "host", NOW)
+    bob = store.create_user("bob@example.org", "Bob", "h", "host", NOW)
+    anns = store.create_meeting(ann.id, plan("Ann's", NOW + 2 * HOUR), NOW)
+    bobs = store.create_meeting(bob.id, plan("Bob's", NOW + HOUR, cohosts=(ann.email,)), NOW)
+    ended = store.create_meeting(bob.id, plan("Ended", NOW - 3 * HOUR), NOW)
+    cancelled = store.create_meeting(ann.id, plan("Called off", NOW + 3 * HOUR), NOW)
+    store.cancel_meeting(cancelled.id)
+
+    upcoming = store.all_meetings("upcoming", NOW, 10)
+    assert [(m.id, email) for m, email in upcoming] == [(bobs.id, bob.email),
+                                                        (anns.id, ann.email)]
+    assert [p.id for p in upcoming[0][0].cohosts] == [ann.id]
+    assert [(m.id, email) for m, email in store.all_meetings("past", NOW, 10)] == [
+        (cancelled.id, ann.email), (ended.id, bob.email)]
+    first = store.all_meetings("upcoming", NOW, 1)
+    assert [m.id for m, _ in first] == [bobs.id]
+    rest = store.all_meetings("upcoming", NOW, 10, (first[0][0].start, first[0][0].id))
+    assert [m.id for m, _ in rest] == [anns.id]
+    assert store.all_meetings("upcoming", NOW, 10, (anns.start, anns.id)) == []
+
+
 def test_refresh_tokens_are_used_once_and_reuse_revokes_all(store: Store) -> None:
     ann = store.create_user("ann@example.org", "Ann", "h", "host", NOW)
     store.add_refresh_token("t1", ann.id, NOW, NOW + HOUR)

@@ -54,15 +54,21 @@ _COHOSTS_OF_ONE = _PEOPLE.where(schema.cohosts.c.meeting_id == bindparam("meetin
 _AUDIT = insert(schema.audit)
 
 
-def _meetings_of(when: When, paged: bool) -> Select[Any]:
-    """The meetings of user_id, upcoming or past at ``now``, a page of ``limit``, after the
-    one at (``start``, ``last``) when ``paged``."""
-    meetings, cohosts = schema.meetings, schema.cohosts
-    mine = or_(meetings.c.owner_id == bindparam("user_id"), meetings.c.id.in_(
-        select(cohosts.c.meeting_id).where(cohosts.c.user_id == bindparam("user_id"))))
+def _meetings_of(when: When, paged: bool, everyone: bool = False) -> Select[Any]:
+    """The meetings of user_id (of every owner, with the owner's e-mail address as
+    ``owner_email``, when ``everyone``), upcoming or past at ``now``, a page of ``limit``,
+    after the one at (``start``, ``last``) when ``paged``."""
+    meetings, cohosts, users = schema.meetings, schema.cohosts, schema.users
     ended = or_(meetings.c.cancelled, and_(meetings.c.ends.is_not(None),
                                            meetings.c.ends < bindparam("now")))
-    query = select(meetings).where(mine, ended if when == "past" else ~ended)
+    if everyone:
+        query = (select(meetings, users.c.email.label("owner_email"))
+                 .join(users, users.c.id == meetings.c.owner_id))
+    else:
+        query = select(meetings).where(or_(
+            meetings.c.owner_id == bindparam("user_id"), meetings.c.id.in_(
+                select(cohosts.c.meeting_id).where(cohosts.c.user_id == bindparam("user_id")))))
+    query = query.where(ended if when == "past" else ~ended)
     start, last = bindparam("start"), bindparam("last")
     if when == "past":
         query = query.order_by(meetings.c.start.desc(), meetings.c.id.desc())
@@ -79,6 +85,8 @@ def _meetings_of(when: When, paged: bool) -> Select[Any]:
 
 _MEETINGS_OF = {(when, paged): _meetings_of(when, paged) for when in ("upcoming", "past")
                 for paged in (False, True)}
+_ALL_MEETINGS = {(when, paged): _meetings_of(when, paged, everyone=True)
+                 for when in ("upcoming", "past") for paged in (False, True)}
 
 
 class EmailTaken(Exception):
@@ -288,6 +296,17 @@ class Store:
         with self._engine.connect() as db:
             rows = list(db.execute(_MEETINGS_OF[when, after is not None], values))
             return self._meetings(db, rows)
+
+    def all_meetings(self, when: When, now: datetime, limit: int,
+                     after: Cursor | None = None) -> list[tuple[Meeting, str]]:
+        """A page of every owner's meetings, each with its owner's e-mail address, in the
+        order of :meth:`meetings_of`."""
+        start, last = after or (None, None)
+        values = {"now": now, "limit": limit, "start": start, "last": last}
+        with self._engine.connect() as db:
+            rows = list(db.execute(_ALL_MEETINGS[when, after is not None], values))
+            return list(zip(self._meetings(db, rows), [row.owner_email for row in rows],
+                            strict=True))
 
     @staticmethod
     def _plan_values(plan: MeetingPlan) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from importlib.resources import files
 from typing import Any
@@ -33,7 +33,7 @@ from vw.portal.monitor import Monitor
 from vw.portal.records import MAX_USER_ID, ROLES, Meeting, MeetingPlan, Session, User
 from vw.portal.rendering import render
 from vw.portal.sessions import Sessions, csrf_ok
-from vw.portal.store import RoomTaken, Store
+from vw.portal.store import MEETING_ID, Cursor, RoomTaken, Store, When
 from vw.portal.threads import Runner
 from vw.portal.tokens import digest, new_secret
 
@@ -490,3 +490,44 @@ class Pages(Handlers):
         self._admin(session)
         return self.page(request, session, "admin_services.html",
                          overview=await self.monitor.overview())
+
+    @app.route("/admin/meetings", methods=["GET"])
+    @viewed
+    async def admin_meetings(self, request: IRequest, session: Session) -> bytes:
+        """Every owner's meetings: upcoming ones soonest first, then past ones; the link to
+        more of one list (``when``, with the ``start`` and ``last`` id of the last shown) shows
+        that list alone."""
+        self._admin(session)
+        fields = form(request)
+        now = self.now()
+        if "when" not in fields:
+            lists = {when: await self.run(self.store.all_meetings, when, now, PAGE_SIZE + 1)
+                     for when in ("upcoming", "past")}
+        else:
+            when, after = _meetings_cursor(fields)
+            lists = {when: await self.run(self.store.all_meetings, when, now, PAGE_SIZE + 1,
+                                          after)}
+        pages = {when: (found[:PAGE_SIZE], len(found) > PAGE_SIZE)
+                 for when, found in lists.items()}
+        return self.page(request, session, "admin_meetings.html", pages=pages)
+
+
+def _meetings_cursor(fields: dict[str, str]) -> tuple[When, Cursor | None]:
+    """The list and the place in it that a "more" link of the admin meetings page names."""
+    lists: dict[str, When] = {"upcoming": "upcoming", "past": "past"}
+    when = lists.get(fields.get("when", ""))
+    if when is None:
+        raise PageError(400, "There is no such list of meetings.")
+    if "start" not in fields and "last" not in fields:
+        return when, None
+    last = fields.get("last", "")
+    try:
+        start = datetime.fromisoformat(fields.get("start", ""))
+        valid = start.tzinfo is not None and MEETING_ID.fullmatch(last) is not None
+        if valid:
+            start = start.astimezone(UTC)
+    except (ValueError, OverflowError):
+        valid = False
+    if not valid:
+        raise PageError(400, "This link to more meetings is not one this page gave.")
+    return when, (start, last)
