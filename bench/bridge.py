@@ -40,7 +40,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from xml.etree import ElementTree
 import psutil
 import slixmpp
 from cryptography.hazmat.primitives import serialization
-from pyspy_top import IDLE, short
+from pyspy_top import summarise_profile
 
 from vw.bridge import colibri2
 from vw.rtp.certificate import DtlsCertificate
@@ -462,36 +461,6 @@ def category(frames: list[str]) -> str:
     return CATEGORIES[6]
 
 
-def summarise_profile(path: Path, rows: int = 15) -> dict[str, Any]:
-    """Busy samples; time by category; top frames by own time and by inclusive time (vw/)."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    categories: Counter[str] = Counter()
-    samples = idle = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        frames = [short(f) for f in stack.split(";")]
-        count = int(count_text)
-        if IDLE.search(frames[-1]):
-            idle += count
-            continue
-        samples += count
-        own[frames[-1]] += count
-        categories[category(frames)] += count
-        for frame in set(frames):
-            total[frame] += count
-    inclusive = Counter({f: c for f, c in total.items() if "vw/" in f})
-
-    def table(counter: Counter[str]) -> list[list[Any]]:
-        return [[frame, round(100 * count / max(samples, 1), 1)]
-                for frame, count in counter.most_common(rows)]
-
-    return {"file": str(path), "busy_samples": samples, "idle_samples": idle,
-            "categories": table(categories), "self": table(own), "inclusive": table(inclusive)}
-
-
 # -- the report --------------------------------------------------------------------------------
 
 
@@ -615,7 +584,7 @@ async def bench(params: Params, directory: Path,
             result = await run_load(spec, directory, stack.process, stack.stats, profile=out)
             await expire(focus, allocation)
             print(f"  profiled bridge run: {summary(result)}")
-            profile = {**summarise_profile(out), "run": result}
+            profile = {**summarise_profile(out, category), "run": result}
             profile["file"] = str(profile_out) if profile_out else None
     finally:
         focus.disconnect(wait=0.1)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: Frames where the reactor waits for events: idle time, not work.
 IDLE = re.compile(r"\b(poll|select|epoll|_doReadOrWrite_wait|doPoll)\b")
@@ -26,6 +28,40 @@ def short(frame: str) -> str:
             path = path.split(cut, 1)[1]
             break
     return f"{match['func']} ({path})"
+
+
+def summarise_profile(path: Path, category: Callable[[list[str]], str],
+                      rows: int = 15) -> dict[str, Any]:
+    """Busy samples; time by ``category`` (of a stack's frames, leaf last); the top frames by
+    own time and by inclusive time (vw/ frames), in percent of the busy samples."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    samples = idle = 0
+    if not path.exists():
+        return {"file": str(path), "error": "py-spy wrote nothing"}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = [short(f) for f in stack.split(";")]
+        count = int(count_text)
+        if IDLE.search(frames[-1]):
+            idle += count
+            continue
+        samples += count
+        own[frames[-1]] += count
+        categories[category(frames)] += count
+        for frame in set(frames):
+            total[frame] += count
+    inclusive = Counter({f: c for f, c in total.items() if "vw/" in f})
+
+    def table(counter: Counter[str]) -> list[list[Any]]:
+        return [[frame, round(100 * count / max(samples, 1), 1)]
+                for frame, count in counter.most_common(rows)]
+
+    return {"file": str(path), "busy_samples": samples, "idle_samples": idle,
+            "categories": table(categories), "self": table(own), "inclusive": table(inclusive)}
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyspy_top import IDLE, short
+from pyspy_top import summarise_profile
 
 from vw.stun import (
     TRANSPORT_UDP,
@@ -704,39 +704,6 @@ def category(frames: list[str]) -> str:
     return CATEGORIES[8]
 
 
-def summarise_profile(path: Path, rows: int = 15) -> dict[str, Any]:
-    """Busy samples; time by category; the top frames by own time and by inclusive time
-    (vw/ frames)."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    categories: Counter[str] = Counter()
-    samples = idle = 0
-    if not path.exists():
-        return {"file": str(path), "error": "py-spy wrote nothing"}
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        frames = [short(f) for f in stack.split(";")]
-        count = int(count_text)
-        if IDLE.search(frames[-1]):
-            idle += count
-            continue
-        samples += count
-        own[frames[-1]] += count
-        categories[category(frames)] += count
-        for frame in set(frames):
-            total[frame] += count
-    inclusive = Counter({f: c for f, c in total.items() if "vw/" in f})
-
-    def table(counter: Counter[str]) -> list[list[Any]]:
-        return [[frame, round(100 * count / max(samples, 1), 1)]
-                for frame, count in counter.most_common(rows)]
-
-    return {"file": str(path), "busy_samples": samples, "idle_samples": idle,
-            "categories": table(categories), "self": table(own), "inclusive": table(inclusive)}
-
-
 # -- report -----------------------------------------------------------------------------------
 
 #: (label, phase, key, higher is better, target key)
@@ -882,11 +849,11 @@ def bench(p: Params, base: Path, phases: set[str], profile: bool) -> dict[str, A
             out = base / "vw-relay.txt"
             with Recorder(vw.pid, out):
                 one("vw relay, channels", lambda: relay_run(p, vw, peer_port, "channel"))
-            profiles["relay_channel"] = summarise_profile(out)
+            profiles["relay_channel"] = summarise_profile(out, category)
             out = base / "vw-alloc.txt"
             with Recorder(vw.pid, out):
                 one("vw allocations", lambda: alloc_run(p, vw))
-            profiles["alloc"] = summarise_profile(out)
+            profiles["alloc"] = summarise_profile(out, category)
         for name, server in servers.items():
             if server.popen is not None and not server.alive():
                 raise RuntimeError(f"{name} died during the run\n{server.log_tail()}")
