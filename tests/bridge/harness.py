@@ -30,9 +30,18 @@ class Network:
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, Address]] = []
+        #: The endpoints' addresses, as the transport reports them to the media port.
+        self.paths: set[Address] = set()
 
     def send(self, data: bytes, address: Address) -> None:
         self.sent.append((data, address))
+
+    def path_changed(self, old: Address | None, new: Address | None) -> None:
+        if old is not None:
+            self.paths.remove(old)
+        if new is not None:
+            assert new not in self.paths
+            self.paths.add(new)
 
     def take(self, address: Address) -> list[bytes]:
         mine = [d for d, a in self.sent if a == address]
@@ -42,7 +51,7 @@ class Network:
 
 def make_bridge(network: Network, clock: list[float]) -> Bridge:
     return Bridge("b1", DtlsCertificate.generate(), network.send, [BRIDGE_ADDRESS],
-                  "ws://127.0.0.1:9090", lambda: clock[0])
+                  "ws://127.0.0.1:9090", lambda: clock[0], path_changed=network.path_changed)
 
 
 class FakeClient:

@@ -90,9 +90,19 @@ def test_consent_expiry_removes_the_endpoint(world) -> None:
     bridge, network, alice, bob = world
     bridge.transport.tick(1010.0)
     assert bridge.find_endpoint("m1", "alice") is not None
+    assert network.paths == {alice.address, bob.address}
     for endpoint in bridge.transport.tick(1031.0):
         bridge.transport.remove_endpoint(endpoint, 1031.0)
     assert bridge.find_endpoint("m1", "alice") is None
+    assert network.paths == set()
+
+
+def test_an_address_change_moves_the_path(world) -> None:
+    bridge, network, alice, bob = world
+    endpoint = bridge.find_endpoint("m1", "alice")
+    assert endpoint is not None
+    endpoint.ice.on_selected(alice.address, ("127.0.0.1", 5099))
+    assert network.paths == {("127.0.0.1", 5099), bob.address}
 
 
 @settings(max_examples=300, deadline=None)

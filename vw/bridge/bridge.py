@@ -62,13 +62,15 @@ class Bridge:
     def __init__(self, bridge_id: str, certificate: DtlsCertificate,
                  send: Callable[[bytes, Address], None], host_candidates: list[Address],
                  websocket_base_url: str, now: Callable[[], float],
-                 advertised: Address | None = None, connect_timeout: float = 60.0) -> None:
+                 advertised: Address | None = None, connect_timeout: float = 60.0,
+                 path_changed: Callable[[Address | None, Address | None], None] | None = None
+                 ) -> None:
         self.id = bridge_id
         self.now = now
         self.host_candidates = host_candidates
         self.advertised = advertised
         self.websocket_base_url = websocket_base_url.rstrip("/")
-        self.transport = BridgeTransport(certificate, send, connect_timeout)
+        self.transport = BridgeTransport(certificate, send, connect_timeout, path_changed)
         self.draining = False
         self.rates = Rates()
 

@@ -117,19 +117,29 @@ class Endpoint:
             self.conference.endpoint_connected(self, now)
         return out
 
-    def protect(self, packet: bytes, now: float) -> bytes | None:
-        """SRTP for this leg, with this leg's own transport-wide sequence number."""
+    def send_rtp(self, packet: bytes, now: float) -> None:
+        """Protect ``packet`` for this connected leg, with this leg's own transport-wide
+        sequence number, and send it: once per packet and receiver, the bridge's hot path."""
         if self.transport_cc_id is not None:
-            buffer = bytearray(packet)
-            sequence = self._transport_seq
-            if set_extension_into(buffer, self.transport_cc_id, pack_transport_cc(sequence)):
-                self._transport_seq = (sequence + 1) & 0xFFFF
-                self.estimator.sent(sequence, len(buffer), now)
-                packet = bytes(buffer)
+            packet = self._sequenced(packet, now)
         try:
-            return self.srtp.protect(packet)
+            protected = self.srtp.protect(packet)  # type: ignore[union-attr]
         except SrtpError:
-            return None
+            return
+        self.conference.send(protected, self.ice.selected)  # type: ignore[arg-type]
+        stats = self.stats
+        stats.packets_out += 1
+        stats.bytes_out += len(protected)
+
+    def _sequenced(self, packet: bytes, now: float) -> bytes:
+        buffer = bytearray(packet)
+        sequence = self._transport_seq
+        if not set_extension_into(buffer, self.transport_cc_id,  # type: ignore[arg-type]
+                                  pack_transport_cc(sequence)):
+            return packet
+        self._transport_seq = (sequence + 1) & 0xFFFF
+        self.estimator.sent(sequence, len(buffer), now)
+        return bytes(buffer)
 
     def rtcp_due(self, now: float) -> None:
         """Send the transport-cc feedback and the receiver report due for what this endpoint
@@ -257,14 +267,14 @@ class Conference:
         if ssrc in simulcast.layers:
             receivers = [e.id for e in self.endpoints.values() if e is not sender and e.connected]
             for receiver, rewritten in simulcast.forward(ssrc, packet, receivers, now):
-                self._send_rtp(self.endpoints[receiver], rewritten, now)
+                self.endpoints[receiver].send_rtp(rewritten, now)
             return
         for receiver in self.endpoints.values():
             if receiver is sender or receiver.srtp is None:  # SRTP comes after ICE: connected
                 continue
             if video and receiver.video_from is not None and sender.id not in receiver.video_from:
                 continue
-            self._send_rtp(receiver, packet, now)
+            receiver.send_rtp(packet, now)
 
     def endpoint_connected(self, receiver: Endpoint, now: float) -> None:
         """A new receiver can only decode from a key frame: ask the senders of plain video for
@@ -320,15 +330,6 @@ class Conference:
                     endpoint.channel_send(frame)
             self.reallocate(now)
         return speaker
-
-    def _send_rtp(self, receiver: Endpoint, packet: bytes, now: float) -> None:
-        """Protect and send to a connected receiver."""
-        protected = receiver.protect(packet, now)
-        if protected is not None:
-            self.send(protected, receiver.ice.selected)
-            stats = receiver.stats
-            stats.packets_out += 1
-            stats.bytes_out += len(protected)
 
     def _request_keyframe(self, owner: str, rtcp: bytes) -> None:
         endpoint = self.endpoints.get(owner)
@@ -398,7 +399,7 @@ class Conference:
         resent, missing = self.repair.answer(receiver.id, nack, view, rtx,
                                              receiver.reports.rtt, now)
         for packet in resent:
-            self._send_rtp(receiver, packet, now)
+            receiver.send_rtp(packet, now)
         if missing:
             owner.send_rtcp(pack_compound(
                 [Nack(FEEDBACK_SSRC, ssrc, lost) for ssrc, lost in missing.items()]))

@@ -5,29 +5,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge
 from twisted.application import internet
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from vw.bridge import signaling
 from vw.bridge.bridge import VERSION, Bridge
+from vw.bridge.paths import MediaPaths
 from vw.bridge.websocket import ColibriWebSocketResource
 from vw.common.ops import JSONResource, add_ops_resources
+from vw.common.poller import Address, DatagramPoller
 from vw.common.state import persistent_secret
+from vw.common.udplistener import UdpListener
 from vw.config import Config
 from vw.rtp.certificate import DtlsCertificate
 
-log = Logger()
-
-#: Bytes of kernel receive buffer asked for the media socket.
-RECEIVE_BUFFER = 4 * 1024 * 1024
 #: Seconds between runs of the bridge's timers (ICE checks, consent, DTLS retransmission).
 TICK = 0.1
 
@@ -36,32 +32,6 @@ def bridge_component_secret(config: Config) -> str:
     """The bridge's component secret: configured, or generated once under the state dir."""
     return config.bridge.component_secret or persistent_secret(config.state_dir,
                                                                "bridge-component-secret")
-
-
-class MediaProtocol(DatagramProtocol):
-    """The shared UDP port: every datagram goes to the bridge's transport."""
-
-    bridge: Bridge
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
-        self._sendto: Callable[[bytes, tuple[str, int]], object] = lambda data, addr: None
-
-    def startProtocol(self) -> None:
-        # A deep receive buffer rides out short stalls of the process without loss.
-        self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        self._sendto = self.transport.socket.sendto
-
-    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.bridge.transport.datagram_received(data, addr, self.clock.seconds())
-
-    def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Send on the socket directly: the hot path skips Twisted's per-datagram address
-        checks (every address here came from a datagram or a candidate)."""
-        try:
-            self._sendto(data, addr)
-        except OSError as e:  # a full buffer, an unreachable or wrong-family address
-            log.debug("cannot send to {addr}: {error}", addr=addr, error=e)
 
 
 class DrainResource(Resource):
@@ -96,7 +66,7 @@ class DrainResource(Resource):
 class BridgeService(MultiService):
     """vw-bridge: one Bridge, its UDP port, its HTTP port and its timer."""
 
-    def __init__(self, config: Config, clock: IReactorTime) -> None:
+    def __init__(self, config: Config, reactor: IReactorTime) -> None:
         super().__init__()
         self.setName("bridge")
         settings = config.bridge
@@ -108,20 +78,24 @@ class BridgeService(MultiService):
         advertised = ((settings.advertised_address, settings.udp_port)
                       if settings.advertised_address else None)
         base_url = settings.websocket_base_url or f"ws://{bind}:{settings.http_port}"
-        self.media = MediaProtocol(clock)
-        self.bridge = Bridge(bridge_id, DtlsCertificate.generate(), self.media.send, candidates,
-                             base_url, clock.seconds, advertised, settings.endpoint_timeout)
-        self.media.bridge = self.bridge
-        internet.UDPServer(settings.udp_port, self.media, interface=bind).setServiceParent(self)
+        self.clock = reactor
+        poller = DatagramPoller(reactor, "bridge-media")  # type: ignore[arg-type]
+        self.listener = UdpListener(poller, settings.udp_port, bind, self._received,
+                                    share_port=True)
+        self.listener.setServiceParent(self)
+        self.paths = MediaPaths(poller, self.listener, self._received)
+        self.bridge = Bridge(bridge_id, DtlsCertificate.generate(), self.paths.send, candidates,
+                             base_url, reactor.seconds, advertised, settings.endpoint_timeout,
+                             self.paths.changed)
         internet.TCPServer(settings.http_port, Site(self.http_root()),
                            interface=bind).setServiceParent(self)
         timer = internet.TimerService(TICK, self.bridge.tick)
-        timer.clock = clock
+        timer.clock = reactor
         timer.setServiceParent(self)
         secret = bridge_component_secret(config)
         signaling.build(self.bridge, config.bridge_domain, secret, settings.xmpp_host,
                         settings.xmpp_port, config.brewery, settings.region,
-                        clock.callLater, frozenset({f"focus@{config.auth_domain}"})
+                        reactor.callLater, frozenset({f"focus@{config.auth_domain}"})
                         ).setServiceParent(self)
         self._gauges()
 
@@ -139,7 +113,11 @@ class BridgeService(MultiService):
     def stopService(self) -> object:
         """SIGTERM: refuse new conferences while the listeners close."""
         self.bridge.draining = True
+        self.paths.close()
         return super().stopService()
+
+    def _received(self, data: bytes, address: Address) -> None:
+        self.bridge.transport.datagram_received(data, address, self.clock.seconds())
 
     def _health(self) -> str | None:
         return "draining" if self.bridge.draining else None

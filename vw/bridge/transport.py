@@ -28,9 +28,13 @@ class BridgeTransport:
     """Every endpoint of every conference behind one UDP port."""
 
     def __init__(self, certificate: DtlsCertificate, send: Callable[[bytes, Address], None],
-                 connect_timeout: float = 60.0) -> None:
+                 connect_timeout: float = 60.0,
+                 path_changed: Callable[[Address | None, Address | None], None] | None = None
+                 ) -> None:
         self.certificate = certificate
         self.send = send
+        #: Told when an address starts or stops being an endpoint's (old, new; None: none).
+        self.path_changed = path_changed or (lambda old, new: None)
         #: An endpoint that has not connected this long after it was created is expired.
         self.connect_timeout = connect_timeout
         self.conferences: dict[str, Conference] = {}
@@ -59,11 +63,15 @@ class BridgeTransport:
         self.by_ufrag.pop(endpoint.ice.local_ufrag, None)
         if endpoint.address is not None and self.by_address.get(endpoint.address) is endpoint:
             del self.by_address[endpoint.address]
+            self.path_changed(endpoint.address, None)
 
     def _moved(self, endpoint: Endpoint, old: Address | None, new: Address) -> None:
-        if old is not None and self.by_address.get(old) is endpoint:
+        if old is None or self.by_address.get(old) is not endpoint:
+            old = None
+        else:
             del self.by_address[old]
         self.by_address[new] = endpoint
+        self.path_changed(old, new)
 
     # -- datagrams -----------------------------------------------------------------------
 

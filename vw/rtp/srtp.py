@@ -16,11 +16,14 @@ cached packets with their original sequence numbers when a receiver asks for the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pylibsrtp
 from pylibsrtp import ERRORS, SRTP_MAX_TRAILER_LEN, Policy, Session
 from pylibsrtp._binding import ffi, lib
+
+srtp_protect, srtp_unprotect = lib.srtp_protect, lib.srtp_unprotect
 
 #: The buffer one protect works in, as pylibsrtp sizes its own.
 BUFFER_SIZE = 1500
@@ -138,24 +141,25 @@ class SrtpContext:
 
     def protect(self, rtp: bytes) -> bytes:
         """An RTP packet, encrypted and authenticated."""
-        return self._process(rtp, lib.srtp_protect, self._tx_session, SRTP_MAX_TRAILER_LEN)
+        return self._process(rtp, srtp_protect, self._tx_session, SRTP_MAX_TRAILER_LEN)
 
-    def _process(self, packet: bytes, function: object, session: object, trailer: int) -> bytes:
+    def unprotect(self, srtp: bytes) -> bytes:
+        """The RTP packet inside an SRTP packet; SrtpError if forged, replayed or malformed."""
+        return self._process(srtp, srtp_unprotect, self._rx_session, 0)
+
+    def _process(self, packet: bytes, function: Callable[[object, object, object], int],
+                 session: object, trailer: int) -> bytes:
         size = len(packet)
         if size > BUFFER_SIZE - trailer:
             raise SrtpError("packet is too long")
-        self._buffer[0:size] = packet
-        length = self._length
+        buffer, length = self._buffer, self._length
+        buffer[0:size] = packet
         length[0] = size
         status = function(session, self._cdata, length)
         if status:
             raise _error(pylibsrtp.Error(ERRORS[status] if 0 <= status < len(ERRORS)
                                          else f"libsrtp error {status}"))
-        return self._buffer[0:length[0]]
-
-    def unprotect(self, srtp: bytes) -> bytes:
-        """The RTP packet inside an SRTP packet; SrtpError if forged, replayed or malformed."""
-        return self._process(srtp, lib.srtp_unprotect, self._rx_session, 0)
+        return buffer[0:length[0]]
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         """An RTCP compound packet, encrypted and authenticated (SRTCP index added)."""

@@ -1,6 +1,6 @@
 """vw-turn as a Twisted service: the UDP, TCP and TLS listening ports, a UDP or TCP port per
 relay, a timer. The UDP listening port and UDP relays share one
-:class:`~vw.turn.poller.DatagramPoller`; ChannelData and peer datagrams take the core's relay
+:class:`~vw.common.poller.DatagramPoller`; ChannelData and peer datagrams take the core's relay
 fast paths."""
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from vw.common.ops import add_ops_resources
+from vw.common.poller import DatagramPoller
 from vw.common.state import persistent_secret
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
+from vw.common.udplistener import UdpListener
 from vw.config import Config
 from vw.stun import CHANNEL_MAX, CHANNEL_MAX_RFC5766, FAMILY_IPV4, FAMILY_IPV6, TRANSPORT_TCP
 from vw.turn.allocations import Address, Output, RelayGrant, RelayRequest, TurnCore
 from vw.turn.auth import Authenticator, Nonces
-from vw.turn.listener import UdpListener
 from vw.turn.peers import PeerPolicy
-from vw.turn.poller import DatagramPoller
 from vw.turn.stream import (
     PeerClientFactory,
     PeerConnectionProtocol,
@@ -114,7 +114,7 @@ class TurnService(MultiService):
         self.streams: dict[Address, TurnStreamProtocol] = {}
         #: RFC 6062 peer connections by connection id.
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
-        self.poller = DatagramPoller(reactor)  # type: ignore[arg-type]
+        self.poller = DatagramPoller(reactor, "turn-udp")  # type: ignore[arg-type]
         self.listener = UdpListener(self.poller, settings.udp_port, bind, self._client_received)
         self.listener.setServiceParent(self)
         streams = TurnStreamFactory(self)

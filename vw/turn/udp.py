@@ -1,4 +1,4 @@
-"""Relay ports: bound UDP sockets read by a :class:`~vw.turn.poller.DatagramPoller`, leaner
+"""Relay ports: bound UDP sockets read by a :class:`~vw.common.poller.DatagramPoller`, leaner
 than Twisted's UDP ports.
 
 An allocation opens and closes one of these; Twisted's :class:`twisted.internet.udp.Port`
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 
-from vw.turn.poller import Address, DatagramPoller, Receiver
+from vw.common.poller import Address, DatagramPoller, Receiver
 
 #: Receive buffer of a relay socket, in bytes (up to the kernel's net.core.rmem_max).
 RECEIVE_BUFFER = 1024 * 1024

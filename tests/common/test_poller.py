@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from twisted.python.failure import Failure
 
-from vw.turn import poller as poller_module
-from vw.turn.poller import READ_BATCH, DatagramPoller
+from vw.common import poller as poller_module
+from vw.common.poller import READ_BATCH, DatagramPoller
 
 
 class Reactor:
@@ -42,7 +42,7 @@ def sockets() -> Iterator[list[socket.socket]]:
 
 def test_one_reader_for_all_sockets_while_any(sockets: list[socket.socket]) -> None:
     reactor = Reactor()
-    poller = DatagramPoller(reactor)
+    poller = DatagramPoller(reactor, "test")
     assert not reactor.readers
     poller.add(sockets[0], lambda d, a: None)
     poller.add(sockets[1], lambda d, a: None)
@@ -55,7 +55,7 @@ def test_one_reader_for_all_sockets_while_any(sockets: list[socket.socket]) -> N
 
 
 def test_every_ready_socket_is_drained(sockets: list[socket.socket]) -> None:
-    poller, received = DatagramPoller(Reactor()), []
+    poller, received = DatagramPoller(Reactor(), "test"), []
     first, second, sender = sockets[:3]
     poller.add(first, lambda d, a: received.append(("first", d, a)))
     poller.add(second, lambda d, a: received.append(("second", d, a)))
@@ -73,7 +73,7 @@ def test_every_ready_socket_is_drained(sockets: list[socket.socket]) -> None:
 
 
 def test_a_wake_up_reads_at_most_a_batch(sockets: list[socket.socket]) -> None:
-    poller, received = DatagramPoller(Reactor()), []
+    poller, received = DatagramPoller(Reactor(), "test"), []
     target, sender = sockets[:2]
     poller.add(target, lambda d, a: received.append(d))
     for n in range(READ_BATCH + 5):
@@ -87,7 +87,7 @@ def test_a_wake_up_reads_at_most_a_batch(sockets: list[socket.socket]) -> None:
 def test_a_handler_may_remove_a_socket_and_errors_are_contained(
     sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    poller, received, failures = DatagramPoller(Reactor()), [], []
+    poller, received, failures = DatagramPoller(Reactor(), "test"), [], []
     first, second, sender = sockets[:3]
     monkeypatch.setattr(poller_module.log, "failure", lambda *a, **k: failures.append(a))
 
@@ -105,7 +105,7 @@ def test_a_handler_may_remove_a_socket_and_errors_are_contained(
 
 
 def test_connection_lost_closes_the_epoll(sockets: list[socket.socket]) -> None:
-    poller = DatagramPoller(Reactor())
+    poller = DatagramPoller(Reactor(), "test")
     poller.add(sockets[0], lambda d, a: None)
     poller.connectionLost(Failure(ConnectionError()))
     poller.remove(sockets[0])  # after shutdown: nothing to do

@@ -1,10 +1,11 @@
 """Many UDP sockets behind one reactor descriptor.
 
-Twisted's reactor wraps every ready descriptor in a logging and context call; a TURN server's
-relay path is mostly that per-descriptor cost. A :class:`DatagramPoller` holds the listening
-UDP socket and every UDP relay socket in an epoll object of its own, which the reactor reads
-as a single descriptor: on each wake-up it reads one datagram from every ready socket, polls
-again, and so on until nothing is ready or a batch is done, all on the reactor thread.
+Twisted's reactor wraps every ready descriptor in a logging and context call; a media relay's
+hot path is mostly that per-descriptor cost when it has many sockets. A
+:class:`DatagramPoller` holds UDP sockets (a TURN server's listening and relay sockets, the
+bridge's media port and its connected paths) in an epoll object of its own, which the
+reactor reads as a single descriptor: on each wake-up it reads one datagram from every ready
+socket, polls again, and so on until nothing is ready or a batch is done, all on the reactor thread.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ READ_BATCH = 64
 class DatagramPoller:
     """An epoll object over UDP sockets, read by ``reactor`` while it holds any."""
 
-    def __init__(self, reactor: IReactorFDSet) -> None:
+    def __init__(self, reactor: IReactorFDSet, name: str) -> None:
         self.reactor = reactor
+        self.name = name
         self._epoll = select.epoll()
         self._sockets: dict[int, tuple[Callable[[int], tuple[bytes, tuple]], Receiver]] = {}
 
@@ -60,7 +62,7 @@ class DatagramPoller:
         return self._epoll.fileno()
 
     def logPrefix(self) -> str:
-        return "turn-udp"
+        return self.name
 
     def doRead(self) -> None:
         """Read one datagram from each ready socket, and again, up to :data:`READ_BATCH`."""

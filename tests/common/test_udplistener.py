@@ -7,14 +7,14 @@ import socket
 import pytest
 from twisted.internet.error import CannotListenError
 
-from tests.turn.test_poller import Reactor
-from vw.turn.listener import UdpListener
-from vw.turn.poller import DatagramPoller
+from tests.common.test_poller import Reactor
+from vw.common.poller import DatagramPoller
+from vw.common.udplistener import UdpListener
 
 
 def test_bound_read_answered_and_closed() -> None:
     reactor, received = Reactor(), []
-    poller = DatagramPoller(reactor)
+    poller = DatagramPoller(reactor, "test")
     listener = UdpListener(poller, 0, "127.0.0.1", lambda d, a: received.append((d, a)))
     listener.privilegedStartService()
     listener.startService()
@@ -33,7 +33,7 @@ def test_bound_read_answered_and_closed() -> None:
 
 
 def test_start_binds_when_not_started_privileged() -> None:
-    listener = UdpListener(DatagramPoller(Reactor()), 0, "127.0.0.1", lambda d, a: None)
+    listener = UdpListener(DatagramPoller(Reactor(), "test"), 0, "127.0.0.1", lambda d, a: None)
     listener.startService()
     assert listener.address()[1] != 0
     listener.stopService()
@@ -42,7 +42,18 @@ def test_start_binds_when_not_started_privileged() -> None:
 def test_a_taken_port_cannot_listen() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        listener = UdpListener(DatagramPoller(Reactor()), taken.getsockname()[1], "127.0.0.1",
-                               lambda d, a: None)
+        listener = UdpListener(DatagramPoller(Reactor(), "test"), taken.getsockname()[1],
+                               "127.0.0.1", lambda d, a: None)
         with pytest.raises(CannotListenError):
             listener.privilegedStartService()
+
+
+def test_a_shared_port_still_refuses_a_second_listener() -> None:
+    first = UdpListener(DatagramPoller(Reactor(), "test"), 0, "127.0.0.1", lambda d, a: None,
+                        share_port=True)
+    first.privilegedStartService()
+    second = UdpListener(DatagramPoller(Reactor(), "test"), first.address()[1], "127.0.0.1",
+                         lambda d, a: None, share_port=True)
+    with pytest.raises(CannotListenError):
+        second.privilegedStartService()
+    first.stopService()

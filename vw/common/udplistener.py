@@ -1,5 +1,6 @@
-"""The STUN/TURN UDP listening port: a socket bound as the service starts (before privileges
-are dropped) and read by a :class:`~vw.turn.poller.DatagramPoller`."""
+"""A UDP listening port (TURN's STUN/TURN port, the bridge's media port): a socket bound as
+the service starts (before privileges are dropped) and read by a
+:class:`~vw.common.poller.DatagramPoller`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from twisted.application.service import Service
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from vw.turn.poller import Address, DatagramPoller, Receiver
+from vw.common.poller import Address, DatagramPoller, Receiver
 
 log = Logger()
 
@@ -19,29 +20,48 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class UdpListener(Service):
-    """UDP port ``port`` on ``interface`` (all when empty); datagrams go to ``received``."""
+    """UDP port ``port`` on ``interface`` (all when empty); datagrams go to ``received``.
+
+    With ``share_port``, connected sockets of this process may bind the same port later
+    (``SO_REUSEPORT``); the port must still be free when the listener binds it.
+    """
 
     def __init__(self, poller: DatagramPoller, port: int, interface: str,
-                 received: Receiver) -> None:
+                 received: Receiver, *, share_port: bool = False) -> None:
         self.poller = poller
         self.port = port
         self.interface = interface
         self.received = received
+        self.share_port = share_port
         self.socket: socket.socket | None = None
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return socket.AF_INET6 if ":" in self.interface else socket.AF_INET
 
     def privilegedStartService(self) -> None:
         """Bind the port (it may be privileged)."""
         super().privilegedStartService()
-        family = socket.AF_INET6 if ":" in self.interface else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            if self.share_port:
+                self._check_free()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.interface, self.port))
         except OSError as error:
             sock.close()
             raise CannotListenError(self.interface, self.port, error) from error
         self.socket = sock
+
+    def _check_free(self) -> None:
+        """Bind the port without sharing, and let go: a port shared with another process
+        (another bridge started by mistake) would split its traffic silently."""
+        with socket.socket(self.family, socket.SOCK_DGRAM) as probe:
+            probe.bind((self.interface, self.port))
+            if not self.port:
+                self.port = probe.getsockname()[1]
 
     def startService(self) -> None:
         """Start reading (binding first if privilegedStartService did not)."""
