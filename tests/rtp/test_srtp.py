@@ -126,6 +126,17 @@ def test_resending_same_index_allowed_outbound(profile: SrtpProfile) -> None:
         b.unprotect(again)
 
 
+def test_resending_an_index_far_behind_the_newest(profile: SrtpProfile) -> None:
+    """A NACK can ask for a packet hundreds of indices back (video at 500 packets a second,
+    an RTT of 300 ms): libsrtp refuses to protect an index older than the outbound window,
+    so that window must be as deep as the inbound one."""
+    a, b = pair(profile)
+    for seq in range(1, 1001):
+        b.unprotect(a.protect(rtp(seq)))
+    lost = 1000 - 900
+    assert a.protect(rtp(lost)) == a.protect(rtp(lost))
+
+
 def test_replayed_rtcp_rejected(profile: SrtpProfile) -> None:
     a, b = pair(profile)
     protected = a.protect_rtcp(rtcp_sr())
