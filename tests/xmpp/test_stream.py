@@ -191,6 +191,21 @@ def test_token_user_appears_as_identity_and_spoofs_are_removed(tmp_path: Path) -
     assert {child.name: str(child) for child in user.elements()} == {"id": "42", "name": "Ada"}
 
 
+def test_the_tokens_participant_limit_keeps_the_room_to_its_size(tmp_path: Path) -> None:
+    server = make_server(tmp_path, clock=Clock())
+    server.clock.advance(time.time())
+    limited = token(room="r", context={"room": {"max_participants": 1}})
+    first, second = Client(server, token=limited), Client(server, token=limited)
+    for client in (first, second):
+        client.login_anonymous()
+    join = ("<presence to='r@conference.localhost/{}'>"
+            "<x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    assert first.send(join.format("one"))[0].getAttribute("type") is None
+    (refused,) = second.send(join.format("two"))
+    assert refused.getAttribute("type") == "error"
+    assert refused.error.firstChildElement().name == "service-unavailable"
+
+
 def test_version(tmp_path: Path) -> None:
     client = Client(make_server(tmp_path))
     client.login_anonymous()

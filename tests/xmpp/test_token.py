@@ -339,6 +339,20 @@ def test_bad_context(hs_verifier: TokenVerifier) -> None:
     assert identity.user == {} and identity.moderator is False
 
 
+def test_the_meetings_participant_limit(hs_verifier: TokenVerifier) -> None:
+    def limit(room: object) -> int:
+        return hs_verifier.verify(hs_token(claims(context={"room": room})), DOMAIN
+                                  ).max_participants
+
+    assert limit({"max_participants": 12}) == 12
+    assert limit({}) == limit(None) == 0
+    assert hs_verifier.verify(hs_token(claims()), DOMAIN).max_participants == 0
+    for bad in (-1, 10001, "12", 1.5, True, None):
+        assert "'context.room.max_participants'" in rejected(
+            hs_verifier, hs_token(claims(context={"room": {"max_participants": bad}})))
+    assert "'context.room'" in rejected(hs_verifier, hs_token(claims(context={"room": 3})))
+
+
 def test_user_keeps_only_string_fields(hs_verifier: TokenVerifier) -> None:
     user = {"id": 5, "name": "Bob", "avatar": "https://x/a.png", "email": None, "extra": "x"}
     identity = hs_verifier.verify(hs_token(claims(context={"user": user})), DOMAIN)

@@ -360,6 +360,7 @@ class MUCService:
                  clock: Callable[[], float], defaults: RoomDefaults | None = None,
                  store: RoomStore | None = None,
                  affiliation_hint: Callable[[JID, str], str | None] | None = None,
+                 limit_hint: Callable[[JID, str], int] | None = None,
                  admins: Collection[str] = ()) -> None:
         self.domain = _jid_parts(domain)[1]
         self._send = send
@@ -367,6 +368,7 @@ class MUCService:
         self.defaults = defaults or RoomDefaults()
         self.store: RoomStore = store if store is not None else MemoryRoomStore()
         self._hint = affiliation_hint
+        self._limit_hint = limit_hint
         self.admins = frozenset(_bare(admin) for admin in admins)
         self._rooms: dict[str, Room] = {}
         self._queue: deque[tuple[Element, str]] = deque()
@@ -626,6 +628,7 @@ class MUCService:
             room = Room(node, self.domain, RoomConfig.from_defaults(self.defaults), self._clock())
             room.affiliations[bare] = "owner"
         affiliation = self._join_affiliation(room, sender, bare)
+        self._join_limit(room, sender, created)
         self._check_entry(room, nick, bare, affiliation, muc)
         if created:
             self._rooms[node] = room
@@ -637,6 +640,17 @@ class MUCService:
         room.by_jid[sender] = occupant
         codes = ("100",) if room.config.whois == "anyone" else ()
         self._send_initial(room, occupant, muc, codes + (("201",) if created else ()))
+
+    def _join_limit(self, room: Room, sender: str, created: bool) -> None:
+        """Take the room's occupant limit from ``limit_hint`` (the joining user's token
+        carries its meeting's), if it names one."""
+        if self._limit_hint is None:
+            return
+        limit = self._limit_hint(JID(sender), room.node)
+        if limit and limit != room.config.max_occupants:
+            room.config.max_occupants = limit
+            if not created:
+                self._save(room)
 
     def _join_affiliation(self, room: Room, sender: str, bare: str) -> str:
         """The joining user's affiliation, raised by ``affiliation_hint`` if it says so."""
@@ -670,7 +684,9 @@ class MUCService:
             if not hmac.compare_digest(text.encode(), room.config.password.encode()):
                 raise StanzaError("not-authorized", "auth", "A password is required")
         limit = room.config.max_occupants
-        if limit and len(room.occupants) >= limit and affiliation not in PRIVILEGED:
+        if limit and affiliation not in PRIVILEGED and sum(
+                occupant.bare not in self.admins for occupant in room.occupants.values()
+        ) >= limit:  # the service's admins (the focus) take no seat
             raise StanzaError("service-unavailable", "wait", "This room is full")
 
     def _send_initial(self, room: Room, occupant: Occupant, muc: Element | None,

@@ -20,7 +20,7 @@ from vw.xmpp.roster import ROSTER_NS, MemoryRosterStore, Rosters
 from vw.xmpp.router import Router
 from vw.xmpp.session import Session
 from vw.xmpp.stanzas import parse_jid
-from vw.xmpp.token import TokenVerifier
+from vw.xmpp.token import TokenIdentity, TokenVerifier
 
 log = Logger()
 
@@ -84,7 +84,8 @@ class XMPPServer:
         self.muc_services = [
             MUCService(domain, self.router.route, clock=clock.seconds,
                        defaults=RoomDefaults(history_size=config.xmpp.muc_history), store=rooms,
-                       affiliation_hint=self._token_affiliation, admins=admins)
+                       affiliation_hint=self._token_affiliation,
+                       limit_hint=self._token_limit, admins=admins)
             for domain in self.muc_domains]
         for service in self.muc_services:
             self.router.register_component(service.domain, service)
@@ -191,8 +192,15 @@ class XMPPServer:
                 if key in token.user:
                     user.addElement(key, content=token.user[key])
 
-    def _token_affiliation(self, real_jid: JID, room: str) -> str | None:
+    def _token(self, real_jid: JID) -> TokenIdentity | None:
         session = self.router.sessions.get(real_jid.userhost(), {}).get(real_jid.resource or "")
-        if session is not None and session.token is not None and session.token.moderator:
-            return "owner"
-        return None
+        return None if session is None else session.token
+
+    def _token_affiliation(self, real_jid: JID, room: str) -> str | None:
+        token = self._token(real_jid)
+        return "owner" if token is not None and token.moderator else None
+
+    def _token_limit(self, real_jid: JID, room: str) -> int:
+        """The meeting's participant limit, as the joining user's token says."""
+        token = self._token(real_jid)
+        return 0 if token is None else token.max_participants

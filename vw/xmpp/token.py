@@ -43,6 +43,8 @@ _KID_RE = re.compile(r"[A-Za-z0-9._:@+=/-]{1,255}")
 #: User details copied from ``context.user``.
 _USER_FIELDS = ("id", "name", "email", "avatar")
 _MODERATOR_AFFILIATIONS = ("owner", "moderator")
+#: The largest ``context.room.max_participants`` accepted.
+MAX_PARTICIPANTS_LIMIT = 10000
 
 
 class TokenRejected(Exception):
@@ -58,6 +60,8 @@ class TokenIdentity:
     user: dict[str, str] = field(default_factory=dict)
     moderator: bool = False
     claims: dict[str, Any] = field(default_factory=dict)
+    #: The meeting's participant limit (``context.room.max_participants``); 0: none.
+    max_participants: int = 0
 
 
 def _reject_constant(name: str) -> Any:
@@ -190,6 +194,7 @@ class TokenVerifier:
             raise TokenRejected("'room' claim must be a string")
 
         user_claim: dict[str, Any] = {}
+        room_claim: dict[str, Any] = {}
         context = claims.get("context")
         if context is not None:
             if not isinstance(context, dict):
@@ -197,13 +202,22 @@ class TokenVerifier:
             user_claim = context.get("user") or {}
             if not isinstance(user_claim, dict):
                 raise TokenRejected("'context.user' claim must be an object")
+            room_claim = context.get("room") or {}
+            if not isinstance(room_claim, dict):
+                raise TokenRejected("'context.room' claim must be an object")
+        limit = room_claim.get("max_participants", 0)
+        if (not isinstance(limit, int) or isinstance(limit, bool)
+                or not 0 <= limit <= MAX_PARTICIPANTS_LIMIT):
+            raise TokenRejected("'context.room.max_participants' must be a whole number "
+                                f"from 0 to {MAX_PARTICIPANTS_LIMIT}")
         user = {k: user_claim[k] for k in _USER_FIELDS if isinstance(user_claim.get(k), str)}
         moderator = (
             _is_true(user_claim.get("moderator"))
             or user_claim.get("affiliation") in _MODERATOR_AFFILIATIONS
             or _is_true(claims.get("moderator"))
         )
-        return TokenIdentity(subject=sub, room=room, user=user, moderator=moderator, claims=claims)
+        return TokenIdentity(subject=sub, room=room, user=user, moderator=moderator, claims=claims,
+                             max_participants=limit)
 
     def _audience_ok(self, aud: Any) -> bool:
         """Match ``aud`` (a string or list of strings) against the accepted audiences.
