@@ -2,8 +2,8 @@
 
 Run: ``python bench/bridge_relay.py PORT``. A datagram ``join ROOM`` (first byte below 128)
 puts its sender in ROOM and is answered ``joined``; any other datagram from a member is sent
-as it is to every other member of its room. Same reactor (epoll) and the same
-``DatagramProtocol`` as vw-bridge, so the difference is the bridge's own work per packet.
+as it is to every other member of its room: a Twisted ``DatagramProtocol`` on the epoll
+reactor, the plainest Python relay, with no ICE, DTLS, SRTP or routing state.
 """
 
 from __future__ import annotations
