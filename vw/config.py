@@ -331,6 +331,9 @@ class BalancerConfig:
     tunnel_timeout: float = 3600.0
     #: Seconds to connect to a backend.
     connect_timeout: float = 5.0
+    #: Times a request goes to the room's next shard when the connection to its shard
+    #: fails (refused or timed out, nothing sent yet); then 503.
+    connect_retries: int = 2
     #: Largest request or response head, and most header fields.
     max_header_bytes: int = 16384
     max_headers: int = 100
@@ -346,6 +349,8 @@ class BalancerConfig:
     def __post_init__(self) -> None:
         if self.backend_proxy_protocol not in (0, 1, 2):
             raise ConfigError("balancer.backend_proxy_protocol", "", "must be 0, 1 or 2")
+        if self.connect_retries < 0:
+            raise ConfigError("balancer.connect_retries", "", "must not be negative")
         names = [shard.name for shard in self.shards]
         if len(set(names)) != len(names) or "" in names:
             raise ConfigError("balancer.shards", "", "every shard needs a distinct name")

@@ -31,6 +31,7 @@ def test_shards_load(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content, message", [
     ("backend_proxy_protocol = 3", "must be 0, 1 or 2"),
+    ("connect_retries = -1", "must not be negative"),
     ('portal = "nowhere"', "is not host:port"),
     ('bridges = { "jvb1" = "10.0.0.1:99999" }', "is not host:port"),
     ('shards = [{ name = "a", address = "h:1" }, { name = "a", address = "h:2" }]',

@@ -20,8 +20,8 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 def make(**settings: object) -> tuple[Balancer, MemoryReactorClock]:
-    balancer_config = replace(BalancerConfig(), shards=SHARDS, portal="127.0.0.1:7100",
-                              **settings)
+    balancer_config = replace(BalancerConfig(), **{"shards": SHARDS,
+                                                   "portal": "127.0.0.1:7100", **settings})
     config = replace(Config(), balancer=balancer_config)
     reactor = MemoryReactorClock()
     return Balancer(Router(config, Geo({})), reactor), reactor
@@ -50,6 +50,13 @@ class Client:
         transport = StringTransport()
         protocol.makeConnection(transport)
         return protocol, transport, (host, port)
+
+    def refuse(self) -> tuple[str, int]:
+        """Refuse the next backend connection; its address."""
+        host, port, factory, _, _ = self.reactor.tcpClients[self.seen]
+        self.seen += 1
+        factory.clientConnectionFailed(None, None)
+        return host, port
 
     def received(self) -> bytes:
         data = self.transport.value()
@@ -258,7 +265,7 @@ def test_backends_may_get_a_proxy_header() -> None:
 
 
 def test_an_unreachable_backend_gives_503_and_counts_against_its_health() -> None:
-    balancer, reactor = make()
+    balancer, reactor = make(connect_retries=0)
     client = Client(balancer, reactor)
     client.send(request("/a"))
     _, _, _, _, _ = reactor.tcpClients[0]
@@ -267,6 +274,83 @@ def test_an_unreachable_backend_gives_503_and_counts_against_its_health() -> Non
     assert client.received().startswith(b"HTTP/1.1 503")
     shard = factory.protocol.target.shard
     assert shard.health.streak == 1
+
+
+def test_a_refused_shard_connection_is_retried_on_the_next_shard() -> None:
+    balancer, reactor = make(backend_proxy_protocol=1)
+    first, _ = rooms_on_both_shards(balancer)
+    client = Client(balancer, reactor)
+    client.send(request(f"/{first}") + request(f"/{first}?x=1"))
+    assert client.refuse() == ("127.0.0.1", 7001)
+    backend, transport, address = client.backend()
+    assert address == ("127.0.0.1", 7002) and client.received() == b""
+    assert transport.value().startswith(b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 8080\r\nGET")
+    assert transport.value().count(b"GET /") == 2
+    backend.dataReceived(OK + OK)
+    assert client.received().count(b"X-VW-Shard: s2\r\n") == 2
+    stats = balancer.stats
+    assert stats.retries == {"s1": 1} and stats.backend_failures == {"s1": 1}
+    assert balancer.router.shards.shards["s1"].health.streak == 1
+
+
+def test_a_websocket_upgrade_is_retried_with_its_early_bytes() -> None:
+    balancer, reactor = make()
+    first, _ = rooms_on_both_shards(balancer)
+    client = Client(balancer, reactor)
+    client.send(request(f"/xmpp-websocket?room={first}", "Connection: Upgrade",
+                        "Upgrade: websocket") + b"\x81\x05early")
+    client.refuse()
+    backend, transport, address = client.backend()
+    assert address == ("127.0.0.1", 7002) and transport.value().endswith(b"\x81\x05early")
+    backend.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+    assert client.received().startswith(b"HTTP/1.1 101") and balancer.stats.tunnels == 1
+
+
+def test_after_the_retries_the_client_gets_503() -> None:
+    balancer, reactor = make(shards=[*SHARDS, ShardConfig("s3", "127.0.0.1:7003")],
+                             connect_retries=1)
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    client.refuse()
+    assert client.received() == b""
+    client.refuse()
+    assert client.received().startswith(b"HTTP/1.1 503") and len(reactor.tcpClients) == 2
+    assert sum(balancer.stats.backend_failures.values()) == 2
+    assert sum(balancer.stats.retries.values()) == 1
+
+
+def test_when_every_shard_failed_the_client_gets_503() -> None:
+    balancer, reactor = make(connect_retries=5)
+    client = Client(balancer, reactor)
+    client.send(request("/a"))
+    assert {client.refuse(), client.refuse()} == {("127.0.0.1", 7001),
+                                                        ("127.0.0.1", 7002)}
+    assert client.received().startswith(b"HTTP/1.1 503") and len(reactor.tcpClients) == 2
+    assert balancer.stats.backend_failures == {"s1": 1, "s2": 1}
+
+
+@pytest.mark.parametrize("target, settings", [
+    ("/a", {"connect_retries": 0}),
+    ("/api/x", {}),
+    ("/colibri-ws/jvb1/c/e", {"bridges": {"jvb1": "127.0.0.1:7200"}}),
+])
+def test_no_retry_without_retries_or_another_target(target: str, settings: dict) -> None:
+    balancer, reactor = make(**settings)
+    client = Client(balancer, reactor)
+    client.send(request(target))
+    client.refuse()
+    assert client.received().startswith(b"HTTP/1.1 503") and len(reactor.tcpClients) == 1
+    assert not balancer.stats.retries
+
+
+def test_requests_for_several_rooms_are_not_redispatched_together() -> None:
+    balancer, reactor = make()
+    rooms = [f"r{i}" for i in range(100)
+             if balancer.router.shards.pick(f"r{i}", "", 0).name == "s1"]
+    client = Client(balancer, reactor)
+    client.send(request(f"/{rooms[0]}") + request(f"/{rooms[1]}"))
+    client.refuse()
+    assert client.received().startswith(b"HTTP/1.1 503") and len(reactor.tcpClients) == 1
 
 
 def test_a_backend_closing_mid_response_closes_the_client() -> None:

@@ -87,6 +87,36 @@ def test_a_dead_shard_loses_only_its_rooms() -> None:
         room for room in ROOMS if before[room] == "b"}
 
 
+def test_an_excluded_shard_is_passed_over_like_a_dead_one() -> None:
+    shards = ShardSet([shard("a"), shard("b"), shard("c")], room_memory=60)
+    b = shards.shards["b"]
+    excluded = {room: shards.pick(room, "", 0, exclude=[b]).name for room in ROOMS}
+    assert set(excluded.values()) == {"a", "c"}
+    for _ in range(3):
+        b.health.record(False)
+    assert excluded == {room: shards.pick(room, "", 0).name for room in ROOMS}
+
+
+def test_excluding_other_shards_keeps_the_choice() -> None:
+    shards = ShardSet([shard("a"), shard("b"), shard("c")], room_memory=60)
+    for room in ROOMS[:200]:
+        chosen = shards.pick(room, "", 0)
+        others = [s for s in shards.shards.values() if s is not chosen]
+        assert shards.pick(room, "", 0, exclude=others[:1]) is chosen
+        assert shards.pick(room, "", 0, exclude=others) is chosen
+        assert shards.pick(room, "", 0, exclude=[*others, chosen]) is None
+
+
+def test_exclusion_falls_back_from_the_region_then_leaves_drained_shards_out() -> None:
+    shards = ShardSet([shard("eu1", "eu"), shard("us1", "us"), shard("us2", "us")], 60)
+    eu1, us1, us2 = shards.shards.values()
+    assert shards.pick("room", "eu", 0, exclude=(eu1,)) in (us1, us2)
+    assert shards.pick("room", "eu", 0, exclude=(eu1, us1)) is us2
+    us2.drain = True
+    assert shards.pick("brand-new", "eu", 0, exclude=(eu1, us1)) is None
+    assert shards.pick("room", "eu", 0, exclude=(eu1, us1)) is us2
+
+
 def test_draining_keeps_known_rooms_and_takes_no_new_ones() -> None:
     shards = ShardSet([shard("a"), shard("b")], room_memory=60)
     known = {room: shards.pick(room, "", 0).name for room in ROOMS[:1000]}

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, Request, TextMessage
 
 from tests.e2e.conftest import (
     BIN,
@@ -34,8 +36,9 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.strophe_client import run_scenario_async, strophe_available
 from vw.balancer import proxyproto
+from vw.balancer.rendezvous import choose
 from vw.common.tls import ensure_material
-from vw.config import Config, GeneralConfig
+from vw.config import Config, GeneralConfig, ShardConfig
 
 pytestmark = pytest.mark.skipif(not have("curl"), reason="curl missing")
 
@@ -44,6 +47,12 @@ PASSWORD = "admin-password-for-tests"
 #: Sources on loopback: HAProxy connects to the balancer from TRUSTED; other clients are not.
 TRUSTED, CLIENT = "127.0.0.3", "127.0.0.5"
 ROOMS = [f"Room-{i}" for i in range(24)]
+#: Health checks that notice a dead shard at once.
+QUICK_HEALTH = "health_interval = 0.2\nhealth_timeout = 1.0\nhealth_rise = 1\nhealth_fall = 1"
+#: Health checks that would take an hour and 1000 failures to notice a dead shard: the window
+#: in which the balancer still sends rooms to it, made long.
+BLIND_HEALTH = ("health_interval = 3600.0\nhealth_timeout = 1.0\nhealth_rise = 1\n"
+                "health_fall = 1000")
 
 ECHO = """
 import json, sys
@@ -105,7 +114,7 @@ class BalancerProcess:
 
 def balancer_config(directory: Path, shards: list[tuple[str, int]], portal: int,
                     ports: tuple[int, int, int], extra: str = "",
-                    drained: frozenset[str] = frozenset()) -> str:
+                    drained: frozenset[str] = frozenset(), health: str = QUICK_HEALTH) -> str:
     text = f"""
 [general]
 state_dir = "{directory / 'var'}"
@@ -119,10 +128,7 @@ admin_password = "{PASSWORD}"
 portal = "127.0.0.1:{portal}"
 trusted_proxies = ["{TRUSTED}/32"]
 bridges = {{ "jvb1" = "127.0.0.1:{portal}" }}
-health_interval = 0.2
-health_timeout = 1.0
-health_rise = 1
-health_fall = 1
+{health}
 header_timeout = 1.5
 {extra}
 """
@@ -137,11 +143,12 @@ drain = {"true" if name in drained else "false"}
 
 
 def start_balancer(directory: Path, shards: list[tuple[str, int]], portal: int,
-                   extra: str = "") -> BalancerProcess:
+                   extra: str = "", health: str = QUICK_HEALTH) -> BalancerProcess:
     directory.mkdir(parents=True, exist_ok=True)
     ports = (free_port(), free_port(), free_port())
     config = directory / "vw.toml"
-    config.write_text(balancer_config(directory, shards, portal, ports, extra))
+    config.write_text(balancer_config(directory, shards, portal, ports, extra,
+                                      health=health))
     log = open(directory / "twistd.log", "a")
     process = subprocess.Popen(
         [BIN / "twistd", "--nodaemon", "--pidfile=", "vw-balancer", "--config", str(config)],
@@ -531,6 +538,75 @@ def test_killing_a_shard_moves_only_its_rooms(
     moved = {room for room in ROOMS if before[room] != after[room]}
     assert moved == {room for room in ROOMS if before[room] == "e3"} and moved
     assert "e3" not in after.values()
+
+
+# --- shards that refuse connections while the health checks still believe in them ------
+
+
+OPEN = '<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="localhost" version="1.0"/>'
+
+
+def xmpp_websocket_open(port: int, room: str) -> tuple[str, str]:
+    """Open an XMPP WebSocket stream for ``room`` through the balancer: the shard that
+    accepted the upgrade, and the shard's first frame."""
+    ws = WSConnection(ConnectionType.CLIENT)
+    shard = ""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(ws.send(Request(host="localhost", target=f"/xmpp-websocket?room={room}",
+                                     subprotocols=["xmpp"])))
+        while data := sock.recv(65536):
+            ws.receive_data(data)
+            for event in ws.events():
+                assert not isinstance(event, RejectConnection), event
+                if isinstance(event, AcceptConnection):
+                    shard = dict(event.extra_headers)[b"x-vw-shard"].decode()
+                    sock.sendall(ws.send(TextMessage(OPEN)))
+                elif isinstance(event, TextMessage):
+                    return shard, event.data
+    raise AssertionError("the connection closed")
+
+
+def test_rooms_of_a_refusing_shard_are_retried_on_the_next_shard(
+        tmp_path: Path, shards: list[XMPPServerProcess], portal: Echo) -> None:
+    front = start_balancer(tmp_path / "front", [("live", shards[0].http_port),
+                                                ("dead", free_port())],
+                           portal.port, health=BLIND_HEALTH)
+    try:
+        rooms = [room.lower() for room in ROOMS]
+        doomed = [room for room in rooms if choose(room, [
+            ShardConfig("live", ""), ShardConfig("dead", "")]).name == "dead"]
+        assert doomed
+        for room in rooms:
+            status, headers, body = curl(front.url(f"/{room}"))
+            assert (status, headers.get("x-vw-shard")) == (200, "live"), (room, body)
+        upgraded = doomed[:3]
+        for room in upgraded:
+            shard, frame = xmpp_websocket_open(front.http_port, room)
+            assert shard == "live" and frame.startswith("<open"), frame
+        retried = len(doomed) + len(upgraded)
+        stats = front.stats()
+        assert stats["retries"] == stats["backend_failures"] == {"dead": retried}
+        assert stats["routed"]["dead"] == retried and "503" not in stats["refused"]
+        assert front.shard_up("dead")
+        with urllib.request.urlopen(f"http://127.0.0.1:{front.admin_port}/metrics") as r:
+            assert f'vw_balancer_retries_total{{backend="dead"}} {retried}.0' in r.read().decode()
+    finally:
+        stop(front.process)
+
+
+def test_with_every_shard_refusing_the_client_gets_503_after_the_retries(
+        tmp_path: Path, portal: Echo) -> None:
+    front = start_balancer(tmp_path / "front", [("d1", free_port()), ("d2", free_port())],
+                           portal.port, health=BLIND_HEALTH)
+    try:
+        status, headers, body = curl(front.url("/some-room"))
+        assert status == 503 and "unreachable" in body
+        stats = front.stats()
+        assert stats["backend_failures"] == {"d1": 1, "d2": 1}
+        assert sum(stats["retries"].values()) == 1 and stats["refused"]["503"] == 1
+        assert front.shard_up("d1") and front.shard_up("d2")
+    finally:
+        stop(front.process)
 
 
 @pytest.fixture(scope="module")

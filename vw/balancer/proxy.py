@@ -4,7 +4,9 @@ responses spliced back with flow control both ways; WebSocket upgrades become tu
 
 Routing is per request: a keep-alive connection keeps its backend connection while its
 requests go to the same backend, and moves to another backend once the responses it waits
-for are complete (requests for the other backend wait meanwhile)."""
+for are complete (requests for the other backend wait meanwhile). When a shard cannot be
+reached, the requests (none of them sent yet) go to the room's next shard, up to
+``connect_retries`` times (HAProxy's ``retries`` with ``option redispatch``)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from vw.balancer import eager, proxyproto
 from vw.balancer.http import HTTPError, Limits, RequestHead, Requests, Responses, forwarded_head
 from vw.balancer.rooms import RoomError
 from vw.balancer.router import Backend, Router
-from vw.balancer.routes import HEALTH
+from vw.balancer.routes import HEALTH, Route
+from vw.balancer.shards import Shard
 from vw.balancer.stats import Stats
 from vw.common.ratelimit import TokenBucket
 
@@ -299,8 +302,10 @@ class ClientProtocol(Protocol):
                 return
             if current is not None:
                 current.detach()
-            self.backend = current = BackendProtocol(self, backend)
+            self.backend = current = BackendProtocol(self, backend, route)
             current.connect()
+        elif current.pending is not None and current.route != route:
+            current.route = None  # requests for several rooms wait to be sent: no redispatch
         balancer.stats.routed[backend.name] += 1
         if not head.keep_alive or head.websocket:
             self.final = True
@@ -416,9 +421,14 @@ class ClientProtocol(Protocol):
 class BackendProtocol(Protocol):
     """The connection to one backend for one client connection."""
 
-    def __init__(self, client: ClientProtocol, target: Backend) -> None:
+    def __init__(self, client: ClientProtocol, target: Backend, route: Route) -> None:
         self.client = client
         self.target = target
+        #: The route of the requests waiting to be sent, for a redispatch (None if they go
+        #: several ways).
+        self.route: Route | None = route
+        #: The shards that could not be reached for these requests.
+        self.unreachable: tuple[Shard, ...] = ()
         balancer = client.balancer
         self.responses = Responses(balancer.limits, target.header)
         #: What to send once connected.
@@ -479,16 +489,36 @@ class BackendProtocol(Protocol):
             self.client.backend_lost(self)
 
     def failed(self) -> None:
-        """The connection could not be made."""
+        """The connection could not be made: nothing was sent, so another shard may take
+        the requests; else answer 503."""
         target = self.target
         client = self.client
         client.balancer.stats.backend_failures[target.name] += 1
         if target.shard is not None:
             target.shard.health.record(False)
-        if not self.detached and client.backend is self:
+        if not self.detached and client.backend is self and not self.redispatch():
             self.detached = True
             client.backend = None
             client.fail(503, "the backend is unreachable")
+
+    def redispatch(self) -> bool:
+        """Connect to the room's next shard, leaving out those that failed, as HAProxy's
+        ``retries`` and ``option redispatch`` do; False if no retry is left or possible."""
+        shard = self.target.shard
+        balancer = self.client.balancer
+        if (shard is None or self.route is None
+                or len(self.unreachable) >= balancer.settings.connect_retries):
+            return False
+        self.unreachable += (shard,)
+        target = balancer.router.backend(self.route, self.client.client[0],
+                                         balancer.clock.seconds(), self.unreachable)
+        if target is None:
+            return False
+        balancer.stats.retries[shard.name] += 1
+        self.target = target
+        self.responses.header = target.header
+        self.connect()
+        return True
 
     def detach(self) -> None:
         """The client is gone or moves to another backend: close this connection."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from vw.balancer.geo import Geo
@@ -71,10 +72,12 @@ class Router:
     def route(self, target: bytes) -> Route:
         return self.table.route(target)
 
-    def backend(self, route: Route, client: str, now: float) -> Backend | None:
-        """The backend for ``route`` from ``client``; None if none is available."""
+    def backend(self, route: Route, client: str, now: float,
+                exclude: Collection[Shard] = ()) -> Backend | None:
+        """The backend for ``route`` from ``client``, other than the shards in ``exclude``
+        (those a request could not reach); None if none is available."""
         if route.kind == SHARD:
-            shard = self.shards.pick(route.key, self.geo.region(client), now)
+            shard = self.shards.pick(route.key, self.geo.region(client), now, exclude)
             return None if shard is None else self.backends[shard.name]
         if route.kind == BRIDGE:
             return self.bridges.get(route.key) if self.bridges else self.local_bridge

@@ -3,7 +3,7 @@ the client's region first, drained shards keeping the rooms they already have (s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from vw.balancer.health import Health
@@ -34,9 +34,12 @@ class ShardSet:
         #: Seconds a room is remembered after its last request.
         self.room_memory = room_memory
 
-    def pick(self, room: str, region: str, now: float) -> Shard | None:
-        """The shard for ``room`` from a client in ``region`` ("" if unknown)."""
-        up = [shard for shard in self.shards.values() if shard.health.up]
+    def pick(self, room: str, region: str, now: float,
+             exclude: Collection[Shard] = ()) -> Shard | None:
+        """The shard for ``room`` from a client in ``region`` ("" if unknown), leaving out
+        ``exclude`` (the shards a request could not reach)."""
+        up = [shard for shard in self.shards.values()
+              if shard.health.up and shard not in exclude]
         groups = [[shard for shard in up if shard.region == region], up] if region else [up]
         for group in groups:
             shard = choose(room, group)

@@ -24,6 +24,8 @@ class Stats:
     refused: Counter[str] = field(default_factory=Counter)
     #: Failed connections to backends, by backend name.
     backend_failures: Counter[str] = field(default_factory=Counter)
+    #: Requests sent to another shard after a failed connection, by the shard that failed.
+    retries: Counter[str] = field(default_factory=Counter)
 
 
 def snapshot(stats: Stats, router: Router) -> dict[str, object]:
@@ -32,6 +34,7 @@ def snapshot(stats: Stats, router: Router) -> dict[str, object]:
         "connections": stats.connections, "active": stats.active, "tunnels": stats.tunnels,
         "requests": stats.requests, "routed": dict(stats.routed),
         "refused": dict(stats.refused), "backend_failures": dict(stats.backend_failures),
+        "retries": dict(stats.retries),
         "shards": shard_list(router),
     }
 
@@ -60,7 +63,9 @@ class StatsCollector(Collector):
                 ("vw_balancer_routed", "Requests by backend", stats.routed, "backend"),
                 ("vw_balancer_refused", "Refusals by reason", stats.refused, "reason"),
                 ("vw_balancer_backend_failures", "Failed backend connections",
-                 stats.backend_failures, "backend")):
+                 stats.backend_failures, "backend"),
+                ("vw_balancer_retries", "Requests sent to another shard after a failed "
+                 "connection, by the shard that failed", stats.retries, "backend")):
             family = CounterMetricFamily(name, help_text, labels=[label])
             for key, count in sorted(counter.items()):
                 family.add_metric([key], count)
