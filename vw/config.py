@@ -388,6 +388,10 @@ class Config:
         return f"conference.{self.general.domain}"
 
     @property
+    def lobby_domain(self) -> str:
+        return f"lobby.{self.general.domain}"
+
+    @property
     def focus_domain(self) -> str:
         return f"focus.{self.general.domain}"
 

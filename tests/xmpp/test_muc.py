@@ -25,6 +25,7 @@ from vw.xmpp.muc import (
     MemoryRoomStore,
     MUCService,
     RoomDefaults,
+    RoomHint,
 )
 
 DOMAIN = "conference.example.com"
@@ -348,7 +349,8 @@ def test_max_occupants_reached_but_owners_may_enter() -> None:
 def test_limit_hint_sets_the_rooms_limit_and_admins_take_no_seat() -> None:
     focus = "focus@auth.example.com/f"
     h = room_with(("focus", focus), ("alice", ALICE), admins=["focus@auth.example.com"],
-                  limit_hint=lambda jid, node: 2 if jid.userhost() == "bob@example.com" else 0)
+                  room_hint=lambda jid, node: RoomHint(
+                      max_occupants=2 if jid.userhost() == "bob@example.com" else 0))
     assert h.muc.room("room").config.max_occupants == 0
     assert codes(h.join("bob", BOB)[-2]) >= {"110"}  # the focus is not counted: 2 of 2
     assert h.muc.room("room").config.max_occupants == 2

@@ -206,6 +206,29 @@ def test_the_tokens_participant_limit_keeps_the_room_to_its_size(tmp_path: Path)
     assert refused.error.firstChildElement().name == "service-unavailable"
 
 
+def test_a_token_asking_for_a_lobby_sends_guests_to_knock(tmp_path: Path) -> None:
+    server = make_server(tmp_path, clock=Clock())
+    server.clock.advance(time.time())
+    room = {"room": {"lobby": True}}
+    host = Client(server, token=token(room="r", context={**room, "user": {"moderator": True}}))
+    guest = Client(server, token=token(room="r", context=room))
+    for client in (host, guest):
+        client.login_anonymous()
+    (info,) = guest.send("<iq type='get' id='d' to='localhost'>"
+                         "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    assert ("component", "lobbyrooms", "lobby.localhost") in {
+        (i["category"], i["type"], i.getAttribute("name")) for i in info.query.elements()
+        if i.name == "identity"}
+    join = ("<presence to='{}/{}'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    host.send(join.format("r@conference.localhost", "host"))
+    (refused,) = guest.send(join.format("r@conference.localhost", "guest"))
+    assert refused.error.firstChildElement().name == "registration-required"
+    lobby = next(refused.elements("http://jitsi.org/jitmeet", "lobbyroom"))
+    assert str(lobby) == "r@lobby.localhost"
+    knocked = guest.send(join.format("r@lobby.localhost", "k1"))
+    assert knocked[0].getAttribute("type") is None
+
+
 def test_version(tmp_path: Path) -> None:
     client = Client(make_server(tmp_path))
     client.login_anonymous()

@@ -6,6 +6,7 @@ from twisted.words.xish.domish import Element
 
 STREAMS_NS = "http://etherx.jabber.org/streams"
 STREAM_ERRORS_NS = "urn:ietf:params:xml:ns:xmpp-streams"
+JITMEET_NS = "http://jitsi.org/jitmeet"
 STANZA_ERRORS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 #: The default error type of each stanza error condition (RFC 6120 §8.3.3).
@@ -55,6 +56,10 @@ class StanzaError(Exception):
             error.addElement((STANZA_ERRORS_NS, "text"), content=self.text)
         return error
 
+    def payload(self) -> list[Element]:
+        """Children of the error reply beside ``<error/>`` (none by default)."""
+        return []
+
 
 class ReservationError(StanzaError):
     """Jitsi's ``<reservation-error error-code/>``: this conference may not be started here.
@@ -94,3 +99,25 @@ def error_reply(stanza: Element, error: StanzaError, sender: str | None = None) 
     error.uri = error.defaultUri = stanza.uri
     reply.addChild(error)
     return reply
+
+
+class LobbyRequired(StanzaError):
+    """Jitsi's answer to a non-member joining a members-only room that has a lobby: the
+    lobby room's JID inside ``<error/>`` and beside it (lib-jitsi-meet reads the latter)."""
+
+    def __init__(self, lobby: str) -> None:
+        super().__init__("registration-required", "auth", "This room is members-only")
+        self.lobby = lobby
+
+    def _lobbyroom(self) -> Element:
+        element = Element((JITMEET_NS, "lobbyroom"), defaultUri=JITMEET_NS)
+        element.addContent(self.lobby)
+        return element
+
+    def to_element(self) -> Element:
+        error = super().to_element()
+        error.addChild(self._lobbyroom())
+        return error
+
+    def payload(self) -> list[Element]:
+        return [self._lobbyroom()]

@@ -36,7 +36,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish.domish import Element
 
 from vw.xmpp.dataforms import DATA_NS, Field, Form, Option, parse_bool
-from vw.xmpp.errors import StanzaError
+from vw.xmpp.errors import LobbyRequired, StanzaError
 
 log = Logger()
 
@@ -88,6 +88,33 @@ class RoomStore(Protocol):
     def save_room(self, service_domain: str, node: str, state: dict[str, Any]) -> None: ...
 
     def delete_room(self, service_domain: str, node: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RoomHint:
+    """Room settings a joining user brings (its token's ``context.room``)."""
+
+    #: The room's participant limit; 0: none given.
+    max_occupants: int = 0
+    #: Whether the room has a lobby (members only, with a lobby room to knock in).
+    lobby: bool = False
+
+
+class LobbyPolicy(Protocol):
+    """What a MUC service asks of Jitsi's lobby (:mod:`vw.xmpp.lobby`)."""
+
+    def lobby_jid(self, room: Room) -> str | None:
+        """The lobby room where non-members of ``room`` knock, if it has one."""
+
+    def room_changed(self, room: Room) -> None:
+        """``room``'s configuration changed (members only on or off)."""
+
+    def room_closed(self, room: Room) -> None:
+        """``room`` is gone."""
+
+
+#: Whether ``viewer`` sees the presence and messages of ``subject`` in ``room``.
+Visibility = Callable[["Room", "Occupant", "Occupant"], bool]
 
 
 class MemoryRoomStore:
@@ -314,6 +341,10 @@ class Room:
         #: Extra muc#roominfo fields for room disco (e.g. Jitsi's lobbyroom, isbreakout).
         self.extra_info: dict[str, str] = {}
         self.created_at = now
+        #: Kept open while empty without being stored (a lobby room while its lobby is on).
+        self.kept = False
+        #: Whether a token's room settings have turned the lobby on once already.
+        self.lobby_hinted = False
 
     def occupant_count(self) -> int:
         return len(self.occupants)
@@ -360,15 +391,20 @@ class MUCService:
                  clock: Callable[[], float], defaults: RoomDefaults | None = None,
                  store: RoomStore | None = None,
                  affiliation_hint: Callable[[JID, str], str | None] | None = None,
-                 limit_hint: Callable[[JID, str], int] | None = None,
-                 admins: Collection[str] = ()) -> None:
+                 room_hint: Callable[[JID, str], RoomHint] | None = None,
+                 lobby: LobbyPolicy | None = None, visibility: Visibility | None = None,
+                 creates_rooms: bool = True, admins: Collection[str] = ()) -> None:
         self.domain = _jid_parts(domain)[1]
         self._send = send
         self._clock = clock
         self.defaults = defaults or RoomDefaults()
         self.store: RoomStore = store if store is not None else MemoryRoomStore()
         self._hint = affiliation_hint
-        self._limit_hint = limit_hint
+        self._room_hint = room_hint
+        self.lobby = lobby
+        self._visible = visibility
+        #: Whether a join creates a missing room (else rooms come from create_room).
+        self.creates_rooms = creates_rooms
         self.admins = frozenset(_bare(admin) for admin in admins)
         self._rooms: dict[str, Room] = {}
         self._queue: deque[tuple[Element, str]] = deque()
@@ -399,6 +435,20 @@ class MUCService:
 
     def occupant_count(self) -> int:
         return sum(len(room.occupants) for room in self._rooms.values())
+
+    def affiliation(self, node: str, bare: str) -> str:
+        """``bare``'s affiliation with room ``node`` ("none" if there is no such room)."""
+        room = self._rooms.get(node)
+        return "none" if room is None else self._affiliation(room, bare)
+
+    def open_kept_room(self, node: str) -> Room:
+        """Open room ``node`` (if it is not open) and keep it open while empty."""
+        room = self._rooms.get(node)
+        if room is None:
+            room = self._rooms[node] = Room(node, self.domain,
+                                            RoomConfig.from_defaults(self.defaults), self._clock())
+        room.kept = True
+        return room
 
     def destroy_room(self, node: str, reason: str | None = None, alternate: str | None = None,
                      password: str | None = None) -> bool:
@@ -470,6 +520,8 @@ class MUCService:
         except StanzaError:
             element["by"] = self.domain
         reply.addChild(element)
+        for child in error.payload():
+            reply.addChild(child)
         self._emit(reply, sender)
 
     @staticmethod
@@ -625,10 +677,12 @@ class MUCService:
         bare = _bare(sender)
         created = room is None
         if room is None:
+            if not self.creates_rooms:
+                raise StanzaError("item-not-found", text="No such room")
             room = Room(node, self.domain, RoomConfig.from_defaults(self.defaults), self._clock())
             room.affiliations[bare] = "owner"
         affiliation = self._join_affiliation(room, sender, bare)
-        self._join_limit(room, sender, created)
+        self._join_settings(room, sender, created)
         self._check_entry(room, nick, bare, affiliation, muc)
         if created:
             self._rooms[node] = room
@@ -641,16 +695,26 @@ class MUCService:
         codes = ("100",) if room.config.whois == "anyone" else ()
         self._send_initial(room, occupant, muc, codes + (("201",) if created else ()))
 
-    def _join_limit(self, room: Room, sender: str, created: bool) -> None:
-        """Take the room's occupant limit from ``limit_hint`` (the joining user's token
-        carries its meeting's), if it names one."""
-        if self._limit_hint is None:
+    def _join_settings(self, room: Room, sender: str, created: bool) -> None:
+        """Take the room's settings from ``room_hint`` (the joining user's token carries its
+        meeting's): the occupant limit, and the lobby the first time one is asked for (a
+        moderator may turn it off later)."""
+        if self._room_hint is None:
             return
-        limit = self._limit_hint(JID(sender), room.node)
-        if limit and limit != room.config.max_occupants:
-            room.config.max_occupants = limit
-            if not created:
-                self._save(room)
+        hint = self._room_hint(JID(sender), room.node)
+        changed = False
+        if hint.max_occupants and hint.max_occupants != room.config.max_occupants:
+            room.config = dataclasses.replace(room.config, max_occupants=hint.max_occupants)
+            changed = True
+        # A new room's creator owns it: the lobby waits for the room to exist.
+        if hint.lobby and not created and not room.lobby_hinted and self.lobby is not None:
+            room.lobby_hinted = True
+            if not room.config.members_only:
+                room.config = dataclasses.replace(room.config, members_only=True)
+                changed = True
+                self.lobby.room_changed(room)
+        if changed and not created:
+            self._save(room)
 
     def _join_affiliation(self, room: Room, sender: str, bare: str) -> str:
         """The joining user's affiliation, raised by ``affiliation_hint`` if it says so."""
@@ -675,6 +739,9 @@ class MUCService:
         if affiliation == "outcast":
             raise StanzaError("forbidden", "auth", "You are banned from this room")
         if room.config.members_only and AFFILIATION_RANK[affiliation] < 1:
+            lobby = self.lobby.lobby_jid(room) if self.lobby is not None else None
+            if lobby is not None:
+                raise LobbyRequired(lobby)
             raise StanzaError("registration-required", "auth", "This room is members-only")
         if nick in room.occupants:
             raise StanzaError("conflict", "cancel", "That nickname is already in use")
@@ -694,7 +761,7 @@ class MUCService:
         """Roster, own presence to all, history and subject, in XEP-0045 §7.2 order."""
         sees_jids = room.config.whois == "anyone" or occupant.role == "moderator"
         for other in list(room.occupants.values()):
-            if other is not occupant:
+            if other is not occupant and self._sees(room, occupant, other):
                 self._emit(self._presence(room, other, sees_jids, _Notice()), occupant.jid)
         self._broadcast(room, occupant, _Notice(stanza_id=occupant.presence_id), codes)
         for message in self._history_for(room, muc):
@@ -741,9 +808,14 @@ class MUCService:
         self._close_if_empty(room)
 
     def _close_if_empty(self, room: Room) -> None:
-        if (not room.occupants and not room.config.persistent
+        if (not room.occupants and not room.config.persistent and not room.kept
                 and self._rooms.get(room.node) is room):
             del self._rooms[room.node]
+            self._closed(room)
+
+    def _closed(self, room: Room) -> None:
+        if self.lobby is not None:
+            self.lobby.room_closed(room)
 
     def _presence(self, room: Room, occupant: Occupant, with_jid: bool, notice: _Notice,
                   codes: tuple[str, ...] = ()) -> Element:
@@ -777,7 +849,7 @@ class MUCService:
         public = room.config.whois == "anyone"
         variants: dict[bool, Element] = {}
         for other in list(room.occupants.values()):
-            if other is occupant:
+            if other is occupant or not self._sees(room, other, occupant):
                 continue
             with_jid = public or other.role == "moderator"
             element = variants.get(with_jid)
@@ -879,7 +951,11 @@ class MUCService:
                                              list(message.children), self._clock()))
             room.trim_history()
         for other in list(room.occupants.values()):
-            self._emit(message, other.jid)
+            if other is occupant or self._sees(room, other, occupant):
+                self._emit(message, other.jid)
+
+    def _sees(self, room: Room, viewer: Occupant, subject: Occupant) -> bool:
+        return self._visible is None or self._visible(room, viewer, subject)
 
     def _set_subject(self, room: Room, occupant: Occupant, subject: str) -> None:
         allowed = occupant.role == "moderator" or (
@@ -1352,6 +1428,8 @@ class MUCService:
                 if AFFILIATION_RANK[self._affiliation(room, occupant.bare)] < 1:
                     self._remove(room, occupant, _Notice("unavailable", role="none", payload=[],
                                                          codes=("322",)))
+        if new.members_only != old.members_only and self.lobby is not None:
+            self.lobby.room_changed(room)
         if new.persistent:
             self._save(room)
         elif old.persistent:
@@ -1385,6 +1463,7 @@ class MUCService:
         room.by_jid.clear()
         if self._rooms.get(room.node) is room:
             del self._rooms[room.node]
+            self._closed(room)
         if room.config.persistent:
             self._delete_stored(room)
 

@@ -12,8 +12,9 @@ from vw.common.state import persistent_secret
 from vw.config import Config
 from vw.xmpp import storage
 from vw.xmpp.errors import ReservationError, StanzaError
-from vw.xmpp.features import ServerFeatures, TurnOffer
-from vw.xmpp.muc import MUCService, RoomDefaults
+from vw.xmpp.features import Identity, ServerFeatures, TurnOffer
+from vw.xmpp.lobby import Lobbies, visible
+from vw.xmpp.muc import MUCService, RoomDefaults, RoomHint
 from vw.xmpp.presence import Presence
 from vw.xmpp.proxy import ClientProxy
 from vw.xmpp.roster import ROSTER_NS, MemoryRosterStore, Rosters
@@ -75,18 +76,29 @@ class XMPPServer:
         self.token_verifier = TokenVerifier(config.xmpp.token, clock.seconds)
         self.features = ServerFeatures(self.router, self.domain, self._turn_offer(config),
                                        clock.seconds)
+        # lib-jitsi-meet looks for the lobby component by this identity.
+        self.features.identities.append(Identity("component", "lobbyrooms",
+                                                  config.lobby_domain))
         self.resumable: dict[str, Session] = {}
         self._expiry: dict[str, IDelayedCall] = {}
         self.muc_domains = [config.conference_domain, config.internal_muc_domain,
-                            *config.xmpp.muc_domains]
+                            *config.xmpp.muc_domains, config.lobby_domain]
         rooms = storage.SQLRoomStore(self.engine)
         admins = [f"focus@{config.auth_domain}", *config.xmpp.muc_admins]
+        defaults = RoomDefaults(history_size=config.xmpp.muc_history)
+        lobbies = Lobbies()
         self.muc_services = [
-            MUCService(domain, self.router.route, clock=clock.seconds,
-                       defaults=RoomDefaults(history_size=config.xmpp.muc_history), store=rooms,
-                       affiliation_hint=self._token_affiliation,
-                       limit_hint=self._token_limit, admins=admins)
-            for domain in self.muc_domains]
+            MUCService(domain, self.router.route, clock=clock.seconds, defaults=defaults,
+                       store=rooms, affiliation_hint=self._token_affiliation,
+                       room_hint=self._token_room, admins=admins,
+                       lobby=lobbies if domain == config.conference_domain else None)
+            for domain in self.muc_domains[:-1]]
+        lobbies.rooms = self.muc_services[0]
+        lobbies.lobbies = MUCService(config.lobby_domain, self.router.route,
+                                     clock=clock.seconds, defaults=defaults,
+                                     affiliation_hint=lobbies.affiliation, visibility=visible,
+                                     creates_rooms=False, admins=admins)
+        self.muc_services.append(lobbies.lobbies)
         for service in self.muc_services:
             self.router.register_component(service.domain, service)
         self.focus_proxy = ClientProxy(self.router, config.focus_domain,
@@ -200,7 +212,9 @@ class XMPPServer:
         token = self._token(real_jid)
         return "owner" if token is not None and token.moderator else None
 
-    def _token_limit(self, real_jid: JID, room: str) -> int:
-        """The meeting's participant limit, as the joining user's token says."""
+    def _token_room(self, real_jid: JID, room: str) -> RoomHint:
+        """The meeting's settings, as the joining user's token says."""
         token = self._token(real_jid)
-        return 0 if token is None else token.max_participants
+        if token is None:
+            return RoomHint()
+        return RoomHint(max_occupants=token.max_participants, lobby=token.lobby)

@@ -62,6 +62,8 @@ class TokenIdentity:
     claims: dict[str, Any] = field(default_factory=dict)
     #: The meeting's participant limit (``context.room.max_participants``); 0: none.
     max_participants: int = 0
+    #: Whether the meeting has a lobby (``context.room.lobby``).
+    lobby: bool = False
 
 
 def _reject_constant(name: str) -> Any:
@@ -210,6 +212,9 @@ class TokenVerifier:
                 or not 0 <= limit <= MAX_PARTICIPANTS_LIMIT):
             raise TokenRejected("'context.room.max_participants' must be a whole number "
                                 f"from 0 to {MAX_PARTICIPANTS_LIMIT}")
+        lobby = room_claim.get("lobby", False)
+        if not isinstance(lobby, bool):
+            raise TokenRejected("'context.room.lobby' must be true or false")
         user = {k: user_claim[k] for k in _USER_FIELDS if isinstance(user_claim.get(k), str)}
         moderator = (
             _is_true(user_claim.get("moderator"))
@@ -217,7 +222,7 @@ class TokenVerifier:
             or _is_true(claims.get("moderator"))
         )
         return TokenIdentity(subject=sub, room=room, user=user, moderator=moderator, claims=claims,
-                             max_participants=limit)
+                             max_participants=limit, lobby=lobby)
 
     def _audience_ok(self, aud: Any) -> bool:
         """Match ``aud`` (a string or list of strings) against the accepted audiences.
