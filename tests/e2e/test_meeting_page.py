@@ -280,6 +280,108 @@ def test_a_token_joins_its_room_and_is_refused_in_another(token_stack: Stack) ->
     assert state != "joined", state
 
 
+def token_page(stack: Stack, room: str, name: str, moderator: bool, lobby: bool) -> str:
+    """The meeting page of ``room`` with a token for ``name``."""
+    now = int(time.time())
+    token = jwt.encode({"iss": TOKEN_APP, "aud": TOKEN_APP, "sub": "localhost", "room": room,
+                        "exp": now + 600, "context": {"user": {"name": name,
+                                                                "moderator": moderator},
+                                                       "room": {"lobby": lobby}}},
+                       TOKEN_SECRET, algorithm="HS256")
+    return stack.url(f"{room}?jwt={token}")
+
+
+def test_a_lobby_guest_knocks_and_the_host_admits_one_and_denies_another(
+        token_stack: Stack) -> None:
+    """The host's token turns the lobby on; guests knock from the page's form with the name
+    of their token; the host sees them in its lobby list, admits one (the two decode each
+    other's media) and denies the other (whose page says so)."""
+    def page_for(name: str, moderator: bool) -> str:
+        return token_page(token_stack, "lobbyroom", name, moderator, lobby=True)
+
+    async def knock(browser, name: str) -> Participant:
+        guest = Participant(name, await browser.new_page())
+        await guest.page.goto(page_for(name, False))
+        await guest.until_state("in the lobby")
+        assert await guest.page.input_value("#knock-name") == name
+        await guest.page.click("#knock-ask")
+        await guest.until_state("waiting for a moderator")
+        return guest
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            host = await Participant.join(browser, "host", page_for("Host", True))
+            ada = await knock(browser, "Ada")
+            bob = await knock(browser, "Bob")
+
+            async def both_waiting() -> bool:
+                names = {w["name"] for w in await host.page.evaluate("vwMeeting.lobbyWaiting()")}
+                return names == {"Ada", "Bob"}
+
+            await until(both_waiting, "the host sees Ada and Bob in the lobby")
+            assert await host.page.evaluate("vwMeeting.membersOnly()")
+            await host.page.click("#lobby-waiting li:has-text('Ada') >> text=Admit")
+            await ada.until_state("joined")
+            ada.id = await ada.page.evaluate("vwMeeting.myId()")
+            await host.page.click("#lobby-waiting li:has-text('Bob') >> text=Deny")
+
+            async def bob_denied() -> bool:
+                return "accessDenied" in await bob.state()
+
+            await until(bob_denied, "Bob's page says access was denied")
+
+            async def lobby_empty() -> bool:
+                return await host.page.evaluate("vwMeeting.lobbyWaiting()") == []
+
+            await until(lobby_empty, "the host's lobby list empties")
+            await everyone_sees_everyone([host, ada])
+
+    try:
+        asyncio.run(scenario())
+    except BaseException:
+        print(token_stack.log_tail())
+        raise
+
+
+def test_the_host_turns_the_lobby_on_and_off_from_the_page(token_stack: Stack) -> None:
+    """lib-jitsi-meet's own enableLobby and disableLobby behind the page's button: a guest
+    who comes while the lobby is on waits; when it goes off, the guest enters by itself."""
+    def page_for(name: str, moderator: bool) -> str:
+        return token_page(token_stack, "togglelobby", name, moderator, lobby=False)
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            host = await Participant.join(browser, "host", page_for("Host", True))
+            toggle = host.page.locator("#lobby-toggle")
+            await toggle.wait_for(state="visible")
+            await toggle.click()
+
+            async def lobby_on() -> bool:
+                return (await host.page.evaluate("vwMeeting.membersOnly()")
+                        and await toggle.get_attribute("aria-pressed") == "true")
+
+            await until(lobby_on, "the host's button turns the lobby on")
+            guest = Participant("guest", await browser.new_page())
+            await guest.page.goto(page_for("Guest", False))
+            await guest.until_state("in the lobby")
+            await guest.page.click("#knock-ask")
+
+            async def seen() -> bool:
+                return [w["name"] for w in await host.page.evaluate("vwMeeting.lobbyWaiting()")
+                        ] == ["Guest"]
+
+            await until(seen, "the host sees the guest knocking")
+            await toggle.click()
+            await guest.until_state("joined")
+            assert not await host.page.evaluate("vwMeeting.membersOnly()")
+
+    try:
+        asyncio.run(scenario())
+    except BaseException:
+        print(token_stack.log_tail())
+        raise
+
+
 def test_browsers_and_a_python_jitsi_client_meet(meeting_stack: Stack) -> None:
     """The protocol from a second implementation: the aiortc Jitsi client in tests/e2e/jitsi
     joins two browsers; each side decodes the other's media."""

@@ -14,8 +14,13 @@
     const buttons = {
         audio: document.getElementById('mute-audio'),
         video: document.getElementById('mute-video'),
+        lobby: document.getElementById('lobby-toggle'),
         leave: document.getElementById('leave')
     };
+    const knockForm = document.getElementById('knock');
+    const knockName = document.getElementById('knock-name');
+    const lobbyPanel = document.getElementById('lobby');
+    const lobbyList = document.getElementById('lobby-waiting');
     const LABELS = {
         audio: ['Mute audio', 'Unmute audio'],
         video: ['Stop video', 'Start video']
@@ -47,6 +52,8 @@
     const tiles = new Map();
     /** Remote audio elements by JitsiRemoteTrack. */
     const audioElements = new Map();
+    /** Those knocking in the lobby (seen by moderators), by lobby id: {item, name}. */
+    const waiting = new Map();
 
     function showStatus() {
         const reason = state.startsWith('failed: ') ? REASONS[state.slice(8).split(' ')[0]] : '';
@@ -92,6 +99,8 @@
         localTracks = [];
         [...tiles.keys()].forEach(removeTile);
         [...audioElements.keys()].forEach(removeAudio);
+        [...waiting.keys()].forEach(onLobbyUserLeft);
+        knockForm.hidden = true;
     }
 
     function serviceUrl() {
@@ -254,6 +263,107 @@
         return new URLSearchParams(location.search).get('relay') === 'true';
     }
 
+    /** The display name the join token carries, if any. */
+    function tokenName() {
+        const token = new URLSearchParams(location.search).get('jwt') || '';
+
+        try {
+            const base64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+            const bytes = Uint8Array.from(atob(base64), ch => ch.charCodeAt(0));
+            const claims = JSON.parse(new TextDecoder().decode(bytes));
+
+            return (claims.context && claims.context.user && claims.context.user.name) || '';
+        } catch (error) {
+            return '';
+        }
+    }
+
+    /** A members-only room with a lobby asks for a name to knock with; any other failure
+     * ends the meeting. */
+    function onConferenceFailed(error) {
+        if (error === errors.conference.MEMBERS_ONLY_ERROR && state === 'connecting'
+                && conference && conference.isLobbySupported()) {
+            setState('in the lobby');
+            knockName.value = knockName.value || tokenName();
+            knockForm.hidden = false;
+            knockName.focus();
+
+            return;
+        }
+        fail(error);
+    }
+
+    /** Knock: wait in the lobby until a moderator admits (the library then joins the room)
+     * or denies (the conference fails with access denied). */
+    async function knock(name) {
+        knockForm.hidden = true;
+        setState('waiting for a moderator');
+        try {
+            await conference.joinLobby(name);
+        } catch (error) {
+            fail(`lobby: ${error.message || error}`);
+        }
+    }
+
+    function lobbyButton(label, action) {
+        const button = document.createElement('button');
+
+        button.type = 'button';
+        button.textContent = label;
+        button.addEventListener('click', action);
+
+        return button;
+    }
+
+    function onLobbyUserJoined(id, name) {
+        if (waiting.has(id)) {
+            return;
+        }
+        const item = document.createElement('li');
+        const label = document.createElement('span');
+
+        label.textContent = name || id;
+        item.dataset.id = id;
+        item.append(label,
+            lobbyButton('Admit', () => conference.lobbyApproveAccess(id)),
+            lobbyButton('Deny', () => conference.lobbyDenyAccess(id)));
+        lobbyList.append(item);
+        waiting.set(id, { item, name });
+        lobbyPanel.hidden = false;
+    }
+
+    function onLobbyUserLeft(id) {
+        const entry = waiting.get(id);
+
+        if (entry) {
+            entry.item.remove();
+            waiting.delete(id);
+        }
+        lobbyPanel.hidden = waiting.size === 0;
+    }
+
+    /** Moderators may turn the lobby on and off. */
+    function showLobbyToggle() {
+        const moderator = Boolean(conference) && state === 'joined' && conference.isModerator()
+            && conference.isLobbySupported();
+        const on = Boolean(conference) && conference.isMembersOnly();
+
+        buttons.lobby.hidden = !moderator;
+        buttons.lobby.textContent = on ? 'Turn the lobby off' : 'Turn the lobby on';
+        buttons.lobby.setAttribute('aria-pressed', String(on));
+    }
+
+    async function setLobby(on) {
+        buttons.lobby.disabled = true;
+        try {
+            await (on ? conference.enableLobby() : conference.disableLobby());
+        } catch (error) {
+            setNotice(`could not change the lobby: ${error.message || error}`);
+        }
+        buttons.lobby.disabled = false;
+        showLobbyToggle();
+    }
+
     function onConnected() {
         const c = events.conference;
 
@@ -267,8 +377,13 @@
         conference.on(c.CONFERENCE_JOINED, () => {
             setState('joined');
             showLocalState();
+            showLobbyToggle();
         });
-        conference.on(c.CONFERENCE_FAILED, error => fail(error));
+        conference.on(c.CONFERENCE_FAILED, onConferenceFailed);
+        conference.on(c.USER_ROLE_CHANGED, showLobbyToggle);
+        conference.on(c.MEMBERS_ONLY_CHANGED, showLobbyToggle);
+        conference.on(c.LOBBY_USER_JOINED, onLobbyUserJoined);
+        conference.on(c.LOBBY_USER_LEFT, onLobbyUserLeft);
         conference.on(c.CONFERENCE_ERROR, error => setNotice(REASONS[error] || error));
         conference.on(c.KICKED, () => fail('kicked'));
         conference.on(c.TRACK_ADDED, onTrackAdded);
@@ -290,11 +405,7 @@
         connection.addEventListener(c.CONNECTION_ESTABLISHED, onConnected);
         connection.addEventListener(c.CONNECTION_FAILED, (error, message) =>
             fail(message ? `${error} ${message}` : error));
-        connection.addEventListener(c.CONNECTION_DISCONNECTED, () => {
-            if (state === 'connecting' || state === 'joined') {
-                fail('disconnected');
-            }
-        });
+        connection.addEventListener(c.CONNECTION_DISCONNECTED, () => fail('disconnected'));
         connection.connect();
     }
 
@@ -408,6 +519,11 @@
         stats,
         candidatePair,
         iceConfiguration,
+        lobbyWaiting: () => [...waiting].map(([id, entry]) => ({ id, name: entry.name })),
+        admit: id => conference.lobbyApproveAccess(id),
+        deny: id => conference.lobbyDenyAccess(id),
+        membersOnly: () => Boolean(conference) && conference.isMembersOnly(),
+        setLobby,
         leave
     };
 
@@ -418,6 +534,11 @@
         buttons.audio.addEventListener('click', () => toggle('audio'));
         buttons.video.addEventListener('click', () => toggle('video'));
         buttons.leave.addEventListener('click', leave);
+        buttons.lobby.addEventListener('click', () => setLobby(!conference.isMembersOnly()));
+        knockForm.addEventListener('submit', event => {
+            event.preventDefault();
+            knock(knockName.value.trim());
+        });
         window.addEventListener('beforeunload', leave);
         JitsiMeetJS.setLogLevel(JitsiMeetJS.logLevels.WARN);
         JitsiMeetJS.init({ enableUnifiedOnChrome: true });
