@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vw.balancer.geo import Geo
+from vw.balancer.geo import Geo, open_database
 from vw.balancer.health import Health
 from vw.balancer.rendezvous import choose
 from vw.balancer.shards import Shard, ShardSet
@@ -158,20 +159,29 @@ def test_a_reload_keeps_health_and_rooms_of_unchanged_shards() -> None:
     assert shards.shards["a"] is moved and shards.shards["c"].up
 
 
-class FakeDatabase:
-    def get(self, host: str) -> dict | None:
-        return {"192.0.2.9": {"country": {"iso_code": "DE"}, "continent": {"code": "EU"}},
-                "192.0.2.10": {"continent": {"code": "NA"}}}.get(host)
+def country_database(path: Path) -> str:
+    """A real MaxMind DB file (written by mmdb-writer, read by maxminddb): a country and
+    continent for 192.0.2.0/25, only a continent for 192.0.2.128/25."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoIP2-Country")
+    writer.insert_network(IPSet(["192.0.2.0/25"]), {"country": {"iso_code": "DE"},
+                                                    "continent": {"code": "EU"}})
+    writer.insert_network(IPSet(["192.0.2.128/25"]), {"continent": {"code": "NA"}})
+    writer.to_db_file(str(path))
+    return str(path)
 
 
-def test_geo_by_cidr_then_database() -> None:
+def test_geo_by_cidr_then_database(tmp_path: Path) -> None:
+    database = open_database(country_database(tmp_path / "countries.mmdb"))
     geo = Geo({"10.0.0.0/8": "eu", "10.1.0.0/16": "us", "2001:db8::/32": "ap"},
-              FakeDatabase(), {"DE": "eu-central", "NA": "us"})
+              database, {"DE": "eu-central", "NA": "us"})
     assert geo.region("10.2.3.4") == "eu"
     assert geo.region("10.1.3.4") == "us"
     assert geo.region("2001:db8::5") == "ap"
     assert geo.region("192.0.2.9") == "eu-central"
-    assert geo.region("192.0.2.10") == "us"
-    assert geo.region("192.0.2.11") == ""
+    assert geo.region("192.0.2.200") == "us"
+    assert geo.region("198.51.100.1") == ""
     assert geo.region("not an address") == ""
     assert Geo({}).region("10.0.0.1") == ""
