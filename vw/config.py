@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -115,8 +116,18 @@ class XMPPConfig:
     muc_history: int = 20
     #: Bare JIDs owning every room, besides the focus account focus@auth.DOMAIN.
     muc_admins: list[str] = field(default_factory=list)
+    #: Addresses (CIDR) that may ask GET /about/rooms/NAME (the balancers, for drain).
+    room_queries_from: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     token: TokenConfig = field(default_factory=TokenConfig)
     turn: TurnServiceConfig = field(default_factory=TurnServiceConfig)
+
+    def __post_init__(self) -> None:
+        for cidr in self.room_queries_from:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError("xmpp.room_queries_from", "",
+                                  f"{cidr!r} is not an address or network") from None
 
 
 @dataclass(frozen=True)

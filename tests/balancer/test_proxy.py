@@ -3,6 +3,7 @@ between backends, tunnels, timeouts, limits, PROXY headers from trusted peers.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -119,6 +120,56 @@ def test_a_request_for_another_shard_waits_for_the_responses_before_it() -> None
     assert address == ("127.0.0.1", 7002) and transport2.value().startswith(
         f"GET /{second} ".encode())
     assert client.transport.producerState == "producing"
+
+
+def draining_s1(balancer: Balancer) -> list[tuple[str, str, Callable[[bool], None]]]:
+    """Drain s1 (forgetting its rooms); the questions the balancer then asks, recorded."""
+    questions: list[tuple[str, str, Callable[[bool], None]]] = []
+    balancer.ask = lambda shard, room, answer: questions.append((shard.name, room, answer))
+    s1 = balancer.router.shards.shards["s1"]
+    s1.drain = True
+    s1.rooms.clear()
+    return questions
+
+
+def test_a_room_new_to_a_draining_shard_waits_for_its_answer() -> None:
+    balancer, reactor = make()
+    first, second = rooms_on_both_shards(balancer)
+    questions = draining_s1(balancer)
+    client = Client(balancer, reactor)
+    client.send(request(f"/{first}") + request(f"/{second}"))
+    assert [q[:2] for q in questions] == [("s1", first)] and not reactor.tcpClients
+    assert client.transport.producerState == "paused"
+    questions[0][2](True)  # s1 hosts it: the request goes there
+    backend, transport, address = client.backend()
+    assert address == ("127.0.0.1", 7001) and transport.value().startswith(
+        f"GET /{first} ".encode())
+    assert balancer.stats.drain_queries["s1"] == 1
+    other = Client(balancer, reactor)
+    other.send(request(f"/{first}") + request("/xmpp-websocket?room=" + first))
+    assert len(questions) == 1  # remembered: not asked again
+    assert other.backend()[2] == ("127.0.0.1", 7001)
+
+
+def test_a_room_a_draining_shard_does_not_host_goes_elsewhere() -> None:
+    balancer, reactor = make()
+    first, _ = rooms_on_both_shards(balancer)
+    questions = draining_s1(balancer)
+    client = Client(balancer, reactor)
+    client.send(request(f"/{first}"))
+    questions[0][2](False)
+    assert client.backend()[2] == ("127.0.0.1", 7002)
+
+
+def test_an_answer_after_the_client_left_is_kept_and_nothing_sent() -> None:
+    balancer, reactor = make()
+    first, _ = rooms_on_both_shards(balancer)
+    questions = draining_s1(balancer)
+    client = Client(balancer, reactor)
+    client.send(request(f"/{first}"))
+    client.protocol.connectionLost(None)
+    questions[0][2](True)
+    assert not reactor.tcpClients and first in balancer.router.shards.shards["s1"].rooms
 
 
 def test_a_chunked_body_is_forwarded_as_it_comes() -> None:

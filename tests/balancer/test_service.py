@@ -11,7 +11,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.test.requesthelper import DummyRequest
 
 from vw.balancer.admin import authorized
-from vw.balancer.checker import HealthChecker
+from vw.balancer.checker import Prober
 from vw.balancer.geo import Geo
 from vw.balancer.router import Router
 from vw.balancer.service import tls_context
@@ -66,7 +66,7 @@ def test_health_checks_start_when_due_and_failures_take_a_shard_down(tmp_path: P
                        health_interval=2.0, health_fall=2, health_timeout=1.0)
     router = Router(config, Geo({}))
     reactor = MemoryReactorClock()
-    checker = HealthChecker(router, reactor)
+    checker = Prober(router, reactor)
     checker.tick()
     checker.tick()
     assert len(reactor.tcpClients) == 1

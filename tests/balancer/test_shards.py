@@ -136,6 +136,23 @@ def test_drained_rooms_are_forgotten_after_room_memory() -> None:
     assert shards.pick(room, "", 91).name == "b"
 
 
+def test_a_draining_shard_is_asked_about_rooms_it_was_not_seen_with() -> None:
+    shards = ShardSet([shard("a"), shard("b")], room_memory=60)
+    on_a = [r for r in ROOMS[:200] if choose(r, list(shards.shards.values())).name == "a"]
+    a = shards.shards["a"]
+    a.drain = True
+    hosted, elsewhere = on_a[0], on_a[1]
+    assert shards.to_ask(hosted, "") is a and shards.to_ask(elsewhere, "") is a
+    shards.answered(a, hosted, True, 10)
+    shards.answered(a, elsewhere, False, 10)
+    assert shards.to_ask(hosted, "") is None and shards.pick(hosted, "", 11) is a
+    assert shards.to_ask(elsewhere, "") is None and shards.pick(elsewhere, "", 11).name == "b"
+    not_on_a = next(r for r in ROOMS if choose(r, list(shards.shards.values())).name == "b")
+    assert shards.to_ask(not_on_a, "") is None
+    shards.forget(80)
+    assert shards.to_ask(elsewhere, "") is a  # the answer is forgotten with the rooms
+
+
 def test_regions_first_others_as_backup() -> None:
     shards = ShardSet([shard("eu1", "eu"), shard("eu2", "eu"), shard("us1", "us")], 60)
     assert {shards.pick(room, "eu", 0).name for room in ROOMS} == {"eu1", "eu2"}

@@ -57,15 +57,25 @@ BLIND_HEALTH = ("health_interval = 3600.0\nhealth_timeout = 1.0\nhealth_rise = 1
 ECHO = """
 import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+#: The rooms it has served a request for: what it answers /about/rooms/NAME about.
+hosted = set()
 
 class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        path = urlsplit(self.path).path
+        if path.startswith("/about/rooms/"):
+            status = 200 if unquote(path[len("/about/rooms/"):]) in hosted else 404
+        else:
+            status = 200
+            hosted.add(unquote(path.rsplit("/", 1)[-1]).lower())
         body = json.dumps({"name": sys.argv[1], "path": self.path,
                            "peer": self.client_address[0],
                            "headers": [[k.lower(), v] for k, v in self.headers.items()]})
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -143,12 +153,13 @@ drain = {"true" if name in drained else "false"}
 
 
 def start_balancer(directory: Path, shards: list[tuple[str, int]], portal: int,
-                   extra: str = "", health: str = QUICK_HEALTH) -> BalancerProcess:
+                   extra: str = "", health: str = QUICK_HEALTH,
+                   drained: frozenset[str] = frozenset()) -> BalancerProcess:
     directory.mkdir(parents=True, exist_ok=True)
     ports = (free_port(), free_port(), free_port())
     config = directory / "vw.toml"
     config.write_text(balancer_config(directory, shards, portal, ports, extra,
-                                      health=health))
+                                      drained=drained, health=health))
     log = open(directory / "twistd.log", "a")
     process = subprocess.Popen(
         [BIN / "twistd", "--nodaemon", "--pidfile=", "vw-balancer", "--config", str(config)],
@@ -505,6 +516,28 @@ def test_draining_keeps_its_rooms_and_gets_no_new_ones(
     assert "e1" in placement(front, [f"new-{i}" for i in range(24)]).values()
 
 
+def test_another_balancer_keeps_a_draining_shards_rooms_it_never_saw(
+        tmp_path: Path, echo_front: tuple[BalancerProcess, list[Echo]], portal: Echo) -> None:
+    """A second instance that starts with e1 draining has seen none of e1's rooms: it asks
+    e1 (GET /about/rooms/NAME) and sends the rooms e1 hosts there, and new rooms elsewhere."""
+    front, echoes = echo_front
+    before = placement(front, ROOMS)
+    on_e1 = [room for room, shard in before.items() if shard == "e1"]
+    assert on_e1
+    other = start_balancer(tmp_path / "other", [(e.name, e.port) for e in echoes],
+                           portal.port, drained=frozenset(["e1"]))
+    try:
+        assert placement(other, ROOMS) == before
+        new = placement(other, [f"fresh-{i}" for i in range(24)])
+        assert "e1" not in new.values() and set(new.values()) == {"e2", "e3"}
+        asked = other.stats()["drain_queries"]["e1"]
+        assert asked >= len(on_e1)
+        assert placement(other, ROOMS) == before  # answers are remembered: no new questions
+        assert other.stats()["drain_queries"]["e1"] == asked
+    finally:
+        stop(other.process)
+
+
 def test_sighup_reloads_drain_flags_without_dropping_connections(
         echo_front: tuple[BalancerProcess, list[Echo]], portal: Echo) -> None:
     front, echoes = echo_front
@@ -664,3 +697,9 @@ def test_the_example_haproxy_config_routes_alike(example_haproxy: int) -> None:
     status, _, body = curl(f"http://127.0.0.1:{example_haproxy}/api/v1/echo",
                            "-H", "X-Forwarded-For: 6.6.6.6", "--interface", CLIENT)
     assert status == 200 and echo_headers(body)["x-forwarded-for"] == [CLIENT]
+
+
+def test_a_shard_says_whether_it_hosts_a_room(shards: list[XMPPServerProcess]) -> None:
+    """What the balancer asks a draining shard (the rooms with occupants answer 200)."""
+    status, _, body = curl(f"http://127.0.0.1:{shards[0].http_port}/about/rooms/nobody-here")
+    assert status == 404 and json.loads(body) == {"error": "no such room"}

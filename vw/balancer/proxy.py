@@ -11,6 +11,7 @@ reached, the requests (none of them sent yet) go to the room's next shard, up to
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -72,12 +73,19 @@ class Throttle:
         pass
 
 
+#: Asks ``shard`` whether it hosts ``room``; the answer goes to the callable.
+Ask = Callable[[Shard, str, Callable[[bool], None]], None]
+
+
 class Balancer:
     """What every listener shares: the router, the counters, the limits, the clock."""
 
-    def __init__(self, router: Router, reactor: IReactorTCP, stats: Stats | None = None) -> None:
+    def __init__(self, router: Router, reactor: IReactorTCP, stats: Stats | None = None,
+                 ask: Ask | None = None) -> None:
         self.router = router
         self.reactor = reactor
+        #: Asks a draining shard whether it hosts a room (None: rooms seen here decide).
+        self.ask = ask
         self.clock: IReactorTime = reactor  # type: ignore[assignment]
         self.stats = stats or Stats()
         #: Connection rate per client address.
@@ -130,8 +138,10 @@ class ClientProtocol(Protocol):
         self.keep_forwarded = False
         #: Bytes from a trusted peer before its PROXY header is complete; None when done.
         self.preamble: bytes | None = None
-        #: A request waiting for the responses before it to complete (another backend).
+        #: A request waiting for the responses before it to complete (another backend), or
+        #: for a draining shard to say whether it hosts the room (``asking``).
         self.waiting: RequestHead | None = None
+        self.asking = False
         #: No more requests: the last one said Connection: close, or upgraded.
         self.final = False
         self.last = 0.0
@@ -291,6 +301,11 @@ class ClientProtocol(Protocol):
         if route.kind == HEALTH:
             self.hold_or(head, lambda: self.health(head))
             return
+        if balancer.ask is not None:
+            draining = balancer.router.to_ask(route, self.client[0])
+            if draining is not None:
+                self.ask(head, draining, route.key)
+                return
         backend = balancer.router.backend(route, self.client[0], balancer.clock.seconds())
         if backend is None:
             self.hold_or(head, lambda: self.fail(503, "no backend available"))
@@ -333,12 +348,33 @@ class ClientProtocol(Protocol):
         self.waiting = head
         self.transport.pauseProducing()  # type: ignore[union-attr]
 
+    def ask(self, head: RequestHead, shard: Shard, room: str) -> None:
+        """Hold ``head`` while draining ``shard`` says whether it hosts ``room``."""
+        self.wait(head)
+        self.asking = True
+        balancer = self.balancer
+        balancer.stats.drain_queries[shard.name] += 1
+        balancer.ask(shard, room, partial(self.answered, shard, room))  # type: ignore[misc]
+
+    def answered(self, shard: Shard, room: str, hosted: bool) -> None:
+        """Route the held request now that the shard has answered."""
+        balancer = self.balancer
+        balancer.router.shards.answered(shard, room, hosted, balancer.clock.seconds())
+        self.asking = False
+        head, self.waiting = self.waiting, None
+        if head is None or self.closed:
+            return
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+        self.request(head)
+        self.process()
+
     # --- from the backend --------------------------------------------------------------
 
     def responses_complete(self) -> None:
         """The backend finished responses; go on with a waiting request, or close."""
         backend = self.backend
-        if backend is None or backend.responses.outstanding or backend.responses.tunnel:
+        if (backend is None or backend.responses.outstanding or backend.responses.tunnel
+                or self.asking):
             return
         if self.final or backend.responses.refused_upgrade:
             self.transport.loseConnection()

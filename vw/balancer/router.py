@@ -85,6 +85,12 @@ class Router:
             return self.portal
         return None
 
+    def to_ask(self, route: Route, client: str, exclude: Collection[Shard] = ()) -> Shard | None:
+        """The draining shard to ask whether it hosts ``route``'s room before routing it."""
+        if route.kind != SHARD:
+            return None
+        return self.shards.to_ask(route.key, self.geo.region(client), exclude)
+
     def is_trusted(self, host: str) -> bool:
         """Whether ``host`` is a proxy whose PROXY header and X-Forwarded-For count."""
         if not self.trusted:

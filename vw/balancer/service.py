@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from vw.balancer.admin import admin_root
-from vw.balancer.checker import HealthChecker
+from vw.balancer.checker import Prober
 from vw.balancer.geo import Geo, open_database
 from vw.balancer.proxy import Balancer, ProxyFactory
 from vw.balancer.router import Router
@@ -65,8 +65,8 @@ class BalancerService(MultiService):
                   settings.geoip_regions)
         self.router = Router(config, geo)
         self.stats = Stats()
-        self.balancer = Balancer(self.router, reactor, self.stats)
-        self.checker = HealthChecker(self.router, reactor)
+        self.prober = Prober(self.router, reactor)
+        self.balancer = Balancer(self.router, reactor, self.stats, self.prober.ask)
         bind = config.general.bind
         tls = PreparedContextFactory(tls_context(config))
         internet.SSLServer(settings.tls_port, ProxyFactory(self.balancer, b"https"), tls,
@@ -83,7 +83,7 @@ class BalancerService(MultiService):
         timer.setServiceParent(self)
 
     def tick(self) -> None:
-        self.checker.tick()
+        self.prober.tick()
         self.balancer.tick(self.balancer.clock.seconds())
 
     def reload(self) -> None:

@@ -3,7 +3,7 @@ the client's region first, drained shards keeping the rooms they already have (s
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from vw.balancer.health import Health
@@ -22,6 +22,8 @@ class Shard:
     drain: bool = False
     #: Rooms routed here, with when they were last seen.
     rooms: dict[str, float] = field(default_factory=dict)
+    #: Rooms it said it does not host (asked while draining), with when.
+    absent: dict[str, float] = field(default_factory=dict)
 
     @property
     def up(self) -> bool:
@@ -38,25 +40,45 @@ class ShardSet:
              exclude: Collection[Shard] = ()) -> Shard | None:
         """The shard for ``room`` from a client in ``region`` ("" if unknown), leaving out
         ``exclude`` (the shards a request could not reach)."""
-        up = [shard for shard in self.shards.values()
-              if shard.health.up and shard not in exclude]
-        groups = [[shard for shard in up if shard.region == region], up] if region else [up]
-        for group in groups:
-            shard = choose(room, group)
-            if shard is not None and shard.drain and room not in shard.rooms:
+        for group, shard in self._choices(room, region, exclude):
+            if shard.drain and room not in shard.rooms:
                 shard = choose(room, [s for s in group if not s.drain])
             if shard is not None:
                 shard.rooms[room] = now
                 return shard
         return None
 
+    def to_ask(self, room: str, region: str, exclude: Collection[Shard] = ()) -> Shard | None:
+        """The draining shard ``room`` belongs to, if nobody here knows whether it hosts the
+        room (another balancer instance may have sent it there): ask it before picking."""
+        for _, shard in self._choices(room, region, exclude):
+            if shard.drain and room not in shard.rooms and room not in shard.absent:
+                return shard
+            return None
+        return None
+
+    def answered(self, shard: Shard, room: str, hosted: bool, now: float) -> None:
+        """``shard`` said whether it hosts ``room``."""
+        (shard.rooms if hosted else shard.absent)[room] = now
+
+    def _choices(self, room: str, region: str,
+                 exclude: Collection[Shard]) -> Iterator[tuple[list[Shard], Shard]]:
+        """The rendezvous choice of each group to try: the client's region, then all."""
+        up = [shard for shard in self.shards.values()
+              if shard.health.up and shard not in exclude]
+        groups = [[shard for shard in up if shard.region == region], up] if region else [up]
+        for group in groups:
+            shard = choose(room, group)
+            if shard is not None:
+                yield group, shard
+
     def forget(self, now: float) -> None:
         """Forget rooms not seen for ``room_memory`` seconds."""
         horizon = now - self.room_memory
         for shard in self.shards.values():
-            stale = [room for room, seen in shard.rooms.items() if seen < horizon]
-            for room in stale:
-                del shard.rooms[room]
+            for rooms in (shard.rooms, shard.absent):
+                for room in [room for room, seen in rooms.items() if seen < horizon]:
+                    del rooms[room]
 
     def replace(self, shards: Iterable[Shard]) -> None:
         """New shard settings (a reload): shards that stay keep their health and rooms."""
@@ -65,6 +87,6 @@ class ShardSet:
             old = self.shards.get(shard.name)
             if old is not None and (old.host, old.port) == (shard.host, shard.port):
                 shard.health.up, shard.health.streak = old.health.up, old.health.streak
-                shard.rooms = old.rooms
+                shard.rooms, shard.absent = old.rooms, old.absent
             updated[shard.name] = shard
         self.shards = updated

@@ -26,6 +26,8 @@ class Stats:
     backend_failures: Counter[str] = field(default_factory=Counter)
     #: Requests sent to another shard after a failed connection, by the shard that failed.
     retries: Counter[str] = field(default_factory=Counter)
+    #: Questions to draining shards about rooms not seen here, by shard.
+    drain_queries: Counter[str] = field(default_factory=Counter)
 
 
 def snapshot(stats: Stats, router: Router) -> dict[str, object]:
@@ -34,7 +36,7 @@ def snapshot(stats: Stats, router: Router) -> dict[str, object]:
         "connections": stats.connections, "active": stats.active, "tunnels": stats.tunnels,
         "requests": stats.requests, "routed": dict(stats.routed),
         "refused": dict(stats.refused), "backend_failures": dict(stats.backend_failures),
-        "retries": dict(stats.retries),
+        "retries": dict(stats.retries), "drain_queries": dict(stats.drain_queries),
         "shards": shard_list(router),
     }
 
@@ -65,7 +67,9 @@ class StatsCollector(Collector):
                 ("vw_balancer_backend_failures", "Failed backend connections",
                  stats.backend_failures, "backend"),
                 ("vw_balancer_retries", "Requests sent to another shard after a failed "
-                 "connection, by the shard that failed", stats.retries, "backend")):
+                 "connection, by the shard that failed", stats.retries, "backend"),
+                ("vw_balancer_drain_queries", "Draining shards asked whether they host a room "
+                 "not seen here", stats.drain_queries, "backend")):
             family = CounterMetricFamily(name, help_text, labels=[label])
             for key, count in sorted(counter.items()):
                 family.add_metric([key], count)

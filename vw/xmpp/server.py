@@ -93,7 +93,8 @@ class XMPPServer:
                        room_hint=self._token_room, admins=admins,
                        lobby=lobbies if domain == config.conference_domain else None)
             for domain in self.muc_domains[:-1]]
-        lobbies.rooms = self.muc_services[0]
+        #: The conference rooms' MUC service.
+        self.conference_rooms = lobbies.rooms = self.muc_services[0]
         lobbies.lobbies = MUCService(config.lobby_domain, self.router.route,
                                      clock=clock.seconds, defaults=defaults,
                                      affiliation_hint=lobbies.affiliation, visibility=visible,

@@ -15,6 +15,7 @@ from vw.config import Config
 from vw.meeting.resource import MeetingResource
 from vw.xmpp.bosh import BoshResource
 from vw.xmpp.component import ComponentFactory
+from vw.xmpp.roomquery import RoomQueryResource
 from vw.xmpp.server import XMPPServer
 from vw.xmpp.tcp import XMPPStreamFactory
 from vw.xmpp.websocket import XMPPWebSocketResource
@@ -45,6 +46,8 @@ class XMPPService(MultiService):
         root.putChild(b"xmpp-websocket", XMPPWebSocketResource(self.xmpp, secure))
         root.putChild(b"http-bind", BoshResource(self.xmpp, secure))
         add_ops_resources(root, [self._database_health], self.xmpp.registry)
+        root.children[b"about"].putChild(b"rooms", RoomQueryResource(
+            self.xmpp.conference_rooms, self.xmpp.config.room_queries_from))
         return root
 
     def _database_health(self) -> str | None:
