@@ -154,6 +154,22 @@ def test_those_waiting_do_not_see_each_other() -> None:
     assert [s["from"] for s in to(second, HOST)] == [f"{LOBBY_ROOM}/o1"]
 
 
+def test_those_waiting_reach_only_the_moderators() -> None:
+    services = room_with_lobby()
+    services.join(HOST, "m0d", LOBBY_ROOM)
+    services.join(GUEST, "g1", LOBBY_ROOM)
+    services.join(OTHER, "o1", LOBBY_ROOM)
+    (refused,) = services.feed(f"<message from='{GUEST}' to='{LOBBY_ROOM}/o1' type='chat'>"
+                               "<body>hi</body></message>")
+    assert error_of(refused) == ("cancel", "item-not-found")
+    (relayed,) = services.feed(f"<message from='{GUEST}' to='{LOBBY_ROOM}/m0d' type='chat'>"
+                               "<body>let me in</body></message>")
+    assert (relayed["to"], relayed["from"]) == (HOST, f"{LOBBY_ROOM}/g1")
+    said = services.feed(f"<message from='{GUEST}' to='{LOBBY_ROOM}' type='groupchat'>"
+                         "<body>anyone?</body></message>")
+    assert {s["to"] for s in said} == {HOST, GUEST}
+
+
 def test_a_moderator_denies_by_kicking_from_the_lobby() -> None:
     services = room_with_lobby()
     services.join(HOST, "m0d", LOBBY_ROOM)

@@ -970,16 +970,23 @@ class MUCService:
     def _private_message(self, room: Room, nick: str, stanza: Element, stanza_type: str) -> None:
         if stanza_type == "groupchat":
             raise StanzaError("bad-request", text="Private messages are not groupchat")
-        sender = room.by_jid.get(stanza["from"])
-        if sender is None:
-            raise StanzaError("not-acceptable", text="You are not in this room")
-        target = room.occupants.get(nick)
-        if target is None:
-            raise StanzaError("item-not-found", text="No such occupant")
+        sender, target = self._correspondents(room, nick, stanza)
         message = _relay_copy(stanza, sender.address, stanza.getAttribute("type"))
         if _child(message, MUC_USER_NS, "x") is None:
             message.addElement((MUC_USER_NS, "x"), defaultUri=MUC_USER_NS)
         self._emit(message, target.jid)
+
+    def _correspondents(self, room: Room, nick: str, stanza: Element) -> tuple[Occupant, Occupant]:
+        """The occupant sending ``stanza`` and the one at ``nick``, if either sees the other
+        (in a lobby room, those waiting reach only the moderators)."""
+        sender = room.by_jid.get(stanza["from"])
+        if sender is None:
+            raise StanzaError("not-acceptable", text="You are not in this room")
+        target = room.occupants.get(nick)
+        if target is None or not (target is sender or self._sees(room, sender, target)
+                                  or self._sees(room, target, sender)):
+            raise StanzaError("item-not-found", text="No such occupant")
+        return sender, target
 
     def _invitations(self, room: Room, stanza: Element, x: Element) -> None:
         """Mediated invitations and declines (XEP-0045 §7.8.2)."""
@@ -1077,12 +1084,7 @@ class MUCService:
 
     def _iq_to_occupant(self, room: Room, nick: str, stanza: Element, query: Element) -> None:
         """Relay an IQ between occupants, remembering where its answer goes."""
-        sender = room.by_jid.get(stanza["from"])
-        if sender is None:
-            raise StanzaError("not-acceptable", text="You are not in this room")
-        target = room.occupants.get(nick)
-        if target is None:
-            raise StanzaError("item-not-found", text="No such occupant")
+        sender, target = self._correspondents(room, nick, stanza)
         if target is sender and (query.uri, query.name) == (PING_NS, "ping"):
             self._result(stanza, None)      # XEP-0410 self-ping
             return
