@@ -101,7 +101,7 @@ class Client:
     """One browser or app: its own StubTreq, so its own cookie jar."""
 
     def __init__(self, site: PortalSite) -> None:
-        self.treq = StubTreq(site.app.resource())
+        self.treq = StubTreq(site.resource())
 
     def request(self, method: str, path: str, **kwargs: Any) -> Response:
         deferred = self.treq.request(method, BASE + path, allow_redirects=False, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from tests.portal.helpers import (
     verify_join,
 )
 from vw.portal.api import Api
-from vw.portal.joining import turn_secret
+from vw.portal.joining import Participant, turn_secret
 from vw.portal.openapi import DOCUMENT
 from vw.portal.problems import VALIDATION
 from vw.portal.records import User
@@ -385,3 +386,36 @@ def test_text_with_nul_characters_is_refused(portal: Portal, api: Client) -> Non
     problem(api.api("POST", "/meetings", access, json={**MEETING, "cohosts": ["\x00@a.org"]}),
             400)
     problem(api.api("GET", "/meetings?when=past&cursor=%00", access), 400)
+
+
+def test_a_token_whose_account_is_gone_is_refused_before_anything_else(portal: Portal,
+                                                                      api: Client) -> None:
+    ann = tokens(portal, portal.user("ann@example.org"))["access_token"]
+    made = create(api, ann)
+    gone = portal.site.api.access.issue(4242, portal.clock.seconds())
+    for method, path, body in [("GET", "/me", None), ("GET", "/meetings", None),
+                               ("GET", "/meetings?when=never", None),
+                               ("GET", "/meetings?cursor=bad", None),
+                               ("POST", f"/meetings/{made['id']}/join", None),
+                               ("POST", f"/meetings/{made['id']}/join", [])]:
+        refused = api.api(method, path, gone, json=body)
+        assert problem(refused, 401)["detail"] == "The access token's account is gone."
+        assert 'error="invalid_token"' in refused.header("www-authenticate")
+    problem(api.api("GET", "/meetings?when=never", ann), 400)
+    problem(api.api("GET", "/meetings?cursor=bad", ann), 400)
+
+
+def test_paths_the_api_branch_does_not_take_go_the_routes_way(portal: Portal,
+                                                              api: Client) -> None:
+    token = tokens(portal, portal.user("ann@example.org"))["access_token"]
+    assert response_json(api.api("GET", "/me", token))["email"] == "ann@example.org"
+    moved = api.api("GET", "", token)
+    assert moved.code == 308 and moved.header("location").endswith("/api/v1/")
+    for path in ("/", "//me", "/me/"):
+        assert api.api("GET", path, token).code == 404
+
+
+def test_a_grants_document_has_every_field_of_the_grant(portal: Portal) -> None:
+    grant = portal.site.api.joins.grant("standup", Participant(id="7", name="Ann"), True,
+                                        portal.clock.seconds())
+    assert grant.document() == asdict(grant)

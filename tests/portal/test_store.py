@@ -3,6 +3,7 @@ failures."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,9 +11,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from vw.portal.database import VERSION_TABLE, open_database
-from vw.portal.records import MeetingPlan
-from vw.portal.schema import metadata
-from vw.portal.store import EmailTaken, InvalidInvitation, RoomTaken, Store, UnknownUsers
+from vw.portal.records import Meeting, MeetingPlan, User
+from vw.portal.schema import meetings, metadata
+from vw.portal.store import (
+    Audited,
+    EmailTaken,
+    InvalidInvitation,
+    JoinRequest,
+    MeetingPage,
+    RoomTaken,
+    Store,
+    UnknownUsers,
+)
 
 NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -160,6 +170,66 @@ def test_meetings_page_with_a_cursor(store: Store) -> None:
     rest = store.meetings_of(ann.id, "past", NOW + 10 * HOUR, 4,
                              (first_past[-1].start, first_past[-1].id))
     assert first_past + rest == expected[::-1]
+
+
+def test_meeting_pages_give_each_pages_account_and_meetings_in_one_call(store: Store) -> None:
+    ann = store.create_user("ann@example.org", "Ann", "h", "host", NOW)
+    bob = store.create_user("bob@example.org", "Bob", "h", "host", NOW)
+    for i in range(3):
+        store.create_meeting(ann.id, plan(f"A{i}", NOW + i * HOUR, room=f"a{i}",
+                                          cohosts=(bob.email,)), NOW)
+    store.create_meeting(bob.id, plan("Ended", NOW - 3 * HOUR), NOW)
+    first = store.meetings_of(ann.id, "upcoming", NOW, 2)
+    pages = [MeetingPage(ann.id, "upcoming", NOW, 2), MeetingPage(4242, "upcoming", NOW, 2),
+             MeetingPage(bob.id, "past", NOW, 5),
+             MeetingPage(ann.id, "upcoming", NOW, 2, (first[-1].start, first[-1].id)),
+             MeetingPage(bob.id, "upcoming", NOW, 5)]
+    assert store.meeting_pages(pages) == [
+        (ann, first), (None, []), (bob, store.meetings_of(bob.id, "past", NOW, 5)),
+        (ann, store.meetings_of(ann.id, "upcoming", NOW, 2, (first[-1].start, first[-1].id))),
+        (bob, store.meetings_of(bob.id, "upcoming", NOW, 5))]
+    assert [m.cohosts[0].email for m in store.meeting_pages(pages[-1:])[0][1]] == [
+        bob.email] * 3
+    assert store.meeting_pages([MeetingPage(0, "past", NOW, 1)]) == [(None, [])]
+
+
+def test_users_with_ids_answer_in_order(store: Store) -> None:
+    ann = store.create_user("ann@example.org", "Ann", "h", "host", NOW)
+    bob = store.create_user("bob@example.org", "Bob", "h", "member", NOW)
+    assert store.users_with_ids([bob.id, 4242, ann.id, bob.id, 0]) == [bob, None, ann, bob,
+                                                                         None]
+    assert store.users_with_ids([ann.id]) == [ann]
+    assert store.users_with_ids([]) == []
+
+
+def test_joins_are_decided_in_order_and_only_grants_are_audited(store: Store) -> None:
+    ann = store.create_user("ann@example.org", "Ann", "h", "host", NOW)
+    one = store.create_meeting(ann.id, plan("One", room="one"), NOW)
+    two = store.create_meeting(ann.id, plan("Two", room="two"), NOW)
+    seen: list[tuple[int | None, str | None]] = []
+
+    def decide(user: User | None, meeting: Meeting | None) -> tuple[str, Audited]:
+        seen.append((user and user.id, meeting and meeting.id))
+        if user is None or meeting is None:
+            raise LookupError("refused")
+        return f"{meeting.room} for {user.id}", ("meeting.joined", user.id, "192.0.2.1",
+                                                 meeting.id)
+
+    answers = store.joins([JoinRequest(ann.id, one.id, NOW, decide),
+                           JoinRequest(4242, one.id, NOW, decide),
+                           JoinRequest(ann.id, "no-such-meeting", NOW, decide),
+                           JoinRequest(ann.id, two.id, NOW + HOUR, decide)])
+    assert answers[0] == f"one for {ann.id}" and answers[3] == f"two for {ann.id}"
+    assert all(isinstance(answer, LookupError) for answer in answers[1:3])
+    assert seen == [(ann.id, one.id), (None, one.id), (ann.id, None), (ann.id, two.id)]
+    assert [(e.time, e.detail) for e in store.audit_events(10)] == [(NOW + HOUR, two.id),
+                                                                    (NOW, one.id)]
+    assert store.joins([JoinRequest(ann.id, one.id, NOW, decide)]) == [f"one for {ann.id}"]
+
+
+def test_a_meeting_row_becomes_a_meeting_field_by_field() -> None:
+    assert [column.name for column in meetings.c] == [
+        item.name for item in fields(Meeting) if item.name != "cohosts"]
 
 
 def test_all_meetings_lists_every_owner_with_the_owners_address(store: Store) -> None:

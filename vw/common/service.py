@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from twisted.application.service import MultiService
@@ -29,11 +30,20 @@ class ConfigOptions(usage.Options):
 
 
 class TopService(MultiService):
-    """The top service of a plugin: it installs the configured log format on the application."""
+    """The top service of a plugin: it installs the configured log format on the application,
+    and once every service has started it moves what start-up left alive (modules, apps,
+    database metadata) out of the garbage collector's reach with ``gc.freeze()``: otherwise
+    each full collection under load walks all of it with the reactor stopped (50-100 ms in the
+    portal, the worst of its latency)."""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
+
+    def startService(self) -> None:
+        super().startService()
+        gc.collect()
+        gc.freeze()
 
     def setServiceParent(self, parent: object) -> None:
         if isinstance(parent, Componentized):

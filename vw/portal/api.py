@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,8 +31,17 @@ from vw.portal.meetings import plan_from_json
 from vw.portal.openapi import DOCUMENT
 from vw.portal.problems import Problem, invalid
 from vw.portal.records import MAX_USER_ID, ROLES, Meeting, User
-from vw.portal.store import MEETING_ID, Audited, RoomTaken, Store
-from vw.portal.threads import Runner
+from vw.portal.store import (
+    MEETING_ID,
+    Audited,
+    Cursor,
+    JoinRequest,
+    MeetingPage,
+    RoomTaken,
+    Store,
+    When,
+)
+from vw.portal.threads import Batches, Runner
 from vw.portal.tokens import digest, new_secret
 
 OPENAPI_JSON = json.dumps(DOCUMENT).encode()
@@ -123,6 +131,11 @@ class Api(Handlers):
                  joins: Joins, config: Config, clock: IReactorTime) -> None:
         super().__init__(store, run, accounts, joins, config, clock)
         self.access = access
+        self.callers: Batches[int, User | None] = Batches(run, store.users_with_ids)
+        self.paging: Batches[MeetingPage, tuple[User | None, list[Meeting]]] = Batches(
+            run, store.meeting_pages)
+        self.joining: Batches[JoinRequest[dict[str, Any]], dict[str, Any]] = Batches(
+            run, store.joins)
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -151,8 +164,8 @@ class Api(Handlers):
                           headers=INVALID_TOKEN) from None
 
     async def caller(self, request: IRequest) -> User:
-        """The user whose bearer token the request carries."""
-        user = await self.run(self.store.user, self.bearer(request))
+        """The user whose bearer token the request carries (read with other requests')."""
+        user = await self.callers(self.bearer(request))
         if user is None:
             raise _account_gone()
         return user
@@ -287,29 +300,42 @@ class Api(Handlers):
 
     @app.route("/meetings", methods=["GET"])
     async def list_meetings(self, request: IRequest) -> bytes:
-        user = await self.caller(request)
-        args = form(request)
-        when = args.get("when", "upcoming")
-        if when not in ("upcoming", "past"):
-            raise Problem(400, 'when must be "upcoming" or "past".')
-        limit = self.limit(request)
-        after = None
-        if "cursor" in args:
-            start, last = decode_cursor(args["cursor"], 2)
-            try:
-                after = (datetime.fromisoformat(start), last)
-                given = iso(after[0]) == start and MEETING_ID.fullmatch(last) is not None
-            except (ValueError, OverflowError):
-                given = False
-            if not given:
-                raise Problem(400, "The cursor is not one this API gave.")
-        found = await self.run(self.store.meetings_of, user.id, when, self.now(), limit + 1,
-                               after)
+        # The caller's account and the page in one call to the store, with other requests'.
+        user_id = self.bearer(request)
+        try:
+            when, limit, after = self.page_wanted(request)
+        except Problem:
+            await self.caller(request)  # a gone account is told so first
+            raise
+        user, found = await self.paging(MeetingPage(user_id, when, self.now(), limit + 1,
+                                                    after))
+        if user is None:
+            raise _account_gone()
         page = found[:limit]
         more = len(found) > limit
         return self.reply(request, {
             "items": [self.meeting_json(meeting) for meeting in page],
             "next_cursor": encode_cursor(iso(page[-1].start), page[-1].id) if more else None})
+
+    def page_wanted(self, request: IRequest) -> tuple[When, int, Cursor | None]:
+        """Which meetings, how many and after which, as the query asks for them."""
+        args = form(request)
+        wanted = args.get("when", "upcoming")
+        if wanted not in ("upcoming", "past"):
+            raise Problem(400, 'when must be "upcoming" or "past".')
+        when: When = "past" if wanted == "past" else "upcoming"
+        limit = self.limit(request)
+        if "cursor" not in args:
+            return when, limit, None
+        start, last = decode_cursor(args["cursor"], 2)
+        try:
+            after = (datetime.fromisoformat(start), last)
+            given = iso(after[0]) == start and MEETING_ID.fullmatch(last) is not None
+        except (ValueError, OverflowError):
+            given = False
+        if not given:
+            raise Problem(400, "The cursor is not one this API gave.")
+        return when, limit, after
 
     @app.route("/meetings", methods=["POST"])
     async def create_meeting(self, request: IRequest) -> bytes:
@@ -343,9 +369,10 @@ class Api(Handlers):
 
     @app.route("/meetings/<meeting_id>/join", methods=["POST"])
     async def join(self, request: IRequest, meeting_id: str) -> bytes:
-        # One call to the store: the account and the meeting are read, admission decided,
-        # the grant minted and its audit record written in one transaction (refusals are
-        # raised in the order the checks had when they were separate calls).
+        # One call to the store, with the joins that came meanwhile: the accounts and the
+        # meetings are read, admission decided, the grants minted and their audit records
+        # written in one transaction (refusals are raised in the order the checks had when
+        # they were separate calls).
         user_id = self.bearer(request)
         body: dict[str, Any] = {}
         bad_body = None
@@ -372,11 +399,11 @@ class Api(Handlers):
                 raise Problem(refused.status, str(refused)) from None
             who = participant(user)
             grant = self.joins.grant(meeting.room, who, host, now)
-            return ({**asdict(grant), "moderator": host},
+            return ({**grant.document(), "moderator": host},
                     ("meeting.joined", user.id, address, f"{meeting.id} as {who.id}"))
 
-        joined = await self.run(self.store.join, user_id, meeting_id,
-                                datetime.fromtimestamp(now, UTC), decide)
+        joined = await self.joining(JoinRequest(user_id, meeting_id,
+                                                datetime.fromtimestamp(now, UTC), decide))
         return self.reply(request, joined)
 
     # -- administration -----------------------------------------------------------------

@@ -4,6 +4,7 @@ WebSocket addresses, and TURN credentials in the coturn REST scheme."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import quote
 
 import jwt
@@ -59,6 +60,15 @@ class JoinGrant:
     meeting_url: str
     websocket_url: str
     turn: TurnGrant
+
+    def document(self) -> dict[str, Any]:
+        """The grant as JSON: ``dataclasses.asdict`` by hand (asdict, which copies
+        recursively, took a tenth of the store thread's time in a join)."""
+        turn = self.turn
+        return {"room": self.room, "jwt": self.jwt, "meeting_url": self.meeting_url,
+                "websocket_url": self.websocket_url,
+                "turn": {"username": turn.username, "password": turn.password,
+                         "ttl": turn.ttl, "uris": list(turn.uris)}}
 
 
 class Joins:

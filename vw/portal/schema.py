@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -37,6 +39,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object
+                         ) -> Callable[[Any], datetime | None] | None:
+        """SQLite's text (ISO 8601 without an offset) read as UTC in one step: the meeting
+        lists read three a row, and ``datetime.replace`` cost four times the parsing."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value + "+00:00")
+
+        return process
 
 
 metadata = MetaData()

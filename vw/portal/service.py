@@ -119,7 +119,7 @@ class PortalService(MultiService):
         add_ops_resources(ops, [self._database_health], self.registry)
         self.site = build_site(config, self.store, self.run, reactor, Passwords(),
                                mailer_for(config), agent_fetch(reactor), ops)
-        site = PortalHTTP(self.site.app.resource(), reactor)
+        site = PortalHTTP(self.site.resource(), reactor)
         internet.TCPServer(config.portal.http_port, site,
                            interface=config.general.bind).setServiceParent(self)
         timer = internet.TimerService(PURGE_INTERVAL, self.purge)

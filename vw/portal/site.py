@@ -22,6 +22,28 @@ from vw.portal.threads import Runner
 from vw.portal.web import Pages
 
 
+class Root(Resource):
+    """The portal's root resource: ``/api/v1/...`` goes straight to the API's Klein resource,
+    as PortalSite's ``/api/v1/`` branch would send it (the same prepath and postpath), and
+    every other path to PortalSite's routes, unchanged. An API request is matched by one
+    Klein app, not two: a tenth of a cheap request's CPU, and fewer reference cycles for the
+    garbage collector. Paths with an empty segment take the routes' way, whose rules decide
+    them."""
+
+    def __init__(self, api: IResource, routes: IResource) -> None:
+        super().__init__()
+        self._api = api
+        self._routes = routes
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
+        rest = request.postpath
+        if name == b"api" and len(rest) > 1 and rest[0] == b"v1" and all(rest):
+            request.prepath.append(rest.pop(0))
+            return self._api
+        rest.insert(0, request.prepath.pop())
+        return self._routes
+
+
 class PortalSite:
     app = Klein()
 
@@ -32,6 +54,10 @@ class PortalSite:
         # Made once: a resource per request would bind its Klein app anew each time.
         self._api = api.app.resource()
         self._pages = pages.app.resource()
+
+    def resource(self) -> IResource:
+        """The root resource of the portal's HTTP site."""
+        return Root(self._api, self.app.resource())
 
     @app.route("/api/v1/", branch=True)
     def api_branch(self, request: IRequest) -> IResource:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
@@ -36,13 +37,32 @@ When = Literal["upcoming", "past"]
 Cursor = tuple[datetime, str]
 Refresh = Literal["ok", "expired", "reused"]
 T = TypeVar("T")
-#: What :meth:`Store.join` records of a join: (event, user_id, address, detail).
+#: What :meth:`Store.joins` records of a join: (event, user_id, address, detail).
 Audited = tuple[str, int | None, str, str]
+
+
+@dataclass(frozen=True)
+class JoinRequest(Generic[T]):
+    """A join for :meth:`Store.joins`: who (a user id), which meeting, when, and how to
+    decide it once the account and the meeting are read (either None when missing)."""
+
+    user_id: int
+    meeting_id: str
+    now: datetime
+    decide: Callable[[User | None, Meeting | None], tuple[T, Audited]]
+
 
 #: The statements of every API request and every join, built once (building a statement
 #: costs more than SQLite running it).
 _USER_BY_ID = select(schema.users).where(schema.users.c.id == bindparam("user_id"))
 _MEETING_BY_ID = select(schema.meetings).where(schema.meetings.c.id == bindparam("meeting_id"))
+_USERS_BY_IDS = select(schema.users).where(schema.users.c.id.in_(bindparam("user_ids",
+                                                                           expanding=True)))
+_MEETINGS_BY_IDS = select(schema.meetings).where(schema.meetings.c.id.in_(
+    bindparam("meeting_ids", expanding=True)))
+#: Rows by id: the statement for one id, and for several (a list expanded at every call).
+_BY_ID = {"user_id": (_USER_BY_ID, _USERS_BY_IDS),
+          "meeting_id": (_MEETING_BY_ID, _MEETINGS_BY_IDS)}
 _PEOPLE = (select(schema.cohosts.c.meeting_id, schema.users.c.id, schema.users.c.email,
                   schema.users.c.display_name)
            .join(schema.users, schema.users.c.id == schema.cohosts.c.user_id)
@@ -52,6 +72,9 @@ _COHOSTS = _PEOPLE.where(schema.cohosts.c.meeting_id.in_(bindparam("meeting_ids"
 #: One meeting's co-hosts: no list to expand into the statement at every execution.
 _COHOSTS_OF_ONE = _PEOPLE.where(schema.cohosts.c.meeting_id == bindparam("meeting_id"))
 _AUDIT = insert(schema.audit)
+#: The meetings table's columns are a Meeting's fields, in order (its co-hosts aside): a row
+#: becomes a Meeting by position, which costs half as much as by name.
+_MEETING_FIELDS = len(schema.meetings.c)
 
 
 def _meetings_of(when: When, paged: bool, everyone: bool = False) -> Select[Any]:
@@ -89,6 +112,18 @@ _ALL_MEETINGS = {(when, paged): _meetings_of(when, paged, everyone=True)
                  for when in ("upcoming", "past") for paged in (False, True)}
 
 
+@dataclass(frozen=True)
+class MeetingPage:
+    """A page of one user's meetings, for :meth:`Store.meeting_pages`: see
+    :meth:`Store.meetings_of`."""
+
+    user_id: int
+    when: When
+    now: datetime
+    limit: int
+    after: Cursor | None = None
+
+
 class EmailTaken(Exception):
     """Another account has this e-mail address (compared case-insensitively)."""
 
@@ -107,6 +142,17 @@ class UnknownUsers(Exception):
 
 class InvalidInvitation(Exception):
     """The invitation code is unknown, used or expired."""
+
+
+def _with_ids(db: Connection, key: str, ids: set[Any]) -> list[Row[Any]]:
+    """The users (``key`` "user_id") or meetings ("meeting_id") with these ids, in one
+    statement, whose list of ids is expanded only when there are several."""
+    one, several = _BY_ID[key]
+    if not ids:
+        return []
+    if len(ids) == 1:
+        return list(db.execute(one, {key: next(iter(ids))}).all())
+    return list(db.execute(several, {f"{key}s": list(ids)}).all())
 
 
 def _user(row: Row[Any]) -> User:
@@ -160,6 +206,14 @@ class Store:
         with self._engine.connect() as db:
             row = db.execute(_USER_BY_ID, {"user_id": user_id}).first()
         return None if row is None else _user(row)
+
+    def users_with_ids(self, user_ids: Sequence[int]) -> list[User | None]:
+        """The account of each id, in order (None for ids no account has): one statement
+        for many requests' callers."""
+        wanted = {user_id for user_id in user_ids if 0 < user_id <= MAX_USER_ID}
+        with self._engine.connect() as db:
+            found = {row.id: _user(row) for row in _with_ids(db, "user_id", wanted)}
+        return [found.get(user_id) for user_id in user_ids]
 
     def user_by_email(self, email: str) -> User | None:
         users = schema.users
@@ -268,34 +322,63 @@ class Store:
             row = db.execute(_MEETING_BY_ID, {"meeting_id": meeting_id}).first()
             return None if row is None else self._meetings(db, [row])[0]
 
-    def join(self, user_id: int, meeting_id: str, now: datetime,
-             decide: Callable[[User | None, Meeting | None], tuple[T, Audited]]) -> T:
-        """A join in one call and one transaction: the account ``user_id`` and the meeting
-        are read, ``decide(user, meeting)`` (either None when missing) raises a refusal or
-        gives its result and the audit record of the join, which is written before the
-        commit. ``decide`` runs on the calling thread (the store's): it must not block."""
+    def joins(self, requests: Sequence[JoinRequest[T]]) -> list[T | Exception]:
+        """Joins in one call and one transaction: the accounts and the meetings are read,
+        each request's ``decide(user, meeting)`` (either None when missing) raises its refusal
+        or gives its answer and the audit record of the join; the records are written before
+        the commit. The answers come in order, a refusal as its exception. ``decide`` runs on
+        the calling thread (the store's): it must not block."""
+        user_ids = {request.user_id for request in requests
+                    if 0 < request.user_id <= MAX_USER_ID}
+        meeting_ids = {request.meeting_id for request in requests
+                       if MEETING_ID.fullmatch(request.meeting_id)}
+        answers: list[T | Exception] = []
         with self._engine.begin() as db:
-            row = (db.execute(_USER_BY_ID, {"user_id": user_id}).first()
-                   if 0 < user_id <= MAX_USER_ID else None)
-            user = None if row is None else _user(row)
-            meeting = None
-            if user is not None and MEETING_ID.fullmatch(meeting_id):
-                found = db.execute(_MEETING_BY_ID, {"meeting_id": meeting_id}).first()
-                meeting = None if found is None else self._meetings(db, [found])[0]
-            result, (event, who, address, detail) = decide(user, meeting)
-            db.execute(_AUDIT, {"time": now, "event": event, "user_id": who,
+            users = {row.id: _user(row) for row in _with_ids(db, "user_id", user_ids)}
+            rows = _with_ids(db, "meeting_id", meeting_ids)
+            meetings = {meeting.id: meeting for meeting in self._meetings(db, rows)}
+            records = []
+            for request in requests:
+                try:
+                    answer, (event, who, address, detail) = request.decide(
+                        users.get(request.user_id), meetings.get(request.meeting_id))
+                except Exception as refusal:  # noqa: BLE001 - the request's answer
+                    answers.append(refusal)
+                    continue
+                answers.append(answer)
+                records.append({"time": request.now, "event": event, "user_id": who,
                                 "address": address[:64], "detail": detail})
-            return result
+            if records:
+                db.execute(_AUDIT, records)
+        return answers
 
     def meetings_of(self, user_id: int, when: When, now: datetime, limit: int,
                     after: Cursor | None = None) -> list[Meeting]:
         """A page of the meetings ``user_id`` owns or co-hosts: upcoming ones soonest first,
         past (ended or cancelled) ones latest first."""
-        start, last = after or (None, None)
-        values = {"user_id": user_id, "now": now, "limit": limit, "start": start, "last": last}
         with self._engine.connect() as db:
-            rows = list(db.execute(_MEETINGS_OF[when, after is not None], values))
-            return self._meetings(db, rows)
+            return self._meetings(db, self._page(db, MeetingPage(user_id, when, now, limit,
+                                                                 after)))
+
+    def meeting_pages(self, pages: Sequence[MeetingPage]) -> list[tuple[User | None,
+                                                                         list[Meeting]]]:
+        """For each page, in order, the account of its user and, when there is one, the
+        page (see :meth:`meetings_of`); the accounts and the co-hosts of every page are read
+        with one statement each."""
+        wanted = {page.user_id for page in pages if 0 < page.user_id <= MAX_USER_ID}
+        with self._engine.connect() as db:
+            users = {row.id: _user(row) for row in _with_ids(db, "user_id", wanted)}
+            rows = [self._page(db, page) if page.user_id in users else [] for page in pages]
+            meetings = iter(self._meetings(db, [row for page in rows for row in page]))
+        return [(users.get(page.user_id), [next(meetings) for _ in found])
+                for page, found in zip(pages, rows, strict=True)]
+
+    @staticmethod
+    def _page(db: Connection, page: MeetingPage) -> list[Row[Any]]:
+        start, last = page.after or (None, None)
+        return list(db.execute(_MEETINGS_OF[page.when, page.after is not None], {
+            "user_id": page.user_id, "now": page.now, "limit": page.limit, "start": start,
+            "last": last}).all())
 
     def all_meetings(self, when: When, now: datetime, limit: int,
                      after: Cursor | None = None) -> list[tuple[Meeting, str]]:
@@ -304,7 +387,7 @@ class Store:
         start, last = after or (None, None)
         values = {"now": now, "limit": limit, "start": start, "last": last}
         with self._engine.connect() as db:
-            rows = list(db.execute(_ALL_MEETINGS[when, after is not None], values))
+            rows = list(db.execute(_ALL_MEETINGS[when, after is not None], values).all())
             return list(zip(self._meetings(db, rows), [row.owner_email for row in rows],
                             strict=True))
 
@@ -347,13 +430,7 @@ class Store:
             for found in found_people:
                 people[found.meeting_id].append(Person(found.id, found.email,
                                                        found.display_name))
-        return [Meeting(id=row.id, owner_id=row.owner_id, title=row.title, start=row.start,
-                        duration=row.duration, recurrence=row.recurrence, ends=row.ends,
-                        room=row.room, password=row.password, lobby=row.lobby,
-                        guests_allowed=row.guests_allowed,
-                        max_participants=row.max_participants, cancelled=row.cancelled,
-                        created=row.created, cohosts=tuple(people[row.id]))
-                for row in rows]
+        return [Meeting(*row[:_MEETING_FIELDS], cohosts=tuple(people[row.id])) for row in rows]
 
     # -- API refresh tokens -------------------------------------------------------------
 
