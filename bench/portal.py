@@ -54,7 +54,7 @@ from vw.config import Config, GeneralConfig, PortalConfig  # noqa: E402
 from vw.portal.database import open_database  # noqa: E402
 from vw.portal.joining import Joins, Participant, turn_secret, with_join_tokens  # noqa: E402
 from vw.portal.passwords import Passwords  # noqa: E402
-from vw.portal.records import MeetingPlan  # noqa: E402
+from vw.portal.records import JoinRoom, MeetingPlan  # noqa: E402
 from vw.portal.store import Store  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -226,7 +226,7 @@ def minting(config: Config, seconds: float) -> float:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for _ in range(100):
-            joins.grant("bench-room", who, True, time.time())
+            joins.grant(JoinRoom("bench-room"), who, True, time.time())
         count += 100
     return count / (time.process_time() - start)
 

@@ -24,7 +24,7 @@ from vw.portal.api import Api
 from vw.portal.joining import Participant, turn_secret
 from vw.portal.openapi import DOCUMENT
 from vw.portal.problems import VALIDATION
-from vw.portal.records import User
+from vw.portal.records import JoinRoom, User
 from vw.portal.store import Store
 from vw.turn.auth import rest_password
 from vw.xmpp.token import TokenRejected, TokenVerifier
@@ -248,7 +248,8 @@ def test_join_grant_a_token_for_that_room_only_and_turn_credentials(portal: Port
                                                                     api: Client) -> None:
     ann = portal.user("ann@example.org", name="Ann")
     mia = portal.user("mia@example.org", role="member", name="Mia")
-    made = create(api, tokens(portal, ann)["access_token"], room="standup")
+    made = create(api, tokens(portal, ann)["access_token"], room="standup", lobby=True,
+                  max_participants=12)
     grant = response_json(api.api("POST", f"/meetings/{made['id']}/join",
                                   tokens(portal, mia)["access_token"]))
     assert grant["room"] == "standup" and not grant["moderator"]
@@ -262,7 +263,9 @@ def test_join_grant_a_token_for_that_room_only_and_turn_credentials(portal: Port
     assert claims["exp"] == now + portal.config.portal.join_token_ttl and claims["nbf"] <= now
     assert claims["context"]["user"] == {"id": str(mia.id), "name": "Mia",
                                          "email": mia.email, "avatar": "", "moderator": False}
+    assert claims["context"]["room"] == {"lobby": True, "max_participants": 12}
     identity = verify_join(portal, grant["jwt"])
+    assert (identity.lobby, identity.max_participants) == (True, 12)
     verifier = TokenVerifier(portal.config.xmpp.token, portal.clock.seconds)
     assert verifier.room_allowed(identity, "standup")
     assert not verifier.room_allowed(identity, "another-room")
@@ -416,6 +419,6 @@ def test_paths_the_api_branch_does_not_take_go_the_routes_way(portal: Portal,
 
 
 def test_a_grants_document_has_every_field_of_the_grant(portal: Portal) -> None:
-    grant = portal.site.api.joins.grant("standup", Participant(id="7", name="Ann"), True,
+    grant = portal.site.api.joins.grant(JoinRoom("standup"), Participant(id="7", name="Ann"), True,
                                         portal.clock.seconds())
     assert grant.document() == asdict(grant)

@@ -17,6 +17,7 @@ from vw.allinone import tap as allinone
 from vw.config import Config, GeneralConfig, PortalConfig, TokenConfig, XMPPConfig
 from vw.portal.joining import Joins, Participant, turn_secret, with_join_tokens
 from vw.portal.mail import LogMailer, SMTPMailer
+from vw.portal.records import JoinRoom
 from vw.portal.service import PortalService, mailer_for
 from vw.portal.tap import Options
 from vw.xmpp.token import TokenRejected
@@ -129,13 +130,15 @@ def test_the_all_in_one_runs_the_portal_and_its_xmpp_server_checks_the_portals_t
     joins = Joins(portal.config, turn_secret(portal.config))
     verifier = xmpp.xmpp.token_verifier
     now = time.time()
-    token = joins.token("standup", Participant(id="7", name="Ann"), True, now)
+    token = joins.token(JoinRoom("standup", lobby=True, max_participants=8),
+                        Participant(id="7", name="Ann"), True, now)
     identity = verifier.verify(token, "localhost")
     assert (identity.room, identity.user["name"], identity.moderator) == ("standup", "Ann", True)
+    assert (identity.lobby, identity.max_participants) == (True, 8)
     assert not verifier.room_allowed(identity, "other-room")
     forged = Joins(with_join_tokens(Config(general=GeneralConfig(
         state_dir=str(tmp_path / "elsewhere")))), "turn").token(
-        "standup", Participant(id="7", name="Ann"), True, now)
+        JoinRoom("standup"), Participant(id="7", name="Ann"), True, now)
     with pytest.raises(TokenRejected):
         verifier.verify(forged, "localhost")
     portal.engine.dispose()

@@ -398,7 +398,7 @@ class Api(Handlers):
             except NotAdmitted as refused:
                 raise Problem(refused.status, str(refused)) from None
             who = participant(user)
-            grant = self.joins.grant(meeting.room, who, host, now)
+            grant = self.joins.grant(meeting.join_room(), who, host, now)
             return ({**grant.document(), "moderator": host},
                     ("meeting.joined", user.id, address, f"{meeting.id} as {who.id}"))
 

@@ -102,7 +102,8 @@ class Handlers:
     async def grant(self, request: IRequest, meeting: Meeting, user: User | None,
                     who: Participant, moderator: bool) -> JoinGrant:
         """What ``who`` (``user``'s account, or a guest) needs to join the meeting, audited."""
-        grant = self.joins.grant(meeting.room, who, moderator, self.clock.seconds())
+        grant = self.joins.grant(meeting.join_room(), who, moderator,
+                                 self.clock.seconds())
         await self.accounts.audit("meeting.joined", None if user is None else user.id,
                                   self.address(request), f"{meeting.id} as {who.id}")
         return grant

@@ -11,6 +11,7 @@ import jwt
 
 from vw.common.state import persistent_secret
 from vw.config import Config
+from vw.portal.records import JoinRoom
 from vw.xmpp.features import turn_credentials
 
 #: Seconds a join token is valid before its ``iat``, for clocks a little behind ours.
@@ -82,16 +83,19 @@ class Joins:
         self._secret = config.xmpp.token.app_secret
         self._turn_secret = turn_secret
 
-    def token(self, room: str, who: Participant, moderator: bool, now: float) -> str:
+    def token(self, room: JoinRoom, who: Participant, moderator: bool, now: float) -> str:
+        """A JWT for ``room`` only: Jitsi's claims, and in ``context.room`` the meeting's
+        lobby and participant limit (which vw-xmpp applies)."""
         token = self._config.xmpp.token
         audience = next((aud for aud in token.audiences if aud != "*"), token.app_id or "*")
         user = {"id": who.id, "name": who.name, "email": who.email, "avatar": who.avatar,
                 "moderator": moderator}
         issued = int(now)
         claims = {"iss": token.app_id or "vw-portal", "aud": audience,
-                  "sub": self._config.general.domain, "room": room, "iat": issued,
+                  "sub": self._config.general.domain, "room": room.name, "iat": issued,
                   "nbf": issued - CLOCK_SKEW, "exp": issued + self._config.portal.join_token_ttl,
-                  "context": {"user": user}}
+                  "context": {"user": user, "room": {
+                      "lobby": room.lobby, "max_participants": room.max_participants}}}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def turn(self, who: Participant, now: float) -> TurnGrant:
@@ -104,9 +108,11 @@ class Joins:
                 f"turns:{host}:{offer.tls_port}?transport=tcp"]
         return TurnGrant(username, password, offer.credential_ttl, uris)
 
-    def grant(self, room: str, who: Participant, moderator: bool, now: float) -> JoinGrant:
+    def grant(self, join: JoinRoom, who: Participant, moderator: bool, now: float
+              ) -> JoinGrant:
         portal = self._config.portal
-        token = self.token(room, who, moderator, now)
+        token = self.token(join, who, moderator, now)
+        room = join.name
         websocket = (portal.websocket_url
                      or f"ws://localhost:{self._config.xmpp.http_port}/xmpp-websocket")
         return JoinGrant(

@@ -71,6 +71,16 @@ class MeetingPlan:
 
 
 @dataclass(frozen=True)
+class JoinRoom:
+    """The room a join token is for, with the meeting's settings vw-xmpp applies to it."""
+
+    name: str
+    lobby: bool = False
+    #: The meeting's participant limit; 0: none.
+    max_participants: int = 0
+
+
+@dataclass(frozen=True)
 class Meeting:
     id: str
     owner_id: int
@@ -98,6 +108,9 @@ class Meeting:
     def may_edit(self, user: User | None) -> bool:
         """The owner or an admin (co-hosts moderate but do not reschedule)."""
         return user is not None and (user.is_admin or user.id == self.owner_id)
+
+    def join_room(self) -> JoinRoom:
+        return JoinRoom(self.room, self.lobby, self.max_participants)
 
     def plan(self) -> MeetingPlan:
         return MeetingPlan(title=self.title, start=self.start, duration=self.duration,
