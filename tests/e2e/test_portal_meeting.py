@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -68,6 +69,31 @@ async def in_meeting(name: str, page) -> Participant:
     return participant
 
 
+async def schedule(host, stack: Stack, title: str, room: str, lobby: bool = False) -> str:
+    """Schedule a meeting from the host's page of meetings; its invitation link."""
+    await host.get_by_role("link", name="Schedule", exact=True).click()
+    await host.fill("#title", title)
+    await host.fill("#room", room)
+    assert await host.is_checked("#guests_allowed")
+    if lobby:
+        await host.check("#lobby")
+    await host.get_by_role("button", name="Schedule", exact=True).click()
+    await host.wait_for_url("**/meetings/*")
+    invitation = await host.get_attribute("dd a[href*='/m/']", "href")
+    assert invitation and invitation.startswith(stack.portal_url("m/"))
+    return invitation
+
+
+async def open_invitation(browser, invitation: str, title: str, name: str) -> Any:
+    """A guest in a browser context of its own follows the invitation link with a name."""
+    guest = await (await browser.new_context()).new_page()
+    await guest.goto(invitation)
+    assert title in await guest.text_content("h1")
+    await guest.fill("#name", name)
+    await guest.get_by_role("button", name="Join", exact=True).click()
+    return guest
+
+
 def test_a_host_and_a_guest_meet_through_the_portal(portal_stack: Stack) -> None:
     meeting_page = f"http://localhost:{portal_stack.http_port}/"
 
@@ -88,24 +114,12 @@ def test_a_host_and_a_guest_meet_through_the_portal(portal_stack: Stack) -> None
             await host.get_by_role("button", name="Sign in").click()
             await host.wait_for_url("**/meetings")
 
-            await host.get_by_role("link", name="Schedule", exact=True).click()
-            await host.fill("#title", "Portal standup")
-            await host.fill("#room", "portal-standup")
-            assert await host.is_checked("#guests_allowed")
-            await host.get_by_role("button", name="Schedule", exact=True).click()
-            await host.wait_for_url("**/meetings/*")
-            invitation = await host.get_attribute("dd a[href*='/m/']", "href")
-            assert invitation and invitation.startswith(portal_stack.portal_url("m/"))
-
+            invitation = await schedule(host, portal_stack, "Portal standup", "portal-standup")
             await host.get_by_role("button", name="Join now").click()
             await host.wait_for_url(f"{meeting_page}portal-standup?jwt=*")
             hana = await in_meeting("hana", host)
 
-            guest = await (await browser.new_context()).new_page()
-            await guest.goto(invitation)
-            assert "Portal standup" in await guest.text_content("h1")
-            await guest.fill("#name", "Gus Guest")
-            await guest.get_by_role("button", name="Join", exact=True).click()
+            guest = await open_invitation(browser, invitation, "Portal standup", "Gus Guest")
             await guest.wait_for_url(f"{meeting_page}portal-standup?jwt=*")
             gus = await in_meeting("gus", guest)
 
@@ -130,3 +144,45 @@ def test_a_host_and_a_guest_meet_through_the_portal(portal_stack: Stack) -> None
     assert [row[2:] for row in live] == [["1", "2", "ok"], ["1", "2", "ok"]]
     healthy = {row[0] for row in health if row[2] == "healthy: ok"}
     assert {"xmpp", "focus", "bridge"} <= healthy, health
+
+
+def test_with_a_lobby_the_host_lets_the_guest_in(portal_stack: Stack) -> None:
+    """The meeting's lobby setting travels in the join tokens: the guest from the
+    invitation link waits in the lobby under its name until the host admits it."""
+    meeting_page = f"http://localhost:{portal_stack.http_port}/"
+
+    async def scenario() -> tuple[str, str]:
+        async with chromium() as browser:
+            host = await (await browser.new_context()).new_page()
+            await host.goto(portal_stack.portal_url("signup"))
+            await host.fill("#email", "lea@example.org")
+            await host.fill("#display_name", "Lea Host")
+            await host.fill("#password", PASSWORD)
+            await host.get_by_role("button", name="Create account").click()
+            await host.wait_for_url("**/meetings")
+            invitation = await schedule(host, portal_stack, "Lobby review", "lobby-review",
+                                        lobby=True)
+            await host.get_by_role("button", name="Join now").click()
+            await host.wait_for_url(f"{meeting_page}lobby-review?jwt=*")
+            lea = await in_meeting("lea", host)
+
+            page = await open_invitation(browser, invitation, "Lobby review", "Gil Guest")
+            gil = Participant("gil", page)
+            await gil.until_state("in the lobby")
+            assert await page.input_value("#knock-name") == "Gil Guest"
+            await page.click("#knock-ask")
+            await host.locator("#lobby-waiting li", has_text="Gil Guest").get_by_role(
+                "button", name="Admit").click()
+            await gil.until_state("joined")
+            gil.id = await page.evaluate("vwMeeting.myId()")
+            await everyone_sees_everyone([lea, gil])
+            return host.url, page.url
+
+    try:
+        host_url, guest_url = asyncio.run(scenario())
+    except BaseException:
+        print(portal_stack.log_tail())
+        raise
+    for url in (host_url, guest_url):
+        assert join_claims(portal_stack, url)["context"]["room"] == {
+            "lobby": True, "max_participants": 0}
