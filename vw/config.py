@@ -264,6 +264,8 @@ class PortalConfig:
     session_ttl: int = 43200
     #: Failed sign-ins allowed per account, and per address, in any hour.
     max_failures_per_hour: int = 100
+    #: Password reset mails per account, and reset requests per address, in any hour.
+    max_resets_per_hour: int = 5
     #: Proxies (the balancer) whose X-Forwarded-For names the client address.
     trusted_proxies: list[str] = field(default_factory=list)
     #: SMTP relay for password reset mail; empty: the links are logged instead.

@@ -171,3 +171,24 @@ def test_a_reset_link_expires_after_an_hour(portal: Portal) -> None:
     token = portal.outbox.sent[0].body.split("token=")[1].split()[0]
     portal.clock.advance(3600)
     assert not _run(accounts.reset_password(token, "a brand new password", "x"))
+
+
+def test_reset_mails_are_limited_per_account_and_per_address(portal: Portal) -> None:
+    portal.user("ann@example.org")
+    portal.user("bob@example.org")
+    accounts = accounts_of(portal)
+    limit = portal.config.portal.max_resets_per_hour
+    for number in range(limit + 2):
+        _run(accounts.request_reset("ann@example.org", f"198.51.100.{number}"))
+    assert len(portal.outbox.sent) == limit  # the account's limit, whatever the address
+    for number in range(limit + 2):
+        _run(accounts.request_reset(f"nobody{number}@example.org", "203.0.113.9"))
+    _run(accounts.request_reset("bob@example.org", "203.0.113.9"))
+    assert len(portal.outbox.sent) == limit  # the address's limit, whatever the account
+    _run(accounts.request_reset("bob@example.org", "203.0.113.10"))
+    assert portal.outbox.sent[-1].to == "bob@example.org"
+    events = [e.event for e in portal.store.audit_events(100)]
+    assert events.count("password.reset_throttled") == 2 + 2 + 1
+    portal.clock.advance(FAILURE_WINDOW.total_seconds())
+    _run(accounts.request_reset("ANN@example.org", "198.51.100.1"))
+    assert portal.outbox.sent[-1].to == "ann@example.org"

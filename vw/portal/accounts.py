@@ -16,7 +16,7 @@ from vw.portal.checks import Invalid, email_problem, name_problem, password_prob
 from vw.portal.mail import Mailer
 from vw.portal.passwords import Passwords
 from vw.portal.records import ROLES, User
-from vw.portal.store import EmailTaken, InvalidInvitation, Store
+from vw.portal.store import RESET_REQUESTED, EmailTaken, InvalidInvitation, Store
 from vw.portal.threads import Runner
 from vw.portal.tokens import digest, new_secret
 
@@ -128,10 +128,18 @@ class Accounts:
         return f"{self.config.public_url.rstrip('/')}/signup?invite={code}"
 
     async def request_reset(self, email: str, address: str) -> None:
-        """Mail a reset link if the account exists (the caller says the same either way)."""
+        """Mail a reset link if the account exists and neither it nor the address has asked
+        ``max_resets_per_hour`` times in the last hour (the caller says the same either
+        way, so the answer tells nothing about accounts or limits)."""
+        by_account, by_address = await self.run(self.store.reset_requests_since, email,
+                                                address, self.now() - FAILURE_WINDOW)
         user = await self.run(self.store.user_by_email, email)
-        await self.audit("password.reset_requested", None if user is None else user.id,
-                         address, email)
+        user_id = None if user is None else user.id
+        limit = self.config.max_resets_per_hour
+        if by_account >= limit or by_address >= limit:
+            await self.audit("password.reset_throttled", user_id, address, email)
+            return
+        await self.audit(RESET_REQUESTED, user_id, address, email)
         if user is None:
             return
         token = new_secret()

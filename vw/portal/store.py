@@ -72,6 +72,8 @@ _COHOSTS = _PEOPLE.where(schema.cohosts.c.meeting_id.in_(bindparam("meeting_ids"
 #: One meeting's co-hosts: no list to expand into the statement at every execution.
 _COHOSTS_OF_ONE = _PEOPLE.where(schema.cohosts.c.meeting_id == bindparam("meeting_id"))
 _AUDIT = insert(schema.audit)
+#: The audit event of a password reset request (what the reset limit counts).
+RESET_REQUESTED = "password.reset_requested"
 #: The meetings table's columns are a Meeting's fields, in order (its co-hosts aside): a row
 #: becomes a Meeting by position, which costs half as much as by name.
 _MEETING_FIELDS = len(schema.meetings.c)
@@ -548,6 +550,18 @@ class Store:
         with self._engine.connect() as db:
             by_account = db.execute(count.where(table.c.account == account.lower())).scalar()
             by_address = db.execute(count.where(table.c.address == address)).scalar()
+        return int(by_account or 0), int(by_address or 0)
+
+    def reset_requests_since(self, email: str, address: str,
+                             since: datetime) -> tuple[int, int]:
+        """Password resets asked for after ``since``: for this address, from this source."""
+        table = schema.audit
+        count = select(func.count()).select_from(table).where(
+            table.c.event == RESET_REQUESTED, table.c.time > since)
+        with self._engine.connect() as db:
+            by_account = db.execute(count.where(func.lower(table.c.detail) == email.lower())
+                                    ).scalar()
+            by_address = db.execute(count.where(table.c.address == address[:64])).scalar()
         return int(by_account or 0), int(by_address or 0)
 
     def purge(self, now: datetime, failures_before: datetime) -> None:
