@@ -99,7 +99,8 @@ class Participant:
         return participant
 
     async def state(self) -> str:
-        return await self.page.evaluate("vwMeeting.state")
+        """The page's state ("loading" until its script has run)."""
+        return await self.page.evaluate("window.vwMeeting ? vwMeeting.state : 'loading'")
 
     async def until_state(self, wanted: str) -> None:
         async def reached() -> bool:

@@ -167,6 +167,7 @@ def test_with_a_lobby_the_host_lets_the_guest_in(portal_stack: Stack) -> None:
             lea = await in_meeting("lea", host)
 
             page = await open_invitation(browser, invitation, "Lobby review", "Gil Guest")
+            await page.wait_for_url(f"{meeting_page}lobby-review?jwt=*")
             gil = Participant("gil", page)
             await gil.until_state("in the lobby")
             assert await page.input_value("#knock-name") == "Gil Guest"

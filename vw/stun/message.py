@@ -60,6 +60,9 @@ class Message:
     transaction_id: bytes = field(default_factory=new_transaction_id)
     attributes: list[Attribute] = field(default_factory=list)
     raw: bytes | None = field(default=None, compare=False, repr=False)
+    #: (attributes, their count, the heeded ones): computed once per attribute list.
+    _heeded: tuple[list[Attribute], int, list[Attribute]] | None = field(
+        default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.method <= 0xFFF:
@@ -101,10 +104,9 @@ class Message:
 
     def get(self, kind: type[A]) -> A | None:
         """The first attribute of a class a receiver heeds (see :meth:`effective_attributes`)."""
-        attributes = self.attributes
-        for index in wire.effective([a.type for a in attributes]):
-            if isinstance(attributes[index], kind):
-                return attributes[index]  # type: ignore[return-value]
+        for attribute in self.effective_attributes():
+            if isinstance(attribute, kind):
+                return attribute  # type: ignore[return-value]
         return None
 
     def get_all(self, kind: type[A]) -> list[A]:
@@ -113,9 +115,14 @@ class Message:
 
     def effective_attributes(self) -> list[Attribute]:
         """The attributes a receiver heeds: those before MESSAGE-INTEGRITY(-SHA256), the
-        integrity attributes themselves and FINGERPRINT (RFC 8489 §14.5, §14.6)."""
+        integrity attributes themselves and FINGERPRINT (RFC 8489 §14.5, §14.6). Worked out
+        once for a list of attributes (a server asks for many of one request's)."""
         attributes = self.attributes
-        return [attributes[i] for i in wire.effective([a.type for a in attributes])]
+        heeded = self._heeded
+        if heeded is None or heeded[0] is not attributes or heeded[1] != len(attributes):
+            chosen = [attributes[i] for i in wire.effective([a.type for a in attributes])]
+            self._heeded = heeded = (attributes, len(attributes), chosen)
+        return heeded[2]
 
     @property
     def attributes_before_integrity(self) -> list[Attribute]:
