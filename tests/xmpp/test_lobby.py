@@ -46,7 +46,8 @@ class Services:
                                 room_hint=lambda jid, node: hints.get(jid.full(), RoomHint()))
         self.lobbies = MUCService(LOBBY, self._send, clock=lambda: 1000.0,
                                   affiliation_hint=lobbies.affiliation, visibility=visible,
-                                  creates_rooms=False, admins=["focus@auth.example.com"])
+                                  creates_rooms=False, info_nodes=["lobbyrooms"],
+                                  admins=["focus@auth.example.com"])
         lobbies.rooms, lobbies.lobbies = self.rooms, self.lobbies
 
     def _send(self, element: Element) -> None:
@@ -194,6 +195,17 @@ def test_only_moderators_moderate_the_lobby() -> None:
     assert error_of(out[0])[1] in ("forbidden", "not-allowed")
     (refused,) = services.invite(GUEST, OTHER)
     assert refused["type"] == "error"
+
+
+def test_the_lobby_service_answers_disco_about_its_node() -> None:
+    services = Services()
+    (info,) = services.feed(f"<iq from='{GUEST}' to='{LOBBY}' type='get' id='d1'>"
+                            f"<query xmlns='{DISCO_INFO_NS}' node='lobbyrooms'/></iq>")
+    assert info["type"] == "result"
+    assert child(info, DISCO_INFO_NS, "query")["node"] == "lobbyrooms"
+    (other,) = services.feed(f"<iq from='{GUEST}' to='{LOBBY}' type='get' id='d2'>"
+                             f"<query xmlns='{DISCO_INFO_NS}' node='other'/></iq>")
+    assert error_of(other) == ("cancel", "item-not-found")
 
 
 def test_no_lobby_room_without_a_members_only_room() -> None:

@@ -393,7 +393,8 @@ class MUCService:
                  affiliation_hint: Callable[[JID, str], str | None] | None = None,
                  room_hint: Callable[[JID, str], RoomHint] | None = None,
                  lobby: LobbyPolicy | None = None, visibility: Visibility | None = None,
-                 creates_rooms: bool = True, admins: Collection[str] = ()) -> None:
+                 creates_rooms: bool = True, info_nodes: Collection[str] = (),
+                 admins: Collection[str] = ()) -> None:
         self.domain = _jid_parts(domain)[1]
         self._send = send
         self._clock = clock
@@ -405,6 +406,8 @@ class MUCService:
         self._visible = visibility
         #: Whether a join creates a missing room (else rooms come from create_room).
         self.creates_rooms = creates_rooms
+        #: Disco#info nodes the service answers about as about itself (Jitsi's lobbyrooms).
+        self.info_nodes = frozenset(info_nodes)
         self.admins = frozenset(_bare(admin) for admin in admins)
         self._rooms: dict[str, Room] = {}
         self._queue: deque[tuple[Element, str]] = deque()
@@ -584,9 +587,12 @@ class MUCService:
             raise StanzaError("service-unavailable")
 
     def _service_info(self, query: Element) -> Element:
-        if query.getAttribute("node"):
+        node = query.getAttribute("node")
+        if node and node not in self.info_nodes:
             raise StanzaError("item-not-found")
         result = Element((DISCO_INFO_NS, "query"), defaultUri=DISCO_INFO_NS)
+        if node:
+            result["node"] = node
         identity = result.addElement("identity")
         identity["category"], identity["type"], identity["name"] = "conference", "text", "Chatrooms"
         for feature in (DISCO_INFO_NS, DISCO_ITEMS_NS, MUC_NS, MUC_STABLE_ID):

@@ -98,7 +98,8 @@ class XMPPServer:
         lobbies.lobbies = MUCService(config.lobby_domain, self.router.route,
                                      clock=clock.seconds, defaults=defaults,
                                      affiliation_hint=lobbies.affiliation, visibility=visible,
-                                     creates_rooms=False, admins=admins)
+                                     creates_rooms=False, info_nodes=["lobbyrooms"],
+                                     admins=admins)
         self.muc_services.append(lobbies.lobbies)
         for service in self.muc_services:
             self.router.register_component(service.domain, service)
