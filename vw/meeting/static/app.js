@@ -36,6 +36,7 @@
         [errors.conference.NOT_ALLOWED_ERROR]: 'the room refused you',
         [errors.conference.PASSWORD_REQUIRED]: 'the room has a password',
         [errors.conference.CONFERENCE_MAX_USERS]: 'the room is full',
+        [errors.conference.RESERVATION_ERROR]: 'the conference was refused',
         [errors.conference.CONFERENCE_DESTROYED]: 'the meeting was ended',
         [errors.conference.FOCUS_LEFT]: 'the conference focus left',
         [errors.conference.FOCUS_DISCONNECTED]: 'the conference focus is unreachable',
@@ -364,9 +365,28 @@
         showLobbyToggle();
     }
 
+    /** The focus refusing the conference (a token for another room): lib-jitsi-meet gets
+     * the answer but this build does not report it, so the page watches for it itself. */
+    function watchRefusals() {
+        const xmpp = connection.xmpp && connection.xmpp.connection;
+
+        xmpp && xmpp.addHandler(iq => {
+            const refusal = iq.querySelector('error > reservation-error');
+
+            if (refusal) {
+                const text = iq.querySelector('error > text');
+
+                fail(`${errors.conference.RESERVATION_ERROR} ${text ? text.textContent : ''}`);
+            }
+
+            return true;
+        }, 'http://jitsi.org/protocol/focus', 'iq', 'error');
+    }
+
     function onConnected() {
         const c = events.conference;
 
+        watchRefusals();
         conference = connection.initJitsiConference(settings.room, {
             openBridgeChannel: 'websocket',
 
