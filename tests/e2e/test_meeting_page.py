@@ -282,13 +282,16 @@ def test_a_token_joins_its_room_and_is_refused_in_another(token_stack: Stack) ->
                      ), state
 
 
-def token_page(stack: Stack, room: str, name: str, moderator: bool, lobby: bool) -> str:
+def token_page(stack: Stack, room: str, name: str, moderator: bool, lobby: bool,
+               max_participants: int = 0) -> str:
     """The meeting page of ``room`` with a token for ``name``."""
     now = int(time.time())
     token = jwt.encode({"iss": TOKEN_APP, "aud": TOKEN_APP, "sub": "localhost", "room": room,
                         "exp": now + 600, "context": {"user": {"name": name,
                                                                 "moderator": moderator},
-                                                       "room": {"lobby": lobby}}},
+                                                       "room": {"lobby": lobby,
+                                                                "max_participants":
+                                                                    max_participants}}},
                        TOKEN_SECRET, algorithm="HS256")
     return stack.url(f"{room}?jwt={token}")
 
@@ -343,6 +346,35 @@ def test_a_lobby_guest_knocks_and_the_host_admits_one_and_denies_another(
     except BaseException:
         print(token_stack.log_tail())
         raise
+
+
+def test_a_full_room_turns_the_next_one_away(token_stack: Stack) -> None:
+    """The meeting's participant limit, carried by its tokens: with two in the room (the
+    focus takes no seat) the third page fails as full."""
+    def page_for(name: str) -> str:
+        return token_page(token_stack, "smallroom", name, False, lobby=False,
+                          max_participants=2)
+
+    async def scenario() -> str:
+        async with chromium() as browser:
+            ann = await Participant.join(browser, "ann", page_for("Ann"))
+            bob = await Participant.join(browser, "bob", page_for("Bob"))
+            cat = Participant("cat", await browser.new_page())
+            await cat.page.goto(page_for("Cat"))
+
+            async def turned_away() -> bool:
+                return (await cat.state()).startswith("failed")
+
+            await until(turned_away, "the third participant is turned away")
+            assert await ann.remote_participants() == {bob.id}
+            return await cat.state()
+
+    try:
+        state = asyncio.run(scenario())
+    except BaseException:
+        print(token_stack.log_tail())
+        raise
+    assert state == "failed: conference.max_users", state  # CONFERENCE_MAX_USERS: "full"
 
 
 def test_the_host_turns_the_lobby_on_and_off_from_the_page(token_stack: Stack) -> None:
