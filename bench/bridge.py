@@ -116,10 +116,20 @@ def _die_with_parent() -> None:
         os.sched_setaffinity(0, PIN["forwarder"])
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+def free_port(*kinds: int) -> int:
+    """A loopback port free for every socket kind in ``kinds`` (TCP when none is given)."""
+    kinds = kinds or (socket.SOCK_STREAM,)
+    while True:
+        with socket.socket(socket.AF_INET, kinds[0]) as first:
+            first.bind((HOST, 0))
+            port = int(first.getsockname()[1])
+            try:
+                for kind in kinds[1:]:
+                    with socket.socket(socket.AF_INET, kind) as other:
+                        other.bind((HOST, port))
+            except OSError:
+                continue
+            return port
 
 
 def cpu_seconds(process: psutil.Process) -> tuple[float, float]:
@@ -180,7 +190,7 @@ password = "{FOCUS_PASSWORD}"
 [portal]
 http_port = {free_port()}
 [turn]
-udp_port = {(turn := free_port(socket.SOCK_DGRAM))}
+udp_port = {(turn := free_port(socket.SOCK_DGRAM, socket.SOCK_STREAM))}
 tcp_port = {turn}
 tls_port = {free_port()}
 http_port = {free_port()}
