@@ -189,7 +189,32 @@ def run_stack(directory: Path, extra: str = "", portal: str = "", turn: str = ""
     """The all-in-one (XMPP server, focus, bridge, portal, TURN server) on free ports, the
     focus account's password known to the tests; ``extra`` is more TOML, ``portal``, ``turn``
     and ``xmpp_turn`` more keys of [portal], [turn] and [xmpp.turn]. Ready once every part
-    reports healthy (the focus once it has logged in)."""
+    reports healthy (the focus once it has logged in). A port taken between choosing it and
+    binding it (an outgoing connection's ephemeral port, say) means a new try on new ports."""
+    for attempt in range(1, STACK_TRIES + 1):
+        try:
+            stack = _start_stack(directory, extra, portal, turn, xmpp_turn)
+        except PortTaken:
+            if attempt == STACK_TRIES:
+                raise
+            continue
+        try:
+            yield stack
+        finally:
+            stop(stack.process)
+        return
+
+
+#: Times run_stack starts the all-in-one when a chosen port turns out to be taken.
+STACK_TRIES = 3
+
+
+class PortTaken(RuntimeError):
+    """The all-in-one could not bind a port chosen as free."""
+
+
+def _start_stack(directory: Path, extra: str, portal: str, turn: str,
+                 xmpp_turn: str) -> Stack:
     c2s, http, component, bridge_http, focus_http, portal_http, turn_tls, turn_http = (
         free_port() for _ in range(8))
     udp, turn_port = free_udp_and_tcp_port(), free_udp_and_tcp_port()
@@ -228,23 +253,20 @@ http_port = {focus_http}
 xmpp_port = {c2s}
 password = "{FOCUS_PASSWORD}"
 {extra}""")
-    log = open(directory / "twistd.log", "w")
-    process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw", "--config",
-                                str(config)], cwd=directory, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ})
+    with open(directory / "twistd.log", "w") as log:
+        process = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw",
+                                    "--config", str(config)], cwd=directory, stdout=log,
+                                   stderr=subprocess.STDOUT, env={**os.environ})
     try:
         for port in (http, bridge_http, focus_http, portal_http, turn_http):
-            try:
-                wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
-            except RuntimeError as error:
-                log.flush()
-                tail = (directory / "twistd.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{error}; the stack's log ends:\n{tail}") from None
-        yield Stack(process, directory, c2s, udp, bridge_http, http, portal_http, turn_port,
-                    turn_tls, turn_http)
-    finally:
+            wait_for_health(f"http://127.0.0.1:{port}/about/health", process)
+    except RuntimeError as error:
         stop(process)
-        log.close()
+        tail = (directory / "twistd.log").read_text(errors="replace")[-3000:]
+        taken = PortTaken if "Address already in use" in tail else RuntimeError
+        raise taken(f"{error}; the stack's log ends:\n{tail}") from None
+    return Stack(process, directory, c2s, udp, bridge_http, http, portal_http, turn_port,
+                 turn_tls, turn_http)
 
 
 @pytest.fixture(scope="module")
