@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,22 +21,41 @@ TOKEN_SECRET = "test-app-secret-which-is-long-enough"
 TOKEN_APP = "vwtest"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _candidate_ports() -> range:
+    """Ports outside the kernel's ephemeral range: no outgoing connection takes one of them
+    between the moment a test chooses it and the moment its server binds it."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(10000, low) if low > 12000 else range(high + 1, 65536)
+
+
+#: Ports handed out already (their servers may not have bound them yet).
+_handed_out: set[int] = set()
+
+
+def free_port(*kinds: int) -> int:
+    """A loopback port free now for every socket kind in ``kinds`` (TCP when none), not
+    handed out before in this run."""
+    candidates = _candidate_ports()
+    while True:
+        port = random.choice(candidates)
+        if port in _handed_out:
+            continue
+        try:
+            for kind in kinds or (socket.SOCK_STREAM,):
+                with socket.socket(socket.AF_INET, kind) as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
 
 
 def free_udp_and_tcp_port() -> int:
     """A loopback port free for both UDP and TCP (the bridge's media, TURN over UDP and TCP)."""
-    while True:
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
+    return free_port(socket.SOCK_DGRAM, socket.SOCK_STREAM)
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:

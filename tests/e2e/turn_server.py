@@ -16,9 +16,7 @@ SECRET = "turn-test-secret"
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_port(socket.SOCK_DGRAM)
 
 
 @dataclass
