@@ -46,6 +46,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from processes import cpu_seconds, free_port, stop
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 RESULTS = HERE / "results" / "balancer-latest.json"
@@ -82,12 +84,6 @@ asyncio.run(main())
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,20 +95,6 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"port {port} did not open")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class Setup:

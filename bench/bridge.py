@@ -48,6 +48,7 @@ from xml.etree import ElementTree
 import psutil
 import slixmpp
 from cryptography.hazmat.primitives import serialization
+from processes import free_port, stop
 from pyspy_top import summarise_profile
 
 from vw.bridge import colibri2
@@ -114,22 +115,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if "forwarder" in PIN:
         os.sched_setaffinity(0, PIN["forwarder"])
-
-
-def free_port(*kinds: int) -> int:
-    """A loopback port free for every socket kind in ``kinds`` (TCP when none is given)."""
-    kinds = kinds or (socket.SOCK_STREAM,)
-    while True:
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
-            first.bind((HOST, 0))
-            port = int(first.getsockname()[1])
-            try:
-                for kind in kinds[1:]:
-                    with socket.socket(socket.AF_INET, kind) as other:
-                        other.bind((HOST, port))
-            except OSError:
-                continue
-            return port
 
 
 def cpu_seconds(process: psutil.Process) -> tuple[float, float]:
@@ -222,17 +207,6 @@ http_port = {free_port()}
 
     def stop(self) -> None:
         stop(self.popen)
-
-
-def stop(popen: subprocess.Popen | None) -> None:
-    if popen is None or popen.poll() is not None:
-        return
-    popen.terminate()
-    try:
-        popen.wait(10)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait(5)
 
 
 class Relay:

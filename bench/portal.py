@@ -46,7 +46,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge import free_port, wait_until
+from bridge import wait_until
+from processes import cpu_seconds, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -75,13 +76,6 @@ done = function(summary, latency, requests)
     latency:percentile(99) / 1e3))
 end
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of process ``pid`` (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime and stime are fields 14 and 15 of stat(5); the split starts at field 3.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -54,6 +54,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from processes import free_port as free_udp_and_tcp_port
+from processes import stop
 from pyspy_top import summarise_profile
 
 from vw.stun import (
@@ -138,17 +140,7 @@ def raise_fd_limit(need: int) -> None:
 
 def free_port() -> int:
     """A loopback port number free for both UDP and TCP (vw uses one number for both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    return free_udp_and_tcp_port(socket.SOCK_DGRAM, socket.SOCK_STREAM)
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -172,17 +164,6 @@ def udp_errors() -> dict[str, int]:
              if line.startswith("Udp:")]
     counters = dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
     return {k: counters.get(k, 0) for k in ("InErrors", "RcvbufErrors")}
-
-
-def stop(popen: subprocess.Popen | None) -> None:
-    if popen is None or popen.poll() is not None:
-        return
-    popen.terminate()
-    try:
-        popen.wait(10)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait(5)
 
 
 def binding_answered(port: int, timeout: float = 0.5) -> bool:
