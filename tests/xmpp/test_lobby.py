@@ -75,6 +75,12 @@ class Services:
             f"<field var='muc#roomconfig_membersonly'><value>{value}</value></field>"
             "</x></query></iq>")
 
+    def kick(self, moderator: str, nick: str, reason: str = "") -> list[Element]:
+        """A muc#admin kick (role none) of ``nick`` from the lobby room."""
+        return self.feed(f"<iq from='{moderator}' to='{LOBBY_ROOM}' type='set' id='k1'>"
+                         f"<query xmlns='{MUC_ADMIN_NS}'><item nick='{nick}' role='none'>"
+                         f"<reason>{reason}</reason></item></query></iq>")
+
     def invite(self, moderator: str, guest: str) -> list[Element]:
         return self.feed(f"<message from='{moderator}' to='{ROOM}' id='i1'>"
                          f"<x xmlns='{MUC_USER_NS}'><invite to='{guest}'/></x></message>")
@@ -175,9 +181,7 @@ def test_a_moderator_denies_by_kicking_from_the_lobby() -> None:
     services = room_with_lobby()
     services.join(HOST, "m0d", LOBBY_ROOM)
     services.join(GUEST, "g1", LOBBY_ROOM)
-    out = services.feed(f"<iq from='{HOST}' to='{LOBBY_ROOM}' type='set' id='k1'>"
-                        f"<query xmlns='{MUC_ADMIN_NS}'><item nick='g1' role='none'>"
-                        "<reason>You have been kicked.</reason></item></query></iq>")
+    out = services.kick(HOST, "g1", "You have been kicked.")
     (told,) = [s for s in to(out, GUEST) if s.name == "presence"]
     assert told["type"] == "unavailable" and codes(told) >= {"110", "307"}
     left = [s for s in to(out, HOST) if s.name == "presence"]
@@ -189,9 +193,7 @@ def test_only_moderators_moderate_the_lobby() -> None:
     services = room_with_lobby()
     services.join(GUEST, "g1", LOBBY_ROOM)
     services.join(OTHER, "o1", LOBBY_ROOM)
-    out = services.feed(f"<iq from='{GUEST}' to='{LOBBY_ROOM}' type='set' id='k1'>"
-                        f"<query xmlns='{MUC_ADMIN_NS}'><item nick='o1' role='none'/>"
-                        "</query></iq>")
+    out = services.kick(GUEST, "o1")
     assert error_of(out[0])[1] in ("forbidden", "not-allowed")
     (refused,) = services.invite(GUEST, OTHER)
     assert refused["type"] == "error"

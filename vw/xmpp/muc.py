@@ -854,8 +854,9 @@ class MUCService:
         """Send ``occupant``'s presence to every occupant: one element per variant."""
         public = room.config.whois == "anyone"
         variants: dict[bool, Element] = {}
+        visible = self._visible
         for other in list(room.occupants.values()):
-            if other is occupant or not self._sees(room, other, occupant):
+            if other is occupant or (visible is not None and not visible(room, other, occupant)):
                 continue
             with_jid = public or other.role == "moderator"
             element = variants.get(with_jid)
@@ -956,8 +957,9 @@ class MUCService:
             room.history.append(HistoryEntry(occupant.address, message["id"],
                                              list(message.children), self._clock()))
             room.trim_history()
+        visible = self._visible
         for other in list(room.occupants.values()):
-            if other is occupant or self._sees(room, other, occupant):
+            if visible is None or other is occupant or visible(room, other, occupant):
                 self._emit(message, other.jid)
 
     def _sees(self, room: Room, viewer: Occupant, subject: Occupant) -> bool:
