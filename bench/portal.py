@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge import wait_until
-from processes import cpu_seconds, free_port
+from processes import free_port, tree_cpu_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -103,11 +103,18 @@ class Load:
         return 1000 * self.server_cpu / self.requests
 
 
+def listeners(port: int) -> int:
+    """How many sockets listen on TCP ``port`` (IPv4)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines
+               if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A")
+
+
 class Portal:
     """``twistd vw-portal`` on a free port, with a host, their meetings, a bearer token and
     a signed-in session."""
 
-    def __init__(self, directory: Path, database: str) -> None:
+    def __init__(self, directory: Path, database: str, workers: int) -> None:
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
         state = directory / "var"
@@ -124,6 +131,7 @@ state_dir = "{state}"
 http_port = {self.port}
 public_url = "{self.base}"
 database = "{database}"
+workers = {workers}
 """)
         with open(directory / "twistd.log", "wb") as log:
             self.process = subprocess.Popen(
@@ -132,6 +140,8 @@ database = "{database}"
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_until(lambda: urllib.request.urlopen(  # noqa: S310 - loopback
             f"{self.base}/about/health", timeout=5).status == 200, "portal health",
+                   self.process, 30)
+        wait_until(lambda: listeners(self.port) == workers, "every portal worker listening",
                    self.process, 30)
         self.token = self._bearer()
         self.cookie = self._session()
@@ -201,12 +211,12 @@ database = "{database}"
         script = directory / "load.lua"
         script.write_text("\n".join(lines) + SUMMARY)
         threads = min(2, connections)
-        before = cpu_seconds(self.process.pid)
+        before = tree_cpu_seconds(self.process.pid)
         done = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
              "-s", str(script), f"{self.base}{path}"], check=True, capture_output=True,
             text=True)
-        spent = cpu_seconds(self.process.pid) - before
+        spent = tree_cpu_seconds(self.process.pid) - before
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         return Load(server_cpu=spent, **summary)
 
@@ -249,6 +259,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds of each load (default 5)")
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--database", default="", help="SQLAlchemy URL; default SQLite")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="portal processes ([portal] workers; default 1)")
     args = parser.parse_args()
     duration = args.duration or (3.0 if args.quick else 5.0)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -256,7 +268,7 @@ def main() -> None:
         sys.exit("bench/portal.py needs wrk (Debian package wrk; make os-deps)")
     with tempfile.TemporaryDirectory(prefix="vw-portal-bench-") as name:
         directory = Path(name)
-        portal = Portal(directory, args.database)
+        portal = Portal(directory, args.database, args.workers)
         try:
             minted = minting(portal.config, 3.0)
             portal.wrk("/api/v1/me", 10, 1, directory,  # warm-up
@@ -300,7 +312,8 @@ def main() -> None:
          latency("page"), "", None),
         ("... server CPU ms per page", f"{median('page', 'cpu_ms'):.2f}", "", None),
     ]
-    print(f"\nmedian of {rounds} round(s) of {duration:g} s per load")
+    print(f"\nmedian of {rounds} round(s) of {duration:g} s per load; "
+          f"{args.workers} portal process(es)")
     print(f"{'measure':<78}{'vw':>16}  target")
     for label, value, target, met in rows:
         verdict = "" if met is None else (" met" if met else " NOT met")
@@ -310,7 +323,8 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "database": "sqlite" if not args.database else args.database.split(":")[0],
-        "duration": duration, "connections": c, "minted_per_cpu_second": minted,
+        "duration": duration, "connections": c, "workers": args.workers,
+        "minted_per_cpu_second": minted,
         "rounds": [{label: {**vars(load), "per_second": load.per_second,
                             "per_cpu_second": load.per_cpu_second}
                     for label, load in run.items()} for run in runs],

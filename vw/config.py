@@ -239,6 +239,9 @@ class TurnConfig:
 class PortalConfig:
     #: The portal's pages, /api/v1, /about/health and /metrics.
     http_port: int = 8000
+    #: Processes serving http_port (the kernel spreads connections over them): one per core
+    #: for a busy portal. The first starts the others, restarts them and runs the purges.
+    workers: int = 1
     #: SQLAlchemy URL; empty means SQLite at state_dir/portal.sqlite.
     database: str = ""
     #: Who may create an account: "open", "invite" (with an invitation code) or "closed".

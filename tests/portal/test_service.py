@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -14,12 +15,14 @@ from twisted.internet.task import Clock
 from tests.portal.helpers import PASSWORD, Portal, resolved
 from twisted.plugins.vw_portal import vw_portal
 from vw.allinone import tap as allinone
+from vw.common.sharedport import SharedTCPServer
 from vw.config import Config, GeneralConfig, PortalConfig, TokenConfig, XMPPConfig
 from vw.portal.joining import Joins, Participant, turn_secret, with_join_tokens
 from vw.portal.mail import LogMailer, SMTPMailer
 from vw.portal.records import JoinRoom
 from vw.portal.service import PortalService, mailer_for
 from vw.portal.tap import Options
+from vw.portal.workers import Workers, worker_command
 from vw.xmpp.token import TokenRejected
 
 
@@ -43,11 +46,46 @@ def test_the_service_migrates_its_database_and_listens_on_the_portal_port(
     service.engine.dispose()
 
 
+def test_with_workers_the_service_shares_its_port_and_starts_the_others(
+        tmp_path: Path) -> None:
+    config = Config(general=GeneralConfig(state_dir=str(tmp_path)),
+                    portal=PortalConfig(http_port=8123, workers=3), source="/etc/vw/vw.toml")
+    service = PortalService(config, Clock())
+    [listener] = [child for child in service if isinstance(child, SharedTCPServer)]
+    assert (listener.port, listener.interface, listener.first) == (8123, "127.0.0.1", True)
+    [workers] = [child for child in service if isinstance(child, Workers)]
+    assert workers.count == 2
+    assert workers.command()[-4:] == ["--shared-port", "8123", "--config", "/etc/vw/vw.toml"]
+    assert not any(isinstance(child, internet.TCPServer) for child in service)
+    assert any(isinstance(child, internet.TimerService) for child in service)
+    service.engine.dispose()
+
+
+def test_a_worker_serves_the_shared_port_alone(tmp_path: Path) -> None:
+    config = Config(general=GeneralConfig(state_dir=str(tmp_path)),
+                    portal=PortalConfig(http_port=8123, workers=3))
+    service = PortalService(config, Clock(), shared_port=8124)
+    assert [(type(child), child.port, child.first) for child in service] == [
+        (SharedTCPServer, 8124, False)]
+    service.engine.dispose()
+
+
+def test_the_worker_command_runs_this_python_with_the_same_configuration() -> None:
+    command = worker_command("<defaults>", 8000)
+    assert command[0] == sys.executable and "vw-portal" in command
+    assert command[-2:] == ["--shared-port", "8000"]
+    assert worker_command("vw.toml", 8000)[-2:] == ["--config", str(Path("vw.toml").resolve())]
+    options = Options()
+    options.parseOptions(["--shared-port", "8000"])
+    assert options["shared-port"] == 8000
+
+
 @pytest.mark.parametrize("content, message", [
     ("[portal]\nsignup = 'sometimes'\n", "portal.signup"),
     ("[portal]\nsignup_role = 'king'\n", "portal.signup_role"),
     ("[portal]\nhttp_port = 70000\n", "portal.http_port"),
     ("[portal]\nsession_ttl = 0\n", "portal.session_ttl"),
+    ("[portal]\nworkers = 0\n", "portal.workers"),
     ("[portal]\nhttp_port = 'eight'\n", "portal.http_port: must be an integer"),
     ("[xmpp.token]\nalgorithm = 'RS256'\n", "xmpp.token.algorithm"),
 ])

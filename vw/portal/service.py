@@ -1,4 +1,5 @@
-"""vw-portal as a Twisted service: its database, thread pool, HTTP port and hourly purge."""
+"""vw-portal as a Twisted service: its database, thread pool, HTTP port, hourly purge and
+worker processes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorCore,
     IReactorFromThreads,
+    IReactorProcess,
     IReactorTCP,
     IReactorTime,
 )
@@ -23,6 +25,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from vw.common.ops import add_ops_resources
+from vw.common.sharedport import SharedTCPServer
 from vw.config import Config
 from vw.portal.accounts import FAILURE_WINDOW
 from vw.portal.database import database_url, open_database
@@ -32,16 +35,20 @@ from vw.portal.passwords import Passwords
 from vw.portal.site import build_site
 from vw.portal.store import Store
 from vw.portal.threads import PoolRunner
+from vw.portal.workers import Workers, worker_command
 
 log = Logger()
 
 #: Seconds between purges of expired sessions, tokens and old sign-in failures.
 PURGE_INTERVAL = 3600.0
-#: Seconds the access log's lines are gathered for before they are logged, as one event.
+#: Seconds the access log's lines are gathered for before they are logged.
 ACCESS_LOG_INTERVAL = 1.0
+#: Characters of access log lines in one event at most: an event is then one write of the
+#: log file, which the portal's worker processes share (so their lines never interleave).
+ACCESS_LOG_EVENT = 3500
 
 
-class Reactor(IReactorTime, IReactorFromThreads, IReactorCore, IReactorTCP):
+class Reactor(IReactorTime, IReactorFromThreads, IReactorCore, IReactorTCP, IReactorProcess):
     """What the service needs of a reactor."""
 
 
@@ -70,8 +77,8 @@ class PortalRequest(Request):
 
 class PortalHTTP(Site):
     """The portal's HTTP factory. Its access log has Twisted's lines (the combined log
-    format) but gathers them for a second and logs them as one event: a log event per
-    request cost a quarter of the CPU of the cheapest request."""
+    format) but gathers them for a second and logs them a few kilobytes to an event: a log
+    event per request cost a quarter of the CPU of the cheapest request."""
 
     access = Logger()
 
@@ -91,8 +98,16 @@ class PortalHTTP(Site):
             self._flush.cancel()
         self._flush = None
         lines, self._lines = self._lines, []
-        if lines:
-            self.access.info("{lines}", lines="\n".join(lines))
+        event: list[str] = []
+        size = 0
+        for line in lines:
+            if event and size + len(line) > ACCESS_LOG_EVENT:
+                self.access.info("{lines}", lines="\n".join(event))
+                event, size = [], 0
+            event.append(line)
+            size += len(line) + 1
+        if event:
+            self.access.info("{lines}", lines="\n".join(event))
 
     def stopFactory(self) -> None:
         self.flush()
@@ -100,9 +115,14 @@ class PortalHTTP(Site):
 
 
 class PortalService(MultiService):
-    """vw-portal: pages and API on portal.http_port, the database off the reactor thread."""
+    """vw-portal: pages and API on portal.http_port, the database off the reactor thread.
 
-    def __init__(self, config: Config, reactor: Reactor) -> None:
+    With ``portal.workers`` above one, it shares its port with that many processes less one,
+    which it starts: each is this service with ``shared_port``, serving that port alone (no
+    purges, no workers of its own).
+    """
+
+    def __init__(self, config: Config, reactor: Reactor, shared_port: int | None = None) -> None:
         super().__init__()
         self.setName("portal")
         self.config = config
@@ -119,19 +139,32 @@ class PortalService(MultiService):
         add_ops_resources(ops, [self._database_health], self.registry)
         self.site = build_site(config, self.store, self.run, reactor, Passwords(),
                                mailer_for(config), agent_fetch(reactor), ops)
-        site = PortalHTTP(self.site.resource(), reactor)
-        internet.TCPServer(config.portal.http_port, site,
-                           interface=config.general.bind).setServiceParent(self)
-        timer = internet.TimerService(PURGE_INTERVAL, self.purge)
-        timer.clock = reactor
-        timer.setServiceParent(self)
         waiting = Gauge("vw_portal_queued_calls", "Database and hashing calls waiting for a "
                                                   "thread", registry=self.registry)
         waiting.set_function(lambda: self.pool.q.qsize())
+        self.worker = shared_port is not None
+        site = PortalHTTP(self.site.resource(), reactor)
+        if shared_port is not None:
+            SharedTCPServer(reactor, shared_port, site, config.general.bind).setServiceParent(self)
+            return
+        if config.portal.workers > 1:
+            listener = SharedTCPServer(reactor, config.portal.http_port, site,
+                                       config.general.bind, first=True)
+            listener.setServiceParent(self)
+            Workers(reactor, config.portal.workers - 1,
+                    lambda: worker_command(config.source, listener.port)).setServiceParent(self)
+        else:
+            internet.TCPServer(config.portal.http_port, site,
+                               interface=config.general.bind).setServiceParent(self)
+        timer = internet.TimerService(PURGE_INTERVAL, self.purge)
+        timer.clock = reactor
+        timer.setServiceParent(self)
 
     def startService(self) -> None:
         self.pool.start()
         super().startService()
+        if self.worker:
+            return
         ensureDeferred(self.first_admin()).addErrback(
             lambda failure: log.failure("no first-admin invitation", failure))
 

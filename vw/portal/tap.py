@@ -26,6 +26,8 @@ def check(config: Config) -> None:
     for key in ("http_port", "smtp_port"):
         if not 0 <= getattr(portal, key) < 65536:
             raise ConfigError(config.source, f"portal.{key}", "must be a port number (0-65535)")
+    if portal.workers < 1:
+        raise ConfigError(config.source, "portal.workers", "must be at least 1")
     for key in ("join_token_ttl", "access_token_ttl", "refresh_token_ttl", "session_ttl",
                 "max_failures_per_hour"):
         if getattr(portal, key) < 1:
@@ -34,6 +36,9 @@ def check(config: Config) -> None:
 
 class Options(ConfigOptions):
     longdesc = "The vw portal: accounts, meetings, join tokens and the REST API for apps."
+    optParameters = [["shared-port", None, None,
+                      "Serve this port, which the main portal process shares: how it starts "
+                      "its workers ([portal] workers).", int]]
 
     def postOptions(self) -> None:
         super().postOptions()
@@ -46,5 +51,5 @@ class Options(ConfigOptions):
 
 def makeService(options: Options) -> TopService:
     top = TopService(options.config)
-    PortalService(options.config, reactor).setServiceParent(top)
+    PortalService(options.config, reactor, options["shared-port"]).setServiceParent(top)
     return top

@@ -1,0 +1,143 @@
+"""The portal's worker processes: more ``vw-portal`` processes serving the HTTP port the main
+one shares with them, started, restarted when they end and stopped with it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+#: Seconds before a worker that ended is started again; doubled while it keeps ending
+#: within STEADY seconds of its start, up to MAX_RESTART_DELAY.
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 60.0
+STEADY = 60.0
+#: Seconds a stopping worker has after SIGTERM before it gets SIGKILL.
+KILL_AFTER = 5.0
+
+
+class Reactor(IReactorProcess, IReactorTime):
+    """What the workers need of a reactor."""
+
+
+def worker_command(config_source: str, port: int) -> list[str]:
+    """The command line of a worker: ``vw-portal`` with the main process's configuration
+    file, serving the shared ``port``."""
+    command = [sys.executable, "-m", "twisted", "--log-format=text", "vw-portal",
+               "--shared-port", str(port)]
+    if config_source != "<defaults>":
+        command += ["--config", os.path.abspath(config_source)]
+    return command
+
+
+def output_descriptors() -> dict[int, int | str]:
+    """A worker's standard descriptors: it writes to this process's standard output and error
+    (a log file, the journal) itself, unless they go nowhere (twistd as a daemon, logging to
+    a file): then its output comes through pipes, to this process's log."""
+    if os.path.samestat(os.fstat(1), os.stat(os.devnull)):
+        return {0: "w", 1: "r", 2: "r"}
+    return {0: "w", 1: 1, 2: 2}
+
+
+class WorkerProcess(ProcessProtocol):
+    """One worker: its output is logged a chunk of whole lines at a time (a line each would
+    cost more than the worker's requests: its access log is thousands of lines a second)."""
+
+    def __init__(self, workers: Workers, name: str) -> None:
+        self.workers = workers
+        self.name = name
+        self.pending = {1: b"", 2: b""}
+        self.ended: Deferred[None] = Deferred()
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        lines, _, self.pending[childFD] = (self.pending.get(childFD, b"") + data).rpartition(
+            b"\n")
+        if lines:
+            log.info("{worker}: {output}", worker=self.name,
+                     output=lines.decode("utf-8", "replace"))
+
+    def processEnded(self, reason: Failure) -> None:
+        for childFD, rest in self.pending.items():
+            if rest:
+                self.childDataReceived(childFD, b"\n")
+        self.workers.ended(self, reason)
+        self.ended.callback(None)
+
+
+class Workers(Service):
+    """``count`` worker processes running ``command()`` (read as the service starts, when the
+    port is bound): started with the service, started again when one ends, and stopped with
+    it (SIGTERM, then SIGKILL after KILL_AFTER seconds)."""
+
+    def __init__(self, reactor: Reactor, count: int, command: Callable[[], list[str]]) -> None:
+        self.reactor = reactor
+        self.count = count
+        self.command = command
+        self.args: list[str] = []
+        self.processes: dict[str, WorkerProcess] = {}
+        self.started: dict[str, float] = {}
+        self.delays: dict[str, float] = {}
+        self.restarts: dict[str, IDelayedCall] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        self.args = self.command()
+        for number in range(1, self.count + 1):
+            self.spawn(f"portal-worker-{number}")
+
+    def spawn(self, name: str) -> None:
+        self.restarts.pop(name, None)
+        process = WorkerProcess(self, name)
+        self.processes[name] = process
+        self.started[name] = self.reactor.seconds()
+        self.reactor.spawnProcess(process, self.args[0], self.args, env=dict(os.environ),
+                                  childFDs=output_descriptors())
+
+    def ended(self, process: WorkerProcess, reason: Failure) -> None:
+        name = process.name
+        del self.processes[name]
+        if not self.running:
+            return
+        steady = self.reactor.seconds() - self.started[name] >= STEADY
+        delay = RESTART_DELAY if steady else min(self.delays.get(name, RESTART_DELAY / 2) * 2,
+                                                 MAX_RESTART_DELAY)
+        self.delays[name] = delay
+        log.warn("{worker} ended ({why}); starting it again in {delay:g} s", worker=name,
+                 why=reason.getErrorMessage(), delay=delay)
+        self.restarts[name] = self.reactor.callLater(delay, self.spawn, name)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        for restart in self.restarts.values():
+            restart.cancel()
+        self.restarts.clear()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        processes = list(self.processes.values())
+        for process in processes:
+            self._signal(process, "TERM")
+        kill = self.reactor.callLater(KILL_AFTER, lambda: [self._signal(process, "KILL")
+                                                            for process in processes])
+        for process in processes:
+            await process.ended
+        if kill.active():
+            kill.cancel()
+
+    @staticmethod
+    def _signal(process: WorkerProcess, signal: str) -> None:
+        try:
+            if process.transport is not None:
+                process.transport.signalProcess(signal)
+        except ProcessExitedAlready:
+            pass
