@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +193,25 @@ def test_meetings_create_read_update_cancel(portal: Portal, api: Client) -> None
     problem(api.api("PATCH", f"/meetings/{made['id']}", access, json={"title": "x"}), 409)
     past = response_json(api.api("GET", "/meetings?when=past", access))
     assert [m["id"] for m in past["items"]] == [made["id"]]
+
+
+def test_listings_show_changes_made_by_another_portal_process(portal: Portal,
+                                                             api: Client) -> None:
+    ann, bob = portal.user("ann@example.org"), portal.user("bob@example.org")
+    access = tokens(portal, ann)["access_token"]
+    made = create(api, access, title="Standup")
+    listed = response_json(api.api("GET", "/meetings", access))["items"]
+    assert listed == [made]
+    stored = portal.store.meeting(made["id"])
+    assert stored is not None
+    # Written straight to the database, as another worker would.
+    portal.store.update_meeting(made["id"], replace(stored.plan(), title="Retro",
+                                                    cohosts=(bob.email,)))
+    listed = response_json(api.api("GET", "/meetings", access))["items"]
+    assert [(m["title"], m["cohosts"]) for m in listed] == [("Retro", [bob.email])]
+    assert response_json(api.api("GET", f"/meetings/{made['id']}", access))["title"] == "Retro"
+    portal.store.cancel_meeting(made["id"])
+    assert response_json(api.api("GET", "/meetings", access))["items"] == []
 
 
 def test_meeting_refusals(portal: Portal, api: Client) -> None:

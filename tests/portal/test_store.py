@@ -3,7 +3,7 @@ failures."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import FrozenInstanceError, fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from vw.portal.database import VERSION_TABLE, open_database
-from vw.portal.records import Meeting, MeetingPlan, User
+from vw.portal.records import Meeting, MeetingPlan, Person, User
 from vw.portal.schema import meetings, metadata
 from vw.portal.store import (
     Audited,
@@ -230,6 +230,16 @@ def test_joins_are_decided_in_order_and_only_grants_are_audited(store: Store) ->
 def test_a_meeting_row_becomes_a_meeting_field_by_field() -> None:
     assert [column.name for column in meetings.c] == [
         item.name for item in fields(Meeting) if item.name != "cohosts"]
+    row = ("m1", 7, "Standup", NOW, 30, "FREQ=DAILY", None, "standup", "pw", True, False, 8,
+           False, NOW)
+    cohosts = (Person(8, "bob@example.org", "Bob"),)
+    made = Meeting.from_row(row, cohosts)
+    assert made == Meeting(*row, cohosts=cohosts) and hash(made) == hash(Meeting(*row,
+                                                                              cohosts=cohosts))
+    with pytest.raises(FrozenInstanceError):
+        made.title = "Changed"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        Meeting.from_row(row[:-1], ())
 
 
 def test_all_meetings_lists_every_owner_with_the_owners_address(store: Store) -> None:

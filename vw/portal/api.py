@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from klein import Klein
@@ -48,12 +50,18 @@ OPENAPI_JSON = json.dumps(DOCUMENT).encode()
 MAX_BODY = 64 * 1024
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+#: Meetings whose JSON is kept, by value (every field, co-hosts included): a listing polled
+#: again encodes only the meetings that changed.
+MEETING_DOCUMENTS = 4096
 #: The challenge of a 401 for a bearer token that is not (or no longer) good.
 INVALID_TOKEN = {b"www-authenticate": b'Bearer realm="vw", error="invalid_token"'}
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()[:-6] + "Z"
+
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -136,15 +144,22 @@ class Api(Handlers):
             run, store.meeting_pages)
         self.joining: Batches[JoinRequest[dict[str, Any]], dict[str, Any]] = Batches(
             run, store.joins)
+        self.meeting_document: Callable[[Meeting], bytes] = lru_cache(MEETING_DOCUMENTS)(
+            self._meeting_document)
 
     # -- plumbing -----------------------------------------------------------------------
 
+    @classmethod
+    def reply(cls, request: IRequest, payload: object, status: int = 200) -> bytes:
+        return cls.reply_encoded(request, json.dumps(payload).encode(), status)
+
     @staticmethod
-    def reply(request: IRequest, payload: object, status: int = 200) -> bytes:
+    def reply_encoded(request: IRequest, document: bytes, status: int = 200) -> bytes:
+        """Answer with ``document``, JSON already encoded."""
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(payload).encode()
+        return document
 
     @staticmethod
     def no_content(request: IRequest) -> bytes:
@@ -183,16 +198,19 @@ class Api(Handlers):
             raise Problem(400, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
         return limit
 
-    def meeting_json(self, meeting: Meeting) -> dict[str, Any]:
-        return {"id": meeting.id, "owner_id": meeting.owner_id, "title": meeting.title,
-                "start": iso(meeting.start), "duration": meeting.duration,
-                "recurrence": meeting.recurrence,
-                "ends": None if meeting.ends is None else iso(meeting.ends),
-                "room": meeting.room, "password": meeting.password, "lobby": meeting.lobby,
-                "guests_allowed": meeting.guests_allowed,
-                "max_participants": meeting.max_participants, "cancelled": meeting.cancelled,
-                "cohosts": [person.email for person in meeting.cohosts],
-                "invitation_url": self.invitation_url(meeting), "created": iso(meeting.created)}
+    def _meeting_document(self, meeting: Meeting) -> bytes:
+        """The meeting's JSON (see :attr:`meeting_document`, which keeps it)."""
+        return json.dumps({
+            "id": meeting.id, "owner_id": meeting.owner_id, "title": meeting.title,
+            "start": iso(meeting.start), "duration": meeting.duration,
+            "recurrence": meeting.recurrence,
+            "ends": None if meeting.ends is None else iso(meeting.ends),
+            "room": meeting.room, "password": meeting.password, "lobby": meeting.lobby,
+            "guests_allowed": meeting.guests_allowed,
+            "max_participants": meeting.max_participants, "cancelled": meeting.cancelled,
+            "cohosts": [person.email for person in meeting.cohosts],
+            "invitation_url": self.invitation_url(meeting),
+            "created": iso(meeting.created)}).encode()
 
     async def token_pair(self, user: User) -> dict[str, Any]:
         now = self.clock.seconds()
@@ -312,10 +330,10 @@ class Api(Handlers):
         if user is None:
             raise _account_gone()
         page = found[:limit]
-        more = len(found) > limit
-        return self.reply(request, {
-            "items": [self.meeting_json(meeting) for meeting in page],
-            "next_cursor": encode_cursor(iso(page[-1].start), page[-1].id) if more else None})
+        cursor = encode_cursor(iso(page[-1].start), page[-1].id) if len(found) > limit else None
+        return self.reply_encoded(request, b'{"items": [' + b", ".join(
+            [self.meeting_document(meeting) for meeting in page]) + b'], "next_cursor": '
+            + json.dumps(cursor).encode() + b"}")
 
     def page_wanted(self, request: IRequest) -> tuple[When, int, Cursor | None]:
         """Which meetings, how many and after which, as the query asks for them."""
@@ -344,12 +362,13 @@ class Api(Handlers):
             raise Problem(403, "Only hosts may schedule meetings.")
         meeting = await self.save_meeting(request, user, plan_from_json(json_body(request)))
         request.setHeader(b"location", f"/api/v1/meetings/{meeting.id}".encode())
-        return self.reply(request, self.meeting_json(meeting), 201)
+        return self.reply_encoded(request, self.meeting_document(meeting), 201)
 
     @app.route("/meetings/<meeting_id>", methods=["GET"])
     async def get_meeting(self, request: IRequest, meeting_id: str) -> bytes:
         user = await self.caller(request)
-        return self.reply(request, self.meeting_json(await self.hosted(user, meeting_id)))
+        return self.reply_encoded(request, self.meeting_document(await self.hosted(user,
+                                                                                   meeting_id)))
 
     @app.route("/meetings/<meeting_id>", methods=["PATCH"])
     async def change_meeting(self, request: IRequest, meeting_id: str) -> bytes:
@@ -358,7 +377,7 @@ class Api(Handlers):
         if meeting.cancelled:
             raise Problem(409, "The meeting is cancelled.")
         plan = plan_from_json(json_body(request), meeting.plan())
-        return self.reply(request, self.meeting_json(
+        return self.reply_encoded(request, self.meeting_document(
             await self.save_meeting(request, user, plan, meeting)))
 
     @app.route("/meetings/<meeting_id>", methods=["DELETE"])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 #: Account roles, most powerful first. Admins manage users; hosts (and admins) schedule
@@ -98,6 +99,15 @@ class Meeting:
     created: datetime
     cohosts: tuple[Person, ...] = ()
 
+    @classmethod
+    def from_row(cls, row: Sequence[object], cohosts: tuple[Person, ...]) -> Meeting:
+        """The meeting whose fields but its co-hosts are ``row``, in order. Made without the
+        frozen dataclass's ``object.__setattr__`` for each field, which costs five times as
+        much: meeting lists make many."""
+        meeting = object.__new__(cls)
+        meeting.__dict__.update(zip(_ROW_FIELDS, row, strict=True), cohosts=cohosts)
+        return meeting
+
     def is_host(self, user: User | None) -> bool:
         """The owner, a co-host or an admin: moderators, who may see and change it."""
         if user is None:
@@ -119,6 +129,10 @@ class Meeting:
                            max_participants=self.max_participants,
                            cohosts=tuple(person.email for person in self.cohosts),
                            ends=self.ends)
+
+
+#: A meeting's fields as a row of the meetings table has them: all but its co-hosts.
+_ROW_FIELDS = tuple(item.name for item in fields(Meeting) if item.name != "cohosts")
 
 
 @dataclass(frozen=True)

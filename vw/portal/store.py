@@ -432,7 +432,7 @@ class Store:
             for found in found_people:
                 people[found.meeting_id].append(Person(found.id, found.email,
                                                        found.display_name))
-        return [Meeting(*row[:_MEETING_FIELDS], cohosts=tuple(people[row.id])) for row in rows]
+        return [Meeting.from_row(row[:_MEETING_FIELDS], tuple(people[row.id])) for row in rows]
 
     # -- API refresh tokens -------------------------------------------------------------
 
