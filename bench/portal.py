@@ -1,12 +1,13 @@
 """The portal (vw-portal): join tokens per CPU-second, API latency under load, the meeting list.
 
 Run: ``.venv/bin/python bench/portal.py [--quick] [--rounds N] [--duration S] [--database
-URL]``; each figure is the median of the rounds (3, of 5 s per load). ``twistd vw-portal`` runs
-on loopback from a temporary directory (SQLite unless ``--database`` names another
-SQLAlchemy URL), with a host who has 100 meetings, 49 past. The load comes from
+URL] [--workers N]``; each figure is the median of the rounds (3, of 5 s per load).
+``twistd vw-portal`` runs on loopback from a temporary directory (SQLite unless
+``--database`` names another SQLAlchemy URL) with ``[portal] workers`` processes (one per core
+unless ``--workers`` says otherwise), with a host who has 100 meetings, 49 past. The load comes from
 Debian's ``wrk`` (a Lua script adds the Authorization header or the session cookie); every
-figure comes with the CPU seconds the server process spent meanwhile, read from
-``/proc/PID/stat`` (all its threads: the reactor and the database pool).
+figure comes with the CPU seconds the server's processes spent meanwhile, read from
+``/proc/PID/stat`` (all their threads: the reactors and the database pools).
 
 **Join tokens.** ``POST /api/v1/meetings/ID/join`` (bearer token check, the account and the
 meeting read, admission, a JWT for the room and TURN credentials minted, an audit record
@@ -259,8 +260,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds of each load (default 5)")
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--database", default="", help="SQLAlchemy URL; default SQLite")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="portal processes ([portal] workers; default 1)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="portal processes ([portal] workers; default: one per core)")
     args = parser.parse_args()
     duration = args.duration or (3.0 if args.quick else 5.0)
     rounds = args.rounds or (1 if args.quick else 3)
