@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
 
 from tests.common.test_poller import Reactor
-from vw.bridge.paths import MediaPaths
+from vw.bridge.paths import UDP_SEGMENT, MediaPaths
 from vw.common.poller import Address, DatagramPoller
 from vw.common.udplistener import UdpListener
 
@@ -97,3 +99,76 @@ def test_a_refused_send_is_dropped(port: Port) -> None:
     port.read()  # the ICMP port unreachable is read and ignored
     port.paths.send(b"y", address)  # a pending error is dropped, not raised
     port.paths.send(bytes(70000), address)
+
+
+class RecordingSocket:
+    """Records the sends of a path (sizes, and the segment size of segmented ones)."""
+
+    def __init__(self, refuse_segments: int | None = None) -> None:
+        self.calls: list[tuple[list[int], int | None]] = []
+        self.refuse_segments = refuse_segments
+
+    def send(self, data: bytes) -> None:
+        self.calls.append(([len(data)], None))
+
+    def sendmsg(self, buffers: list[bytes], ancillary: list[tuple[int, int, bytes]]) -> None:
+        if self.refuse_segments is not None:
+            raise OSError(self.refuse_segments, "refused")
+        [(level, kind, data)] = ancillary
+        assert (level, kind) == (socket.SOL_UDP, UDP_SEGMENT)
+        segment = struct.unpack("=H", data)[0]
+        whole = len(buffers[0])
+        self.calls.append(([segment] * (whole // segment) + ([whole % segment] if whole %
+                                                              segment else []), segment))
+
+
+def test_runs_of_equal_size_go_in_one_segmented_send(port: Port) -> None:
+    sock = RecordingSocket()
+    sizes = [1000, 1000, 1000, 400, 1000, 900, 900, 1200, 1200]
+    port.paths._send(sock, ("127.0.0.1", 9), [bytes(n) for n in sizes])  # type: ignore[arg-type]
+    assert sock.calls == [([1000, 1000, 1000, 400], 1000), ([1000, 900], 1000),
+                          ([900], None), ([1200, 1200], 1200)]
+    many = RecordingSocket()
+    port.paths._send(many, ("127.0.0.1", 9), [bytes(1200)] * 60)  # type: ignore[arg-type]
+    assert [len(sizes) for sizes, _ in many.calls] == [54, 6]  # at most 65,000 bytes a call
+
+
+def test_without_segmentation_offload_every_datagram_goes_alone(port: Port) -> None:
+    sock = RecordingSocket(refuse_segments=errno.EIO)
+    port.paths._send(sock, ("127.0.0.1", 9), [bytes(500)] * 3)  # type: ignore[arg-type]
+    assert not port.paths.segmenting
+    assert sock.calls == [([500], None)] * 3
+    port.paths._send(sock, ("127.0.0.1", 9), [bytes(500)] * 2)  # type: ignore[arg-type]
+    assert sock.calls == [([500], None)] * 5
+
+
+def test_sends_during_a_wake_up_are_held_and_reach_the_endpoint_in_order(port: Port) -> None:
+    media = port.listener.address()
+    sizes = [1128, 1128, 1128, 700, 1128, 1128, 90]
+    with _client() as alice, _client() as bob, _client() as carol:
+        for client in (alice, bob):
+            port.paths.changed(None, client.getsockname())
+
+        def forward(data: bytes, address: Address) -> None:
+            for number, size in enumerate(sizes):
+                port.paths.send(bytes([number]) * size, alice.getsockname())
+            port.paths.send(b"to bob", bob.getsockname())
+            port.paths.changed(bob.getsockname(), None)  # bob leaves: his datagram is dropped
+            port.paths.send(b"to carol", carol.getsockname())  # no path: sent at once
+            assert carol.recvfrom(100) == (b"to carol", media)
+            assert port.paths._held
+
+        port.paths.received = forward
+        port.poller._sockets = {fd: (recv, forward)
+                                for fd, (recv, _) in port.poller._sockets.items()}
+        alice.sendto(b"media", media)
+        port.poller.doRead()
+        assert not port.paths._held
+        got = [alice.recvfrom(2000) for _ in sizes]
+        assert [(len(data), data[0], source) for data, source in got] == [
+            (size, number, media) for number, size in enumerate(sizes)]
+        bob.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            bob.recvfrom(100)
+        port.paths.send(b"outside a wake-up", alice.getsockname())
+        assert alice.recvfrom(100) == (b"outside a wake-up", media)

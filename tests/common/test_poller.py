@@ -111,3 +111,17 @@ def test_connection_lost_closes_the_epoll(sockets: list[socket.socket]) -> None:
     poller.remove(sockets[0])  # after shutdown: nothing to do
     with pytest.raises(ValueError):
         poller.fileno()
+
+
+def test_after_reading_callbacks_run_once_a_wake_up_is_handled(
+        sockets: list[socket.socket]) -> None:
+    poller = DatagramPoller(Reactor(), "test")
+    seen: list[tuple[str, bool]] = []
+    poller.add(sockets[0], lambda data, address: seen.append(("datagram", poller.reading)))
+    poller.after_reading(lambda: seen.append(("done", poller.reading)))
+    poller.after_reading(lambda: 1 / 0)  # logged; the next wake-up still runs them
+    for _ in range(2):
+        sockets[1].sendto(b"x", sockets[0].getsockname())
+    poller.doRead()
+    poller.doRead()  # nothing ready: the callbacks run all the same
+    assert seen == [("datagram", True), ("datagram", True), ("done", False), ("done", False)]

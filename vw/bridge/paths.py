@@ -5,12 +5,19 @@ datagram the bridge sends to an endpoint goes to its one selected address. Each 
 socket binds the media port too (``SO_REUSEPORT``) and is connected to the endpoint, so the
 kernel also delivers that endpoint's datagrams to it (a connected socket is the better
 match); the listening socket gets everything else: ICE checks from new addresses, strangers.
+
+What the bridge sends while it handles a wake-up's datagrams is held until the wake-up ends;
+then each path sends its datagrams in as few system calls as it can: runs of equal size
+(the last may be shorter) go as one buffer that the kernel cuts into datagrams (UDP
+segmentation offload, ``UDP_SEGMENT``). A video frame's packets are mostly of one size, so
+the several packets a receiver gets from one wake-up usually go in one call.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
-from collections.abc import Callable
+import struct
 
 from twisted.logger import Logger
 
@@ -18,6 +25,14 @@ from vw.common.poller import Address, DatagramPoller, Receiver
 from vw.common.udplistener import UdpListener
 
 log = Logger()
+
+#: The socket option and control message of UDP segmentation offload (linux/udp.h).
+UDP_SEGMENT = 103
+#: Datagrams in one segmented send at most (the kernel's UDP_MAX_SEGMENTS), and its bytes.
+MAX_SEGMENTS = 64
+MAX_SEGMENTED_BYTES = 65000
+#: What a kernel or a device without UDP segmentation offload answers to it.
+NO_SEGMENTATION = {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 
 
 class MediaPaths:
@@ -28,7 +43,11 @@ class MediaPaths:
         self.listener = listener
         self.received = received
         self._sockets: dict[Address, socket.socket] = {}
-        self._senders: dict[Address, Callable[[bytes], object]] = {}
+        #: Datagrams held for each path until the poller's wake-up ends.
+        self._held: dict[Address, list[bytes]] = {}
+        #: Whether runs of datagrams go as one segmented send (off once the kernel refuses).
+        self.segmenting = True
+        poller.after_reading(self.flush)
 
     def __len__(self) -> int:
         return len(self._sockets)
@@ -52,13 +71,11 @@ class MediaPaths:
             log.warn("no connected path to {address}: {error}", address=address, error=error)
             return
         self._sockets[address] = sock
-        self._senders[address] = sock.send
         self.poller.add(sock, self.received)
 
     def _close(self, address: Address) -> None:
         sock = self._sockets.pop(address, None)
         if sock is not None:
-            del self._senders[address]
             self.poller.remove(sock)
             sock.close()
 
@@ -68,13 +85,58 @@ class MediaPaths:
             self._close(address)
 
     def send(self, data: bytes, address: Address) -> None:
-        """Send on the address's path, or on the listening socket if it has none; a datagram
-        the kernel refuses (full buffer, ICMP error pending) is dropped like any lost one."""
-        send = self._senders.get(address)
-        if send is None:
+        """Send on the address's path (held till the end of the poller's wake-up while it
+        reads), or on the listening socket if it has none; a datagram the kernel refuses
+        (full buffer, ICMP error pending) is dropped like any lost one."""
+        sock = self._sockets.get(address)
+        if sock is None:
             self.listener.send(data, address)
+        elif self.poller.reading:
+            held = self._held.get(address)
+            if held is None:
+                self._held[address] = [data]
+            else:
+                held.append(data)
+        else:
+            self._send(sock, address, [data])
+
+    def flush(self) -> None:
+        """Send what was held, each path's datagrams in order; a path closed meanwhile (its
+        endpoint gone or moved) drops its own."""
+        if not self._held:
             return
-        try:
-            send(data)
-        except OSError as error:
-            log.debug("datagram to {address} dropped: {error}", address=address, error=error)
+        held, self._held = self._held, {}
+        sockets = self._sockets
+        for address, datagrams in held.items():
+            sock = sockets.get(address)
+            if sock is not None:
+                self._send(sock, address, datagrams)
+
+    def _send(self, sock: socket.socket, address: Address, datagrams: list[bytes]) -> None:
+        count = len(datagrams)
+        first = 0
+        while first < count:
+            size = len(datagrams[first])
+            end = first + 1
+            if self.segmenting:
+                most = min(count, first + min(MAX_SEGMENTS,
+                                              MAX_SEGMENTED_BYTES // max(size, 1)))
+                while end < most and len(datagrams[end]) == size:
+                    end += 1
+                if end < most and len(datagrams[end]) < size:
+                    end += 1  # a run may end with one shorter datagram
+            try:
+                if end - first == 1:
+                    sock.send(datagrams[first])
+                else:
+                    sock.sendmsg([b"".join(datagrams[first:end])], [
+                        (socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))])
+            except OSError as error:
+                if end - first > 1 and error.errno in NO_SEGMENTATION:
+                    log.warn("no UDP segmentation offload here ({error}): one datagram a "
+                             "call from now on", error=error)
+                    self.segmenting = False
+                    continue  # the same run again, a datagram at a time
+                log.debug("datagram to {address} dropped: {error}", address=address,
+                          error=error)
+            first = end

@@ -5,7 +5,10 @@ hot path is mostly that per-descriptor cost when it has many sockets. A
 :class:`DatagramPoller` holds UDP sockets (a TURN server's listening and relay sockets, the
 bridge's media port and its connected paths) in an epoll object of its own, which the
 reactor reads as a single descriptor: on each wake-up it reads one datagram from every ready
-socket, polls again, and so on until nothing is ready or a batch is done, all on the reactor thread.
+socket, polls again, and so on until nothing is ready or a batch is done, all on the reactor
+thread. What the handlers hold for the end of a wake-up (the bridge's sends, to give each
+path its datagrams at once) is done then, by the callbacks given to
+:meth:`DatagramPoller.after_reading`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ class DatagramPoller:
         self.name = name
         self._epoll = select.epoll()
         self._sockets: dict[int, tuple[Callable[[int], tuple[bytes, tuple]], Receiver]] = {}
+        self._after_reading: list[Callable[[], None]] = []
+        #: True while datagrams are handed to their receivers (during :meth:`doRead`).
+        self.reading = False
+
+    def after_reading(self, done: Callable[[], None]) -> None:
+        """Call ``done`` at the end of every wake-up, once its datagrams are handled."""
+        self._after_reading.append(done)
 
     def add(self, sock: socket.socket, received: Receiver) -> None:
         """Read the non-blocking ``sock``: each datagram goes to ``received``."""
@@ -65,7 +75,20 @@ class DatagramPoller:
         return self.name
 
     def doRead(self) -> None:
-        """Read one datagram from each ready socket, and again, up to :data:`READ_BATCH`."""
+        """Read one datagram from each ready socket, and again, up to :data:`READ_BATCH`;
+        then run the :meth:`after_reading` callbacks."""
+        self.reading = True
+        try:
+            self._read()
+        finally:
+            self.reading = False
+            for done in self._after_reading:
+                try:
+                    done()
+                except Exception:
+                    log.failure("finishing a wake-up of {name}", name=self.name)
+
+    def _read(self) -> None:
         poll, sockets = self._epoll.poll, self._sockets
         budget = READ_BATCH
         while budget > 0:
