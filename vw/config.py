@@ -301,6 +301,19 @@ class ShardConfig:
 
 
 @dataclass(frozen=True)
+class ForwardConfig:
+    #: A name for the stats and the logs.
+    name: str = ""
+    #: The TCP port (on general.bind) whose connections are passed through unparsed.
+    port: int = 0
+    #: host:port of each target. A client goes to the one rendezvous hashing picks for its
+    #: address (so it comes back to the same one), and to the next when that one fails.
+    targets: list[str] = field(default_factory=list)
+    #: PROXY protocol version sent to the targets: 0 (none), 1 or 2.
+    proxy_protocol: int = 0
+
+
+@dataclass(frozen=True)
 class BalancerConfig:
     #: TLS (HTTP/1.1 and WebSocket, certificate of [tls]) and plain HTTP listeners.
     tls_port: int = 8443
@@ -361,6 +374,8 @@ class BalancerConfig:
     health_fall: int = 3
     #: Seconds a draining shard remembers a room after its last request.
     room_memory: float = 86400.0
+    #: Plain TCP listeners passed through to their targets (XMPP c2s, TURN over TCP).
+    forwards: list[ForwardConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.backend_proxy_protocol not in (0, 1, 2):
@@ -374,9 +389,22 @@ class BalancerConfig:
             if shard.weight <= 0:
                 raise ConfigError(f"balancer.shards.{shard.name}.weight", "",
                                   "must be positive")
+        forwards = [forward.name for forward in self.forwards]
+        if len(set(forwards)) != len(forwards) or "" in forwards:
+            raise ConfigError("balancer.forwards", "", "every forward needs a distinct name")
+        for forward in self.forwards:
+            key = f"balancer.forwards.{forward.name}"
+            if not 0 < forward.port < 65536:
+                raise ConfigError(f"{key}.port", "", "must be a port number (1-65535)")
+            if not forward.targets:
+                raise ConfigError(f"{key}.targets", "", "needs at least one host:port")
+            if forward.proxy_protocol not in (0, 1, 2):
+                raise ConfigError(f"{key}.proxy_protocol", "", "must be 0, 1 or 2")
         for key, address in [*((f"shards.{s.name}", s.address) for s in self.shards),
                              *((f"bridges.{i}", a) for i, a in self.bridges.items()),
-                             *([("portal", self.portal)] if self.portal else [])]:
+                             *([("portal", self.portal)] if self.portal else []),
+                             *((f"forwards.{f.name}.targets", target) for f in self.forwards
+                               for target in f.targets)]:
             host, _, port = address.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(f"balancer.{key}", "", f"{address!r} is not host:port")

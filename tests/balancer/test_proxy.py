@@ -10,10 +10,10 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from vw.balancer import proxyproto
 from vw.balancer.geo import Geo
 from vw.balancer.proxy import LINGER, BackendProtocol, Balancer, ClientProtocol
 from vw.balancer.router import Router
+from vw.common import proxyproto
 from vw.config import BalancerConfig, Config, ShardConfig
 
 SHARDS = [ShardConfig("s1", "127.0.0.1:7001"), ShardConfig("s2", "127.0.0.1:7002")]

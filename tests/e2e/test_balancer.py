@@ -35,8 +35,8 @@ from tests.e2e.conftest import (
     wait_for_port,
 )
 from tests.e2e.strophe_client import run_scenario_async, strophe_available
-from vw.balancer import proxyproto
 from vw.balancer.rendezvous import choose
+from vw.common import proxyproto
 from vw.common.tls import ensure_material
 from vw.config import Config, GeneralConfig, ShardConfig
 

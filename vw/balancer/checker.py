@@ -13,9 +13,9 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from vw.balancer import proxyproto
 from vw.balancer.router import Router
 from vw.balancer.shards import Shard
+from vw.common import proxyproto
 
 log = Logger()
 #: Bytes of the status line that are enough to judge it.

@@ -24,13 +24,14 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol, connecti
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vw.balancer import eager, proxyproto
+from vw.balancer import eager
 from vw.balancer.http import HTTPError, Limits, RequestHead, Requests, Responses, forwarded_head
 from vw.balancer.rooms import RoomError
 from vw.balancer.router import Backend, Router
 from vw.balancer.routes import HEALTH, Route
 from vw.balancer.shards import Shard
 from vw.balancer.stats import Stats
+from vw.common import proxyproto
 from vw.common.ratelimit import TokenBucket
 
 REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vw.balancer.proxyproto import (
+from vw.common.proxyproto import (
     V1_MAX,
     V2_SIGNATURE,
     ProxyHeader,
