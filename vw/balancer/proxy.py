@@ -241,28 +241,24 @@ class ClientProtocol(Protocol):
 
     def proxy_header(self, data: bytes) -> bytes:
         """Take a trusted peer's PROXY header, if it sends one; the bytes after it."""
-        buffered = self.preamble + data  # type: ignore[operator]
-        if not proxyproto.starts_like_proxy(buffered):
-            self.preamble = None
-            return buffered
         try:
-            header = proxyproto.parse(buffered)
+            header, rest = proxyproto.read_header(self.preamble + data)  # type: ignore[operator]
         except proxyproto.ProxyProtocolError as e:
             self.preamble = None
             self.fail(400, str(e))
             return b""
-        if header is None:
-            self.preamble = buffered
+        if rest is None:
+            self.preamble += data  # type: ignore[operator]
             return b""
         self.preamble = None
-        if header.source is not None:
+        if header is not None and header.source is not None:
             # The PROXY header names the client; what the client's request says is its own.
             self.client = header.source
             self.keep_forwarded = False
             if not self.balancer.admit(header.source[0]):
                 self.refuse("rate", 429)
                 return b""
-        return buffered[header.length:]
+        return rest
 
     def process(self) -> None:
         """Forward what can be forwarded now."""

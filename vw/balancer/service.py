@@ -17,6 +17,7 @@ from twisted.web.server import Site
 from vw.balancer.admin import admin_root
 from vw.balancer.checker import Prober
 from vw.balancer.geo import Geo, open_database
+from vw.balancer.passthrough import ForwardFactory
 from vw.balancer.proxy import Balancer, ProxyFactory
 from vw.balancer.router import Router
 from vw.balancer.stats import Stats, StatsCollector
@@ -73,6 +74,9 @@ class BalancerService(MultiService):
                            interface=bind).setServiceParent(self)
         internet.TCPServer(settings.http_port, ProxyFactory(self.balancer, b"http"),
                            interface=bind).setServiceParent(self)
+        for forward in settings.forwards:
+            internet.TCPServer(forward.port, ForwardFactory(self.balancer, forward.name),
+                               interface=bind).setServiceParent(self)
         registry = CollectorRegistry()
         registry.register(StatsCollector(self.stats, self.router))
         internet.TCPServer(settings.admin_port, Site(admin_root(self.router, self.stats,

@@ -28,6 +28,8 @@ class Stats:
     retries: Counter[str] = field(default_factory=Counter)
     #: Questions to draining shards about rooms not seen here, by shard.
     drain_queries: Counter[str] = field(default_factory=Counter)
+    #: Connections passed through to a target, by forward.
+    forwarded: Counter[str] = field(default_factory=Counter)
 
 
 def snapshot(stats: Stats, router: Router) -> dict[str, object]:
@@ -37,6 +39,7 @@ def snapshot(stats: Stats, router: Router) -> dict[str, object]:
         "requests": stats.requests, "routed": dict(stats.routed),
         "refused": dict(stats.refused), "backend_failures": dict(stats.backend_failures),
         "retries": dict(stats.retries), "drain_queries": dict(stats.drain_queries),
+        "forwarded": dict(stats.forwarded),
         "shards": shard_list(router),
     }
 
@@ -69,7 +72,9 @@ class StatsCollector(Collector):
                 ("vw_balancer_retries", "Requests sent to another shard after a failed "
                  "connection, by the shard that failed", stats.retries, "backend"),
                 ("vw_balancer_drain_queries", "Draining shards asked whether they host a room "
-                 "not seen here", stats.drain_queries, "backend")):
+                 "not seen here", stats.drain_queries, "backend"),
+                ("vw_balancer_forwarded", "Connections passed through to a target, by "
+                 "forward", stats.forwarded, "forward")):
             family = CounterMetricFamily(name, help_text, labels=[label])
             for key, count in sorted(counter.items()):
                 family.add_metric([key], count)

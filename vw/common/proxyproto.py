@@ -54,6 +54,18 @@ def parse(data: bytes) -> ProxyHeader | None:
     return _parse_v1(data)
 
 
+def read_header(data: bytes) -> tuple[ProxyHeader | None, bytes | None]:
+    """What a trusted peer's first bytes hold: ``(None, None)`` while a PROXY header is
+    incomplete, ``(header, rest)`` once one is read, ``(None, data)`` when ``data`` does not
+    begin with one (a peer may connect without it). ProxyProtocolError if it is malformed."""
+    if not data or not starts_like_proxy(data):
+        return None, data if data else None
+    header = parse(data)
+    if header is None:
+        return None, None
+    return header, data[header.length:]
+
+
 def _parse_v1(data: bytes) -> ProxyHeader | None:
     end = data.find(b"\r\n", 0, V1_MAX)
     if end < 0:
