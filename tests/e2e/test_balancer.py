@@ -662,7 +662,10 @@ def example_haproxy(tmp_path_factory: pytest.TempPathFactory, shards: list[XMPPS
                      ("10.0.0.11:5280", f"127.0.0.1:{shards[0].http_port}"),
                      ("10.0.0.12:5280", f"127.0.0.1:{shards[1].http_port}"),
                      ("10.0.0.21:9090", f"127.0.0.1:{portal.port}"),
-                     ("10.0.0.31:8000", f"127.0.0.1:{portal.port}")]:
+                     ("10.0.0.31:8000", f"127.0.0.1:{portal.port}"),
+                     ("bind :5222", f"bind 127.0.0.1:{free_port()}"),
+                     ("10.0.0.11:5222", f"127.0.0.1:{shards[0].c2s_port}"),
+                     ("10.0.0.12:5222", f"127.0.0.1:{shards[1].c2s_port}")]:
         assert old in text
         text = text.replace(old, new)
     (directory / "haproxy.cfg").write_text(text)
