@@ -71,10 +71,13 @@ def test_a_worker_serves_the_shared_port_alone(tmp_path: Path) -> None:
 
 
 def test_the_worker_command_runs_this_python_with_the_same_configuration() -> None:
-    command = worker_command("<defaults>", 8000)
+    command = worker_command(Config(), 8000)
     assert command[0] == sys.executable and "vw-portal" in command
-    assert command[-2:] == ["--shared-port", "8000"]
-    assert worker_command("vw.toml", 8000)[-2:] == ["--config", str(Path("vw.toml").resolve())]
+    assert command[-2:] == ["--shared-port", "8000"] and "--log-format=text" in command
+    from_file = worker_command(Config(general=GeneralConfig(log_format="json"),
+                                      source="vw.toml"), 8000)
+    assert from_file[-2:] == ["--config", str(Path("vw.toml").resolve())]
+    assert "--log-format=json" in from_file
     options = Options()
     options.parseOptions(["--shared-port", "8000"])
     assert options["shared-port"] == 8000

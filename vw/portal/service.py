@@ -152,7 +152,7 @@ class PortalService(MultiService):
                                        config.general.bind, first=True)
             listener.setServiceParent(self)
             Workers(reactor, config.portal.workers - 1,
-                    lambda: worker_command(config.source, listener.port)).setServiceParent(self)
+                    lambda: worker_command(config, listener.port)).setServiceParent(self)
         else:
             internet.TCPServer(config.portal.http_port, site,
                                interface=config.general.bind).setServiceParent(self)

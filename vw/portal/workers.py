@@ -15,6 +15,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from vw.config import Config
+
 log = Logger()
 
 #: Seconds before a worker that ended is started again; doubled while it keeps ending
@@ -30,13 +32,13 @@ class Reactor(IReactorProcess, IReactorTime):
     """What the workers need of a reactor."""
 
 
-def worker_command(config_source: str, port: int) -> list[str]:
+def worker_command(config: Config, port: int) -> list[str]:
     """The command line of a worker: ``vw-portal`` with the main process's configuration
-    file, serving the shared ``port``."""
-    command = [sys.executable, "-m", "twisted", "--log-format=text", "vw-portal",
-               "--shared-port", str(port)]
-    if config_source != "<defaults>":
-        command += ["--config", os.path.abspath(config_source)]
+    file and log format, serving the shared ``port``."""
+    command = [sys.executable, "-m", "twisted", f"--log-format={config.general.log_format}",
+               "vw-portal", "--shared-port", str(port)]
+    if config.source != "<defaults>":
+        command += ["--config", os.path.abspath(config.source)]
     return command
 
 
