@@ -74,3 +74,13 @@ def test_twistd_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"vw: {path}: xmpp.c2s_port: must be an integer, not True"]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("section", ["xmpp", "turn"])
+def test_trusted_proxies_are_networks(tmp_path: Path, section: str) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text(f"[{section}]\ntrusted_proxies = ['10.0.0.0/8', '::1']\n")
+    assert getattr(load(str(path)), section).trusted_proxies == ["10.0.0.0/8", "::1"]
+    path.write_text(f"[{section}]\ntrusted_proxies = ['10.0.0.0/33']\n")
+    with pytest.raises(ConfigError, match=f"{section}.trusted_proxies: '10.0.0.0/33' is not"):
+        load(str(path))

@@ -118,16 +118,24 @@ class XMPPConfig:
     muc_admins: list[str] = field(default_factory=list)
     #: Addresses (CIDR) that may ask GET /about/rooms/NAME (the balancers, for drain).
     room_queries_from: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    #: Proxies (CIDR) whose PROXY header (v1 or v2) names the client on the c2s and HTTP
+    #: ports, such as vw-balancer or HAProxy; empty: none.
+    trusted_proxies: list[str] = field(default_factory=list)
     token: TokenConfig = field(default_factory=TokenConfig)
     turn: TurnServiceConfig = field(default_factory=TurnServiceConfig)
 
     def __post_init__(self) -> None:
-        for cidr in self.room_queries_from:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ConfigError("xmpp.room_queries_from", "",
-                                  f"{cidr!r} is not an address or network") from None
+        _check_networks("xmpp.room_queries_from", self.room_queries_from)
+        _check_networks("xmpp.trusted_proxies", self.trusted_proxies)
+
+
+def _check_networks(key: str, cidrs: list[str]) -> None:
+    """Raise a ConfigError naming ``key`` unless every entry is an address or network."""
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(key, "", f"{cidr!r} is not an address or network") from None
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,12 @@ class TurnConfig:
     software: str = ""
     #: Seconds SIGTERM waits for allocations to end before closing them.
     drain_seconds: int = 10
+    #: Proxies (CIDR) whose PROXY header (v1 or v2) names the client on the TCP and TLS
+    #: ports, such as vw-balancer or HAProxy; empty: none.
+    trusted_proxies: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_networks("turn.trusted_proxies", self.trusted_proxies)
 
 
 @dataclass(frozen=True)

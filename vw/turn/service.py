@@ -1,7 +1,7 @@
-"""vw-turn as a Twisted service: the UDP, TCP and TLS listening ports, a UDP or TCP port per
-relay, a timer. The UDP listening port and UDP relays share one
-:class:`~vw.common.poller.DatagramPoller`; ChannelData and peer datagrams take the core's relay
-fast paths."""
+"""vw-turn as a Twisted service: the UDP, TCP and TLS listening ports (TCP and TLS take a PROXY
+header from ``turn.trusted_proxies``), a UDP or TCP port per relay, a timer. The UDP listening
+port and UDP relays share one :class:`~vw.common.poller.DatagramPoller`; ChannelData and peer
+datagrams take the core's relay fast paths."""
 
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime, IReactorUDP
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from vw.common.ops import add_ops_resources
 from vw.common.poller import DatagramPoller
+from vw.common.proxied import ProxiedFactory
 from vw.common.state import persistent_secret
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.common.udplistener import UdpListener
@@ -118,10 +121,15 @@ class TurnService(MultiService):
         self.listener = UdpListener(self.poller, settings.udp_port, bind, self._client_received)
         self.listener.setServiceParent(self)
         streams = TurnStreamFactory(self)
-        internet.TCPServer(settings.tcp_port, streams, interface=bind).setServiceParent(self)
         tls = PreparedContextFactory(server_context(ensure_material(config)))
-        for port in [settings.tls_port, *settings.extra_tls_ports]:
-            internet.SSLServer(port, streams, tls, interface=bind).setServiceParent(self)
+        # A PROXY header comes before the TLS handshake: TLS is inside the proxied factory.
+        secure = TLSMemoryBIOFactory(tls, False, streams)
+        listeners: list[tuple[int, Factory]] = [(settings.tcp_port, streams)]
+        listeners += [(port, secure) for port in [settings.tls_port, *settings.extra_tls_ports]]
+        for port, factory in listeners:
+            proxied = ProxiedFactory(factory, settings.trusted_proxies, reactor,  # type: ignore
+                                     refusals=self.core.stats.refusals)
+            internet.TCPServer(port, proxied, interface=bind).setServiceParent(self)
         self.registry = CollectorRegistry()
         root = Resource()
         add_ops_resources(root, [], self.registry)

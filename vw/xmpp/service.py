@@ -1,4 +1,5 @@
-"""The vw-xmpp service: listeners for c2s, HTTP (WebSocket, BOSH, ops) and components."""
+"""The vw-xmpp service: listeners for c2s, HTTP (WebSocket, BOSH, ops) and components; c2s
+and HTTP take a PROXY header from ``xmpp.trusted_proxies``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from vw.common.ops import add_ops_resources
+from vw.common.proxied import ProxiedFactory
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.config import Config
 from vw.meeting.resource import MeetingResource
@@ -32,12 +34,12 @@ class XMPPService(MultiService):
         tls = PreparedContextFactory(server_context(material))
         bind = config.general.bind
         xmpp = config.xmpp
-        internet.TCPServer(xmpp.c2s_port, XMPPStreamFactory(self.xmpp, tls),
-                           interface=bind).setServiceParent(self)
+        c2s = ProxiedFactory(XMPPStreamFactory(self.xmpp, tls), xmpp.trusted_proxies, clock)
+        internet.TCPServer(xmpp.c2s_port, c2s, interface=bind).setServiceParent(self)
         internet.TCPServer(xmpp.component_port, ComponentFactory(self.xmpp),
                            interface=bind).setServiceParent(self)
-        internet.TCPServer(xmpp.http_port, Site(self.http_root()),
-                           interface=bind).setServiceParent(self)
+        http = ProxiedFactory(Site(self.http_root()), xmpp.trusted_proxies, clock)
+        internet.TCPServer(xmpp.http_port, http, interface=bind).setServiceParent(self)
 
     def http_root(self) -> Resource:
         """The meeting page at every room path, with the XMPP and ops endpoints beside it."""
