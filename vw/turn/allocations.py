@@ -139,7 +139,9 @@ class Stats:
     """Counters: datagrams that did not parse, well-formed ones neither answered nor relayed,
     datagrams relayed each way, and refusals by reason (error codes, ``"rate"`` for requests
     over the per-source rate, ``"amplification"`` for answers that would have been larger
-    than their unauthenticated request, ``"bandwidth"`` for data over an allocation's cap)."""
+    than their unauthenticated request, ``"bandwidth"`` for data over an allocation's cap,
+    ``"proxy_malformed"`` and ``"proxy_timeout"`` for TCP and TLS connections of trusted
+    proxies closed for their PROXY header)."""
 
     malformed: int = 0
     dropped: int = 0
