@@ -385,7 +385,7 @@ class BalancerConfig:
     health_interval: float = 2.0
     health_timeout: float = 2.0
     health_rise: int = 2
-    health_fall: int = 3
+    health_fall: int = 2
     #: Seconds a draining shard remembers a room after its last request.
     room_memory: float = 86400.0
     #: Plain TCP listeners passed through to their targets (XMPP c2s, TURN over TCP).

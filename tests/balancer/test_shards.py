@@ -13,6 +13,7 @@ from vw.balancer.geo import Geo, open_database
 from vw.balancer.health import Health
 from vw.balancer.rendezvous import choose
 from vw.balancer.shards import Shard, ShardSet
+from vw.config import BalancerConfig
 
 ROOMS = [f"room{i}" for i in range(2000)]
 
@@ -68,6 +69,12 @@ def test_health_rise_and_fall() -> None:
     assert [health.record(True), health.record(False), health.record(True),
             health.record(True)] == [False, False, False, True]
     assert health.up
+
+
+def test_by_default_a_dead_shard_leaves_within_two_failed_checks() -> None:
+    defaults = BalancerConfig()
+    health = Health(defaults.health_interval, defaults.health_rise, defaults.health_fall)
+    assert [health.record(False) for _ in range(2)] == [False, True] and not health.up
 
 
 def test_health_checks_are_due_every_interval() -> None:
