@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import jwt
 import pytest
 
-from tests.e2e.conftest import Stack, XMPPServerProcess, run_stack
+from tests.e2e.conftest import (
+    BIN,
+    Stack,
+    XMPPServerProcess,
+    free_port,
+    run_stack,
+    stop,
+    wait_for_health,
+)
 from tests.e2e.test_bridge_media import CHROMIUM_ARGS
 
 #: Chromium's fake devices; remote audio must play without a click for its stats to count.
@@ -453,3 +464,42 @@ def test_browsers_and_a_python_jitsi_client_meet(meeting_stack: Stack) -> None:
     except BaseException:
         print(meeting_stack.log_tail())
         raise
+
+
+def test_two_browsers_meet_through_the_balancer(meeting_stack: Stack, tmp_path: Path) -> None:
+    """vw-balancer in front of the stack (its one shard, bridge and portal from the stack's
+    own ports): the meeting page and the XMPP WebSocket go through it."""
+    http, tls, admin = free_port(), free_port(), free_port()
+    config = tmp_path / "vw.toml"
+    config.write_text((meeting_stack.directory / "vw.toml").read_text() + f"""
+[balancer]
+http_port = {http}
+tls_port = {tls}
+admin_port = {admin}
+health_interval = 0.5
+""")
+    with open(tmp_path / "balancer.log", "w") as log:
+        balancer = subprocess.Popen([BIN / "twistd", "--nodaemon", "--pidfile=", "vw-balancer",
+                                     "--config", str(config)], cwd=tmp_path, stdout=log,
+                                    stderr=subprocess.STDOUT)
+    try:
+        wait_for_health(f"http://127.0.0.1:{admin}/about/health", balancer)
+        url = f"http://127.0.0.1:{http}/Balanced-Room"
+
+        async def scenario() -> None:
+            async with chromium() as browser:
+                people = await asyncio.gather(Participant.join(browser, "anna", url),
+                                              Participant.join(browser, "bert", url))
+                await everyone_sees_everyone(list(people))
+
+        asyncio.run(scenario())
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=10) as answer:
+            stats = json.load(answer)
+        assert stats["routed"]["local"] >= 4  # two pages and two XMPP WebSockets at least
+        assert stats["connections"] >= 2 and not stats["backend_failures"]
+    except BaseException:
+        print(meeting_stack.log_tail())
+        print((tmp_path / "balancer.log").read_text(errors="replace")[-3000:])
+        raise
+    finally:
+        stop(balancer)
