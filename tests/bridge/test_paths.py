@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.common.test_poller import Reactor
-from vw.bridge.paths import UDP_SEGMENT, MediaPaths
+from vw.bridge.paths import UDP_SEGMENT, MediaPaths, segmentation_supported
 from vw.common.poller import Address, DatagramPoller
 from vw.common.udplistener import UdpListener
 
@@ -172,3 +172,8 @@ def test_sends_during_a_wake_up_are_held_and_reach_the_endpoint_in_order(port: P
             bob.recvfrom(100)
         port.paths.send(b"outside a wake-up", alice.getsockname())
         assert alice.recvfrom(100) == (b"outside a wake-up", media)
+
+
+def test_this_kernel_segments_and_the_paths_know_it(port: Port) -> None:
+    assert segmentation_supported()  # Linux 4.18+, as every supported Debian has
+    assert port.paths.segmenting

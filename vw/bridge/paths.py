@@ -35,6 +35,17 @@ MAX_SEGMENTED_BYTES = 65000
 NO_SEGMENTATION = {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 
 
+def segmentation_supported() -> bool:
+    """Whether this kernel knows UDP segmentation offload (Linux 4.18+; an older one would
+    send a segmented run as one large datagram)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.getsockopt(socket.SOL_UDP, UDP_SEGMENT)
+        except OSError:
+            return False
+    return True
+
+
 class MediaPaths:
     """Connected sockets to the endpoints' selected addresses, read by ``poller``."""
 
@@ -46,7 +57,7 @@ class MediaPaths:
         #: Datagrams held for each path until the poller's wake-up ends.
         self._held: dict[Address, list[bytes]] = {}
         #: Whether runs of datagrams go as one segmented send (off once the kernel refuses).
-        self.segmenting = True
+        self.segmenting = segmentation_supported()
         poller.after_reading(self.flush)
 
     def __len__(self) -> int:
