@@ -392,6 +392,8 @@ class Flow:
     tries: int = 0
     nonce: str = ""
     realm: str = ""
+    #: The REST username of this allocation (each its own, as each browser gets its own).
+    username: str = ""
 
 
 @dataclass
@@ -413,9 +415,8 @@ class Allocator:
     def __init__(self, port: int, hold: bool) -> None:
         self.server = (HOST, port)
         self.hold = hold
-        self.username = f"{int(time.time()) + 86400}:{USER}"
-        self.password = rest_password(SECRET, self.username)
-        self.keys: dict[str, bytes] = {}
+        self.expiry = int(time.time()) + 86400
+        self.started = 0
         self.selector = selectors.DefaultSelector()
         self.stats = AllocStats()
         self.inflight: set[Flow] = set()
@@ -427,11 +428,9 @@ class Allocator:
         s.bind((next_source(), 0))
         return s
 
-    def _key(self, realm: str) -> bytes:
-        key = self.keys.get(realm)
-        if key is None:
-            key = self.keys[realm] = long_term_key(self.username, realm, self.password)
-        return key
+    @staticmethod
+    def _key(flow: Flow) -> bytes:
+        return long_term_key(flow.username, flow.realm, rest_password(SECRET, flow.username))
 
     def _send(self, flow: Flow, state: str, request: Message, key: bytes | None) -> None:
         flow.state, flow.request, flow.tries = state, request, 1
@@ -441,10 +440,12 @@ class Allocator:
         flow.sock.sendto(flow.packet, self.server)
 
     def _credentials(self, flow: Flow) -> list[Any]:
-        return [Username(self.username), Realm(flow.realm), Nonce(flow.nonce)]
+        return [Username(flow.username), Realm(flow.realm), Nonce(flow.nonce)]
 
     def _start(self, flow: Flow) -> None:
         self.inflight.add(flow)
+        self.started += 1
+        flow.username = f"{self.expiry}:{USER}-{self.started}"
         request = Message(Method.ALLOCATE, MessageClass.REQUEST,
                           attributes=[RequestedTransport(TRANSPORT_UDP)])
         self._send(flow, "alloc0", request, None)
@@ -452,13 +453,13 @@ class Allocator:
     def _allocate(self, flow: Flow) -> None:
         request = Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=[
             RequestedTransport(TRANSPORT_UDP), *self._credentials(flow)])
-        self._send(flow, "alloc1", request, self._key(flow.realm))
+        self._send(flow, "alloc1", request, self._key(flow))
 
     def release(self, flow: Flow) -> None:
         request = Message(Method.REFRESH, MessageClass.REQUEST,
                           attributes=[Lifetime(0), *self._credentials(flow)])
         self.inflight.add(flow)
-        self._send(flow, "refresh", request, self._key(flow.realm))
+        self._send(flow, "refresh", request, self._key(flow))
 
     def _finish(self, flow: Flow, error: str | None) -> None:
         self.inflight.discard(flow)
