@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from tests.balancer.test_proxy import make
-from vw.balancer.passthrough import Inbound, Outbound, target_order
+from vw.balancer.passthrough import DRAIN, Inbound, Outbound, target_order
 from vw.balancer.proxy import Balancer
+from vw.common import proxyproto
 from vw.config import ForwardConfig
 
 
@@ -130,3 +133,37 @@ def test_each_side_half_closes_the_other_and_the_end_of_one_ends_both() -> None:
     outbound, target, _ = other.target()
     outbound.connectionLost()  # the target went away: the client's connection goes too
     assert other.transport.disconnecting
+
+
+def test_a_gone_side_frees_the_other_from_waiting_on_it_and_closes_it_in_time() -> None:
+    balancer, reactor = make(forwards=[FORWARD])
+    connection = Connection(balancer, reactor)
+    outbound, target, _ = connection.target()
+    assert connection.transport.producer is target and target.producer is connection.transport
+    outbound.connectionLost()  # the target went away while the client was being written to
+    assert connection.transport.producer is None and connection.transport.disconnecting
+    assert not connection.transport.disconnected  # what it holds may still go out...
+    reactor.advance(DRAIN)
+    assert connection.transport.disconnected  # ...but a client that never reads is cut off
+    other = Connection(balancer, reactor, peer="192.0.2.8")
+    outbound, target, _ = other.target()
+    other.inbound.connectionLost()
+    assert target.producer is None and target.disconnecting
+    reactor.advance(DRAIN)
+    assert target.disconnected
+
+
+def test_a_trusted_peers_header_names_client_and_destination_and_ends_the_header_timer(
+        ) -> None:
+    balancer, reactor = make(forwards=[replace(FORWARD, proxy_protocol=2)],
+                             trusted_proxies=["192.0.2.0/24"], header_timeout=2.0)
+    connection = Connection(balancer, reactor)
+    connection.inbound.dataReceived(
+        proxyproto.build_v1(("203.0.113.5", 4000), ("198.51.100.9", 443)) + b"hi")
+    reactor.advance(5.0)  # longer than the header timeout, shorter than connecting's
+    assert not connection.transport.disconnected
+    _, target, _ = connection.target()
+    header = proxyproto.parse(target.value())
+    assert header is not None and header.source == ("203.0.113.5", 4000)
+    assert header.destination == ("198.51.100.9", 443)
+    assert target.value()[header.length:] == b"hi"

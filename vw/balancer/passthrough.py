@@ -6,7 +6,7 @@ peer may send a PROXY header first, and a forward may send one to its target."""
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -19,6 +19,9 @@ from vw.common import proxyproto
 from vw.config import ForwardConfig
 
 log = Logger()
+
+#: Seconds one side has to take what the other left in its buffer once the other is gone.
+DRAIN = 30.0
 
 
 def target_order(forward: ForwardConfig, client_host: str) -> list[str]:
@@ -57,6 +60,16 @@ class HalfClosing(Protocol):
         if self.read_done and self.write_done:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
+    def end_peer(self, clock: IReactorTime) -> None:
+        """This side is gone: the peer writes what it holds and closes, within DRAIN seconds
+        (it no longer waits on this side's transport as its producer)."""
+        peer = self.peer.transport if self.peer is not None else None
+        if peer is None:
+            return
+        peer.unregisterProducer()  # type: ignore[attr-defined]
+        peer.loseConnection()
+        clock.callLater(DRAIN, peer.abortConnection)  # type: ignore[attr-defined]
+
 
 @implementer(IHalfCloseableProtocol)
 class Inbound(HalfClosing):
@@ -70,6 +83,8 @@ class Inbound(HalfClosing):
         self.preamble: bytes | None = None
         #: What the client sent before the target's connection was made.
         self.pending: list[bytes] = []
+        #: The address the client connected to (a trusted proxy's header may name it).
+        self.destination: tuple[str, int] | None = None
         self.tried: list[str] = []
         self.timer: IDelayedCall | None = None
         self.closed = False
@@ -129,7 +144,8 @@ class Inbound(HalfClosing):
         if forward is not None and forward.proxy_protocol:
             host = self.transport.getHost()  # type: ignore[attr-defined]
             build = proxyproto.build_v1 if forward.proxy_protocol == 1 else proxyproto.build_v2
-            outbound.transport.write(build(self.client, (host.host, host.port)))
+            outbound.transport.write(build(self.client, self.destination or (host.host,
+                                                                             host.port)))
         if self.pending:
             outbound.transport.write(b"".join(self.pending))
             self.pending = []
@@ -172,8 +188,10 @@ class Inbound(HalfClosing):
             self.preamble += data  # type: ignore[operator]
             return b""
         self.preamble = None
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()  # connecting has its own timeout; the idle one starts after
         if header is not None and header.source is not None:
-            self.client = header.source
+            self.client, self.destination = header.source, header.destination
             if not self.balancer.admit(header.source[0]):
                 self.refuse("rate")
                 return b""
@@ -191,8 +209,7 @@ class Inbound(HalfClosing):
         self.balancer.stats.active -= 1
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.loseConnection()
+        self.end_peer(self.balancer.clock)
 
     def arm(self, timeout: float) -> None:
         """Close after ``timeout`` seconds without a byte either way."""
@@ -231,8 +248,7 @@ class Outbound(HalfClosing):
         self.splice_received(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.loseConnection()
+        self.end_peer(self.inbound.balancer.clock)
 
 
 class OutboundFactory(ClientFactory):
