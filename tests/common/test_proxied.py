@@ -108,13 +108,12 @@ def test_local_and_unknown_keep_the_real_peer() -> None:
         assert connection.wrapped.received == b"health"
 
 
-def test_a_trusted_peer_without_header_passes_through() -> None:
+def test_a_trusted_peer_without_header_is_refused() -> None:
     connection = Connection()
-    connection.send(b"G", b"ET / HTTP/1.1\r\n")
-    assert connection.wrapped.peer == PROXY
-    assert connection.wrapped.received == b"GET / HTTP/1.1\r\n"
-    connection.clock.advance(HEADER_TIMEOUT * 2)
-    assert not connection.transport.disconnecting
+    connection.send(b"G", b"ET / HTTP/1.1\r\n")  # a client's own bytes, no header first
+    assert connection.protocol.wrappedProtocol is None
+    assert connection.transport.disconnecting
+    assert connection.factory.refusals["proxy_malformed"] == 1
 
 
 def test_an_untrusted_peer_is_not_parsed() -> None:

@@ -14,9 +14,10 @@ HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
 
 
 class RawClient:
-    def __init__(self, port: int, host: str = "localhost", timeout: float = 10) -> None:
+    def __init__(self, port: int, host: str = "localhost", timeout: float = 10,
+                 source: str = "127.0.0.1") -> None:
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
-            ("127.0.0.1", port), timeout=timeout)
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
         self.host = host
         self.buffer = b""
 

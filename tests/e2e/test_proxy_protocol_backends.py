@@ -4,6 +4,7 @@ proxy's header names the client; an untrusted one's is garbage to the protocol b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -42,6 +43,8 @@ from vw.turn.auth import rest_password
 CLIENT, PROXY = "127.0.0.7", "127.0.0.1"
 #: The client a hand-written PROXY v1 line names.
 NAMED = ("203.0.113.9", 40000)
+#: The one address vw-xmpp trusts as a proxy (its health checks come from 127.0.0.1).
+XMPP_PROXY = "127.0.0.6"
 
 
 @pytest.fixture(scope="module")
@@ -154,26 +157,35 @@ def test_turn_does_not_believe_an_untrusted_proxy(haproxy: HAProxy) -> None:
         assert mapped(answer) != CLIENT
 
 
-def test_turn_clients_without_header_keep_their_address(trusting: Turn) -> None:
-    """A direct client is not a trusted proxy, and a trusted peer may send no header."""
-    for source in (CLIENT, PROXY):
-        with connect(trusting.tcp_port, source) as sock:
-            assert mapped(exchange(sock, binding())) == source
+def test_turn_clients_keep_their_address_and_a_trusted_peer_needs_a_header(
+        trusting: Turn) -> None:
+    """A direct client is not a trusted proxy; a trusted peer without a header is refused
+    (a client behind it could otherwise name any address with a header of its own)."""
+    with connect(trusting.tcp_port, CLIENT) as sock:
+        assert mapped(exchange(sock, binding())) == CLIENT
+    with connect(trusting.tcp_port, PROXY) as sock:
+        try:
+            answer = exchange(sock, binding())
+        except ConnectionResetError:
+            answer = None
+    assert answer is None
 
 
 def test_turn_closes_and_counts_a_malformed_header_from_a_trusted_proxy(trusting: Turn) -> None:
+    key = 'vw_turn_refusals_total{reason="proxy_malformed"}'
+    before = trusting.metrics().get(key, 0)
     with connect(trusting.tcp_port, PROXY) as sock:
         try:
             answer = exchange(sock, b"PROXY TCP4 bogus\r\n" + binding())
         except ConnectionResetError:
             answer = None
     assert answer is None
-    assert trusting.metrics()['vw_turn_refusals_total{reason="proxy_malformed"}'] == 1
+    assert trusting.metrics()[key] == before + 1
 
 
 @pytest.fixture(scope="module")
 def xmpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, int]]:
-    """vw-xmpp trusting loopback proxies, and letting only NAMED ask about rooms: its state
+    """vw-xmpp trusting XMPP_PROXY, and letting only NAMED ask about rooms: its state
     directory, c2s and HTTP ports."""
     directory = tmp_path_factory.mktemp("xmpp")
     c2s, http, component = free_port(), free_port(), free_port()
@@ -185,7 +197,7 @@ state_dir = "{directory / 'var'}"
 c2s_port = {c2s}
 http_port = {http}
 component_port = {component}
-trusted_proxies = ["127.0.0.0/8"]
+trusted_proxies = ["{XMPP_PROXY}/32"]
 room_queries_from = ["{NAMED[0]}/32"]
 """)
     with open(directory / "twistd.log", "w") as log:
@@ -208,13 +220,16 @@ def wait_for_log(directory: Path, pattern: str) -> None:
         time.sleep(0.1)
 
 
-def http_get(port: int, path: str, header: bytes = b"") -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+def http_get(port: int, path: str, header: bytes = b"", source: str = "127.0.0.1") -> bytes:
+    """The answer to a GET from ``source`` (empty when the server closes without one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as sock:
         sock.sendall(header + f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                      .encode())
         response = b""
-        while chunk := sock.recv(4096):
-            response += chunk
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                response += chunk
     return response
 
 
@@ -222,15 +237,20 @@ def test_xmpp_http_sees_the_client_a_trusted_proxy_names(
         xmpp: tuple[Path, int, int]) -> None:
     directory, _, http = xmpp
     header = build_v1(NAMED, ("127.0.0.1", http))
-    # Only NAMED may ask about rooms: 404 (no such room) for it, 403 for the proxy itself.
-    assert http_get(http, "/about/rooms/proxied-room", header).startswith(b"HTTP/1.1 404")
+    # Only NAMED may ask about rooms: 404 (no such room) for it, 403 for anyone else.
+    assert http_get(http, "/about/rooms/proxied-room", header,
+                    XMPP_PROXY).startswith(b"HTTP/1.1 404")
     assert http_get(http, "/about/rooms/proxied-room").startswith(b"HTTP/1.1 403")
+    # An untrusted client's header is its own bytes: a bad request, not an address.
+    assert not http_get(http, "/about/rooms/proxied-room", header).startswith(b"HTTP/1.1 404")
+    # The trusted proxy must send a header: without one its connection is closed.
+    assert http_get(http, "/about/rooms/proxied-room", source=XMPP_PROXY) == b""
     wait_for_log(directory, rf'"{re.escape(NAMED[0])}" .*"GET /about/rooms/proxied-room ')
 
 
 def test_xmpp_c2s_takes_a_proxy_header_then_starttls(xmpp: tuple[Path, int, int]) -> None:
     directory, c2s, _ = xmpp
-    client = RawClient(c2s)
+    client = RawClient(c2s, source=XMPP_PROXY)
     try:
         client.send(build_v1(NAMED, ("127.0.0.1", c2s)))
         assert "starttls" in client.open()
@@ -243,7 +263,8 @@ def test_xmpp_c2s_takes_a_proxy_header_then_starttls(xmpp: tuple[Path, int, int]
 def test_xmpp_websocket_after_a_proxy_header(xmpp: tuple[Path, int, int]) -> None:
     _, _, http = xmpp
     ws = WSConnection(ConnectionType.CLIENT)
-    with socket.create_connection(("127.0.0.1", http), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", http), timeout=5,
+                                  source_address=(XMPP_PROXY, 0)) as sock:
         sock.sendall(build_v2(NAMED, ("127.0.0.1", http)) + ws.send(
             Request(host="localhost", target="/xmpp-websocket", subprotocols=["xmpp"])))
         opened = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
@@ -262,11 +283,8 @@ def test_xmpp_websocket_after_a_proxy_header(xmpp: tuple[Path, int, int]) -> Non
 def test_xmpp_http_refuses_a_malformed_header_from_a_trusted_proxy(
         xmpp: tuple[Path, int, int]) -> None:
     directory, _, http = xmpp
-    try:
-        answer = http_get(http, "/about/health", b"PROXY TCP4 not-an-address\r\n")
-    except ConnectionResetError:
-        answer = b""
+    answer = http_get(http, "/about/health", b"PROXY TCP4 not-an-address\r\n", XMPP_PROXY)
     assert answer == b""
-    wait_for_log(directory, "closing a connection from proxy 127.0.0.1:.*PROXY v1")
+    wait_for_log(directory, f"closing a connection from proxy {XMPP_PROXY}:.*PROXY v1")
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/about/health", timeout=5) as health:
         assert health.status == 200

@@ -40,8 +40,10 @@ def peer_address(host: str, port: int) -> PeerAddress:
 
 
 class ProxyHeaderReader(ProtocolWrapper):
-    """A trusted proxy's connection: the PROXY header is read (if the first bytes look like
-    one), then the wrapped protocol is built and connected with the client as its peer."""
+    """A trusted proxy's connection: its PROXY header is read, then the wrapped protocol is
+    built and connected with the client as its peer. A trusted peer must send one: believing
+    it only when present would let a client behind it (through a path that sends none, such
+    as a pass-through) name any address with a header of its own."""
 
     factory: ProxiedFactory
 
@@ -75,9 +77,12 @@ class ProxyHeaderReader(ProtocolWrapper):
         if rest is None:
             self.preamble += data
             return
-        if header is not None and header.source is not None:
+        if header is None:
+            self.refuse("malformed", "no PROXY header from a trusted proxy")
+            return
+        if header.source is not None:
             self.peer = peer_address(*header.source)
-        self.start(rest)  # without a header (lenient) the proxy's own address stays
+        self.start(rest)
 
     def start(self, data: bytes) -> None:
         """Connect the wrapped protocol and hand it ``data``, what followed the header."""
@@ -116,9 +121,9 @@ class ProxyHeaderReader(ProtocolWrapper):
 
 
 class ProxiedFactory(WrappingFactory):
-    """Wraps a server factory: connections from ``trusted`` networks (CIDR strings) may start
-    with a PROXY header, which must be complete within ``timeout`` seconds; other peers'
-    bytes go straight to the wrapped factory's protocols. Refused connections are counted in
+    """Wraps a server factory: connections from ``trusted`` networks (CIDR strings) start with
+    a PROXY header, which must be complete within ``timeout`` seconds; other peers' bytes go
+    straight to the wrapped factory's protocols. Refused connections are counted in
     ``refusals`` as ``proxy_malformed`` or ``proxy_timeout``."""
 
     protocol = ProxyHeaderReader
