@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import BIN, free_port, wait_for_health
+from tests.e2e.conftest import BIN, free_port, stop, wait_for_health
 
 
 def tcp_rows(port: int, state: str) -> list[list[str]]:
@@ -97,3 +97,19 @@ def test_workers_share_the_port_are_restarted_and_stop_with_the_portal(
     eventually(lambda: not Path(f"/proc/{replacement}").exists(), "the worker stopped", 15)
     assert tcp_rows(port, "0A") == []
     assert "portal-worker-1 ended" in (tmp_path / "one" / "twistd.log").read_text()
+
+
+def test_a_worker_ends_when_its_main_process_is_killed(tmp_path: Path) -> None:
+    port = free_port()
+    portal = start_portal(tmp_path / "one", port)
+    try:
+        eventually(lambda: len(tcp_rows(port, "0A")) == 2, "two processes listening")
+        [worker] = children(portal.pid)
+        portal.kill()  # no SIGTERM handling: the kernel tells the worker (PR_SET_PDEATHSIG)
+        portal.wait(10)
+        eventually(lambda: not Path(f"/proc/{worker}").exists()
+                   or Path(f"/proc/{worker}/stat").read_text().split(") ")[1][0] == "Z",
+                   "the worker ended", 15)
+        eventually(lambda: tcp_rows(port, "0A") == [], "the port free again", 15)
+    finally:
+        stop(portal)

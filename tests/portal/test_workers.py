@@ -91,3 +91,25 @@ def test_output_is_logged_in_whole_lines() -> None:
         module.log.observer = observer
     outputs = [event["output"] for event in events if "output" in event]
     assert outputs == ["first line", "an error", "second half", "third"]
+
+
+def test_a_worker_that_cannot_be_started_is_tried_again_and_does_not_hold_up_the_stop(
+        ) -> None:
+    reactor = ProcessReactor()
+    failures = [OSError(11, "Resource temporarily unavailable")]
+    spawn = reactor.spawnProcess
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        spawn(*args, **kwargs)
+
+    reactor.spawnProcess = flaky  # type: ignore[method-assign]
+    workers = Workers(reactor, 1, lambda: ["python3"])
+    workers.startService()
+    assert reactor.spawned == [] and workers.processes == {}
+    reactor.advance(1.0)
+    assert [process.name for process, _, _ in reactor.spawned] == ["portal-worker-1"]
+    end(reactor.spawned[0][0])
+    stopped = workers.stopService()  # its restart is pending, nothing runs: done at once
+    assert stopped.called and not reactor.getDelayedCalls()

@@ -10,6 +10,7 @@ from vw.common.service import ConfigOptions, TopService
 from vw.config import Config, ConfigError
 from vw.portal.records import ROLES
 from vw.portal.service import PortalService
+from vw.portal.workers import die_with_parent
 
 
 def check(config: Config) -> None:
@@ -50,6 +51,8 @@ class Options(ConfigOptions):
 
 
 def makeService(options: Options) -> TopService:
+    if options["shared-port"] is not None:
+        die_with_parent()  # a worker: it ends with the main process
     top = TopService(options.config)
     PortalService(options.config, reactor, options["shared-port"]).setServiceParent(top)
     return top

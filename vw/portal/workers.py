@@ -3,7 +3,9 @@ one shares with them, started, restarted when they end and stopped with it."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -26,6 +28,8 @@ MAX_RESTART_DELAY = 60.0
 STEADY = 60.0
 #: Seconds a stopping worker has after SIGTERM before it gets SIGKILL.
 KILL_AFTER = 5.0
+#: prctl(2): the signal a process gets when its parent ends.
+PR_SET_PDEATHSIG = 1
 
 
 class Reactor(IReactorProcess, IReactorTime):
@@ -49,6 +53,15 @@ def output_descriptors() -> dict[int, int | str]:
     if os.path.samestat(os.fstat(1), os.stat(os.devnull)):
         return {0: "w", 1: "r", 2: "r"}
     return {0: "w", 1: 1, 2: 2}
+
+
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when the process that started it ends
+    (Linux): a worker never outlives its main portal process and keeps its port."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warn("this worker will not end with the main portal process (errno {errno})",
+                 errno=ctypes.get_errno())
 
 
 class WorkerProcess(ProcessProtocol):
@@ -100,22 +113,28 @@ class Workers(Service):
     def spawn(self, name: str) -> None:
         self.restarts.pop(name, None)
         process = WorkerProcess(self, name)
-        self.processes[name] = process
         self.started[name] = self.reactor.seconds()
-        self.reactor.spawnProcess(process, self.args[0], self.args, env=dict(os.environ),
-                                  childFDs=output_descriptors())
+        try:
+            self.reactor.spawnProcess(process, self.args[0], self.args, env=dict(os.environ),
+                                      childFDs=output_descriptors())
+        except OSError as error:  # out of processes or descriptors: try again later
+            self.again(name, f"not started: {error}")
+            return
+        self.processes[name] = process
 
     def ended(self, process: WorkerProcess, reason: Failure) -> None:
-        name = process.name
-        del self.processes[name]
-        if not self.running:
-            return
+        del self.processes[process.name]
+        if self.running:
+            self.again(process.name, f"ended: {reason.getErrorMessage()}")
+
+    def again(self, name: str, why: str) -> None:
+        """Start worker ``name`` again after its back-off delay."""
         steady = self.reactor.seconds() - self.started[name] >= STEADY
         delay = RESTART_DELAY if steady else min(self.delays.get(name, RESTART_DELAY / 2) * 2,
                                                  MAX_RESTART_DELAY)
         self.delays[name] = delay
-        log.warn("{worker} ended ({why}); starting it again in {delay:g} s", worker=name,
-                 why=reason.getErrorMessage(), delay=delay)
+        log.warn("{worker} {why}; starting it again in {delay:g} s", worker=name, why=why,
+                 delay=delay)
         self.restarts[name] = self.reactor.callLater(delay, self.spawn, name)
 
     def stopService(self) -> Deferred[None]:
