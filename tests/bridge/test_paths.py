@@ -133,13 +133,21 @@ def test_runs_of_equal_size_go_in_one_segmented_send(port: Port) -> None:
     assert [len(sizes) for sizes, _ in many.calls] == [54, 6]  # at most 65,000 bytes a call
 
 
-def test_without_segmentation_offload_every_datagram_goes_alone(port: Port) -> None:
-    sock = RecordingSocket(refuse_segments=errno.EIO)
+def test_a_route_that_refuses_segments_gets_a_datagram_a_call(port: Port) -> None:
+    refusing, other = RecordingSocket(refuse_segments=errno.EIO), RecordingSocket()
+    port.paths._send(refusing, ("127.0.0.1", 9), [bytes(500)] * 3)  # type: ignore[arg-type]
+    assert refusing.calls == [([500], None)] * 3  # resent one by one, nothing lost
+    port.paths._send(refusing, ("127.0.0.1", 9), [bytes(500)] * 2)  # type: ignore[arg-type]
+    assert refusing.calls == [([500], None)] * 5
+    port.paths._send(other, ("127.0.0.1", 10), [bytes(500)] * 2)  # type: ignore[arg-type]
+    assert other.calls == [([500, 500], 500)] and port.paths.segmenting
+
+
+def test_a_kernel_without_segmentation_turns_it_off_for_every_path(port: Port) -> None:
+    sock = RecordingSocket(refuse_segments=errno.ENOPROTOOPT)
     port.paths._send(sock, ("127.0.0.1", 9), [bytes(500)] * 3)  # type: ignore[arg-type]
     assert not port.paths.segmenting
     assert sock.calls == [([500], None)] * 3
-    port.paths._send(sock, ("127.0.0.1", 9), [bytes(500)] * 2)  # type: ignore[arg-type]
-    assert sock.calls == [([500], None)] * 5
 
 
 def test_sends_during_a_wake_up_are_held_and_reach_the_endpoint_in_order(port: Port) -> None:

@@ -31,8 +31,11 @@ UDP_SEGMENT = 103
 #: Datagrams in one segmented send at most (the kernel's UDP_MAX_SEGMENTS), and its bytes.
 MAX_SEGMENTS = 64
 MAX_SEGMENTED_BYTES = 65000
-#: What a kernel or a device without UDP segmentation offload answers to it.
-NO_SEGMENTATION = {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
+#: What a kernel without UDP segmentation offload answers to it: off for every path.
+NO_SEGMENTATION = {errno.ENOPROTOOPT, errno.EOPNOTSUPP}
+#: What one route refuses it with (segments over its MTU, a device without checksum
+#: offload, IPsec): off for that path.
+NO_SEGMENTATION_HERE = {errno.EINVAL, errno.EIO}
 
 
 def segmentation_supported() -> bool:
@@ -56,8 +59,10 @@ class MediaPaths:
         self._sockets: dict[Address, socket.socket] = {}
         #: Datagrams held for each path until the poller's wake-up ends.
         self._held: dict[Address, list[bytes]] = {}
-        #: Whether runs of datagrams go as one segmented send (off once the kernel refuses).
+        #: Whether runs of datagrams go as one segmented send (off once the kernel refuses),
+        #: and the paths whose route refused it.
         self.segmenting = segmentation_supported()
+        self._unsegmented: set[Address] = set()
         poller.after_reading(self.flush)
 
     def __len__(self) -> int:
@@ -86,6 +91,7 @@ class MediaPaths:
 
     def _close(self, address: Address) -> None:
         sock = self._sockets.pop(address, None)
+        self._unsegmented.discard(address)
         if sock is not None:
             self.poller.remove(sock)
             sock.close()
@@ -124,12 +130,14 @@ class MediaPaths:
                 self._send(sock, address, datagrams)
 
     def _send(self, sock: socket.socket, address: Address, datagrams: list[bytes]) -> None:
+        """Send ``datagrams`` in order, runs of equal size as one segmented send where it
+        works; a refused send drops its datagrams, as a full buffer drops any."""
         count = len(datagrams)
         first = 0
         while first < count:
             size = len(datagrams[first])
             end = first + 1
-            if self.segmenting:
+            if self.segmenting and address not in self._unsegmented:
                 most = min(count, first + min(MAX_SEGMENTS,
                                               MAX_SEGMENTED_BYTES // max(size, 1)))
                 while end < most and len(datagrams[end]) == size:
@@ -148,6 +156,11 @@ class MediaPaths:
                              "call from now on", error=error)
                     self.segmenting = False
                     continue  # the same run again, a datagram at a time
+                if end - first > 1 and error.errno in NO_SEGMENTATION_HERE:
+                    log.info("no UDP segmentation offload to {address} ({error})",
+                             address=address, error=error)
+                    self._unsegmented.add(address)
+                    continue
                 log.debug("datagram to {address} dropped: {error}", address=address,
                           error=error)
             first = end
