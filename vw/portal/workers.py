@@ -146,19 +146,18 @@ class Workers(Service):
 
     async def _stop(self) -> None:
         processes = list(self.processes.values())
-        for process in processes:
-            self._signal(process, "TERM")
-        kill = self.reactor.callLater(KILL_AFTER, lambda: [self._signal(process, "KILL")
-                                                            for process in processes])
+        self._signal(processes, "TERM")
+        kill = self.reactor.callLater(KILL_AFTER, self._signal, processes, "KILL")
         for process in processes:
             await process.ended
         if kill.active():
             kill.cancel()
 
     @staticmethod
-    def _signal(process: WorkerProcess, signal: str) -> None:
-        try:
-            if process.transport is not None:
-                process.transport.signalProcess(signal)
-        except ProcessExitedAlready:
-            pass
+    def _signal(processes: list[WorkerProcess], which: str) -> None:
+        for process in processes:
+            try:
+                if process.transport is not None:
+                    process.transport.signalProcess(which)
+            except ProcessExitedAlready:
+                pass
