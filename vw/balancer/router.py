@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -11,6 +10,7 @@ from vw.balancer.geo import Geo
 from vw.balancer.health import Health
 from vw.balancer.routes import BRIDGE, PORTAL, SHARD, Route, RouteTable
 from vw.balancer.shards import Shard, ShardSet
+from vw.common.networks import Networks
 from vw.config import BalancerConfig, Config, ShardConfig
 
 
@@ -49,8 +49,7 @@ class Router:
         settings: BalancerConfig = config.balancer
         self.settings = settings
         self.table = RouteTable(settings.portal_prefixes)
-        self.trusted = [ipaddress.ip_network(cidr, strict=False)
-                        for cidr in settings.trusted_proxies]
+        self.trusted = Networks(settings.trusted_proxies)
         self.shards.room_memory = settings.room_memory
         self.shards.replace(
             Shard(s.name, *split_address(s.address),
@@ -93,13 +92,7 @@ class Router:
 
     def is_trusted(self, host: str) -> bool:
         """Whether ``host`` is a proxy whose PROXY header and X-Forwarded-For count."""
-        if not self.trusted:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted)
+        return host in self.trusted
 
     def health(self) -> bool:
         """Whether any shard is up."""

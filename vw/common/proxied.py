@@ -3,7 +3,6 @@ naming the real client, which the wrapped protocol then sees as its peer."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Iterable
 
@@ -23,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
 from vw.common import proxyproto
+from vw.common.networks import Networks
 
 log = Logger()
 
@@ -133,21 +133,13 @@ class ProxiedFactory(WrappingFactory):
                  clock: IReactorTime, timeout: float = HEADER_TIMEOUT,
                  refusals: Counter[str] | None = None) -> None:
         super().__init__(wrappedFactory)
-        self.trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted]
+        self.trusted = Networks(trusted)
         self.clock = clock
         self.timeout = timeout
         self.refusals: Counter[str] = Counter() if refusals is None else refusals
 
     def is_trusted(self, addr: IAddress) -> bool:
-        if not self.trusted or not isinstance(addr, (IPv4Address, IPv6Address)):
-            return False
-        try:
-            address = ipaddress.ip_address(addr.host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.trusted)
+        return isinstance(addr, IPv4Address | IPv6Address) and addr.host in self.trusted
 
     def buildProtocol(self, addr: IAddress) -> IProtocol | None:  # type: ignore[override]
         if not self.is_trusted(addr):

@@ -8,13 +8,13 @@ default) may ask, since room names are how guests find meetings.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Sequence
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from vw.common.networks import Networks
 from vw.xmpp.muc import MUCService
 
 
@@ -24,17 +24,13 @@ class RoomQueryResource(Resource):
     def __init__(self, rooms: MUCService, allowed: Sequence[str]) -> None:
         super().__init__()
         self.rooms = rooms
-        self.allowed = [ipaddress.ip_network(cidr, strict=False) for cidr in allowed]
+        self.allowed = Networks(allowed)
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         return RoomAnswer(self, path)
 
     def may_ask(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.allowed)
+        return host in self.allowed
 
 
 class RoomAnswer(Resource):

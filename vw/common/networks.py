@@ -1,0 +1,28 @@
+"""A set of IP networks from CIDR strings, asked whether an address belongs to it."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+
+class Networks:
+    """The networks of ``cidrs``; ``host in networks`` for a textual address (an IPv4 address
+    seen as IPv4-mapped IPv6 by a dual-stack socket counts as IPv4; not an address: no)."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __contains__(self, host: object) -> bool:
+        if not self.networks or not isinstance(host, str):
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
