@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from tests.portal.helpers import PASSWORD, Portal, resolved
 from twisted.plugins.vw_portal import vw_portal
 from vw.allinone import tap as allinone
-from vw.common.sharedport import SharedTCPServer
+from vw.common.listener import TCPListener
 from vw.config import Config, GeneralConfig, PortalConfig, TokenConfig, XMPPConfig
 from vw.portal.joining import Joins, Participant, turn_secret, with_join_tokens
 from vw.portal.mail import LogMailer, SMTPMailer
@@ -51,7 +51,7 @@ def test_with_workers_the_service_shares_its_port_and_starts_the_others(
     config = Config(general=GeneralConfig(state_dir=str(tmp_path)),
                     portal=PortalConfig(http_port=8123, workers=3), source="/etc/vw/vw.toml")
     service = PortalService(config, Clock())
-    [listener] = [child for child in service if isinstance(child, SharedTCPServer)]
+    [listener] = [child for child in service if isinstance(child, TCPListener)]
     assert (listener.port, listener.interface, listener.first) == (8123, "127.0.0.1", True)
     [workers] = [child for child in service if isinstance(child, Workers)]
     assert workers.count == 2
@@ -66,7 +66,7 @@ def test_a_worker_serves_the_shared_port_alone(tmp_path: Path) -> None:
                     portal=PortalConfig(http_port=8123, workers=3))
     service = PortalService(config, Clock(), shared_port=8124)
     assert [(type(child), child.port, child.first) for child in service] == [
-        (SharedTCPServer, 8124, False)]
+        (TCPListener, 8124, False)]
     service.engine.dispose()
 
 

@@ -9,7 +9,7 @@ from twisted.internet import tcp
 
 def write(transport: object, data: bytes) -> None:
     """``transport.write(data)``, sending what the socket takes right away if possible."""
-    if (type(transport) in (tcp.Server, tcp.Client) and transport.connected  # type: ignore
+    if (isinstance(transport, tcp.Connection) and transport.connected  # type: ignore
             and not transport.disconnecting  # type: ignore[attr-defined]
             and not transport._tempDataBuffer  # type: ignore[attr-defined]
             and transport.offset == len(transport.dataBuffer)):  # type: ignore

@@ -133,8 +133,8 @@ class Inbound(HalfClosing):
         self.tried.append(target)
         self.transport.pauseProducing()  # type: ignore[union-attr]
         host, _, port = target.rpartition(":")
-        self.balancer.reactor.connectTCP(host.strip("[]"), int(port), OutboundFactory(self, target),
-                                         timeout=self.balancer.settings.connect_timeout)
+        self.balancer.connect(host.strip("[]"), int(port), OutboundFactory(self, target),
+                              self.balancer.settings.connect_timeout)
 
     def target_connected(self, outbound: Outbound) -> None:
         """The target accepted: splice, send what came meanwhile, read again."""

@@ -76,15 +76,21 @@ class Throttle:
 
 #: Asks ``shard`` whether it hosts ``room``; the answer goes to the callable.
 Ask = Callable[[Shard, str, Callable[[bool], None]], None]
+#: Opens a TCP connection to (host, port) for the factory, with a timeout in seconds.
+Connect = Callable[[str, int, ClientFactory, float], object]
 
 
 class Balancer:
     """What every listener shares: the router, the counters, the limits, the clock."""
 
     def __init__(self, router: Router, reactor: IReactorTCP, stats: Stats | None = None,
-                 ask: Ask | None = None) -> None:
+                 ask: Ask | None = None, connect: Connect | None = None) -> None:
         self.router = router
         self.reactor = reactor
+        #: How connections to backends are made (``reactor.connectTCP`` by default).
+        self.connect: Connect = connect or (
+            lambda host, port, factory, timeout: reactor.connectTCP(host, port, factory,
+                                                                   timeout=timeout))
         #: Asks a draining shard whether it hosts a room (None: rooms seen here decide).
         self.ask = ask
         self.clock: IReactorTime = reactor  # type: ignore[assignment]
@@ -470,8 +476,8 @@ class BackendProtocol(Protocol):
 
     def connect(self) -> None:
         balancer = self.client.balancer
-        balancer.reactor.connectTCP(self.target.host, self.target.port, BackendFactory(self),
-                                    timeout=balancer.settings.connect_timeout)
+        balancer.connect(self.target.host, self.target.port, BackendFactory(self),
+                         balancer.settings.connect_timeout)
 
     def send(self, data: bytes) -> None:
         if self.pending is None:

@@ -4,6 +4,7 @@ check timer, and SIGHUP to reload the configuration."""
 from __future__ import annotations
 
 import signal
+from functools import partial
 from typing import Any
 
 from OpenSSL import SSL
@@ -12,6 +13,7 @@ from twisted.application import internet
 from twisted.application.service import MultiService, Service
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTCP
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import Site
 
 from vw.balancer.admin import admin_root
@@ -21,6 +23,8 @@ from vw.balancer.passthrough import ForwardFactory
 from vw.balancer.proxy import Balancer, ProxyFactory
 from vw.balancer.router import Router
 from vw.balancer.stats import Stats, StatsCollector
+from vw.common.listener import TCPListener
+from vw.common.streampoller import StreamPoller, connect
 from vw.common.tls import PreparedContextFactory, TLSMaterial, ensure_material, server_context
 from vw.config import Config, ConfigError, load
 
@@ -67,16 +71,20 @@ class BalancerService(MultiService):
         self.router = Router(config, geo)
         self.stats = Stats()
         self.prober = Prober(self.router, reactor)
-        self.balancer = Balancer(self.router, reactor, self.stats, self.prober.ask)
+        #: Client and backend connections are read through one reactor descriptor.
+        poller = StreamPoller(reactor, "balancer")
+        self.balancer = Balancer(self.router, reactor, self.stats, self.prober.ask,
+                                 partial(connect, poller))
         bind = config.general.bind
         tls = PreparedContextFactory(tls_context(config))
-        internet.SSLServer(settings.tls_port, ProxyFactory(self.balancer, b"https"), tls,
-                           interface=bind).setServiceParent(self)
-        internet.TCPServer(settings.http_port, ProxyFactory(self.balancer, b"http"),
-                           interface=bind).setServiceParent(self)
-        for forward in settings.forwards:
-            internet.TCPServer(forward.port, ForwardFactory(self.balancer, forward.name),
-                               interface=bind).setServiceParent(self)
+        listeners = [
+            (settings.tls_port, TLSMemoryBIOFactory(tls, False,
+                                                    ProxyFactory(self.balancer, b"https"))),
+            (settings.http_port, ProxyFactory(self.balancer, b"http")),
+            *((forward.port, ForwardFactory(self.balancer, forward.name))
+              for forward in settings.forwards)]
+        for port, factory in listeners:
+            TCPListener(reactor, port, factory, bind, poller=poller).setServiceParent(self)
         registry = CollectorRegistry()
         registry.register(StatsCollector(self.stats, self.router))
         internet.TCPServer(settings.admin_port, Site(admin_root(self.router, self.stats,

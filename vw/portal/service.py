@@ -24,8 +24,8 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
+from vw.common.listener import TCPListener
 from vw.common.ops import add_ops_resources
-from vw.common.sharedport import SharedTCPServer
 from vw.config import Config
 from vw.portal.accounts import FAILURE_WINDOW
 from vw.portal.database import database_url, open_database
@@ -145,11 +145,12 @@ class PortalService(MultiService):
         self.worker = shared_port is not None
         site = PortalHTTP(self.site.resource(), reactor)
         if shared_port is not None:
-            SharedTCPServer(reactor, shared_port, site, config.general.bind).setServiceParent(self)
+            TCPListener(reactor, shared_port, site, config.general.bind,
+                        shared=True).setServiceParent(self)
             return
         if config.portal.workers > 1:
-            listener = SharedTCPServer(reactor, config.portal.http_port, site,
-                                       config.general.bind, first=True)
+            listener = TCPListener(reactor, config.portal.http_port, site,
+                                   config.general.bind, shared=True, first=True)
             listener.setServiceParent(self)
             Workers(reactor, config.portal.workers - 1,
                     lambda: worker_command(config, listener.port)).setServiceParent(self)

@@ -9,7 +9,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.testing import MemoryReactorClock
 
-from vw.common.sharedport import SharedTCPServer, check_free
+from vw.common.listener import TCPListener, check_free
 
 
 def listeners(port: int) -> int:
@@ -19,12 +19,13 @@ def listeners(port: int) -> int:
 
 
 def test_the_first_takes_a_free_port_and_others_share_it() -> None:
-    first = SharedTCPServer(MemoryReactorClock(), 0, ServerFactory(), "127.0.0.1", first=True)
+    first = TCPListener(MemoryReactorClock(), 0, ServerFactory(), "127.0.0.1", shared=True,
+                            first=True)
     first.privilegedStartService()
     first.startService()
     port = first.port
     assert port != 0 and listeners(port) == 1
-    second = SharedTCPServer(MemoryReactorClock(), port, ServerFactory(), "127.0.0.1")
+    second = TCPListener(MemoryReactorClock(), port, ServerFactory(), "127.0.0.1", shared=True)
     second.startService()
     assert listeners(port) == 2
     with socket.create_connection(("127.0.0.1", port), timeout=2):
@@ -43,15 +44,16 @@ def test_a_first_process_refuses_a_port_another_server_listens_on() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(CannotListenError):
             check_free("127.0.0.1", port)
-        server = SharedTCPServer(MemoryReactorClock(), port, ServerFactory(), "127.0.0.1",
-                                 first=True)
+        server = TCPListener(MemoryReactorClock(), port, ServerFactory(), "127.0.0.1",
+                             shared=True, first=True)
         with pytest.raises(CannotListenError):
             server.privilegedStartService()
         assert listeners(port) == 1
 
 
 def test_the_port_is_free_again_once_every_server_stopped() -> None:
-    first = SharedTCPServer(MemoryReactorClock(), 0, ServerFactory(), "127.0.0.1", first=True)
+    first = TCPListener(MemoryReactorClock(), 0, ServerFactory(), "127.0.0.1", shared=True,
+                            first=True)
     first.startService()
     port = first.port
     first.stopService()
