@@ -29,8 +29,9 @@ def test_a_request_head() -> None:
     request = parse_request_head(head("GET /room?x=1 HTTP/1.1\nHost: a\nX-Y:  v v \t"), LIMITS)
     assert (request.method, request.target, request.version) == (b"GET", b"/room?x=1",
                                                                  b"HTTP/1.1")
-    assert request.headers == [(b"host", b"a"), (b"x-y", b"v v")]
+    assert request.fields == b"Host: a\r\nX-Y:  v v \t\r\n"
     assert request.body == 0 and request.keep_alive and not request.websocket
+    assert not request.forwarding
 
 
 @pytest.mark.parametrize("text, keep_alive", [
@@ -101,17 +102,28 @@ def test_forwarded_headers_from_an_untrusted_client_are_replaced() -> None:
     request = parse_request_head(head(
         "GET / HTTP/1.1\nHost: a\nX-Forwarded-For: 6.6.6.6\nX-Real-IP: 6.6.6.6\n"
         "Forwarded: for=6.6.6.6\nX-Forwarded-Proto: https\nAccept: */*"), LIMITS)
+    assert request.forwarding
     out = forwarded_head(request, "192.0.2.7", b"http", keep=False)
-    assert out == head("GET / HTTP/1.1\nhost: a\naccept: */*\nx-forwarded-for: 192.0.2.7\n"
+    assert out == head("GET / HTTP/1.1\nHost: a\nAccept: */*\nx-forwarded-for: 192.0.2.7\n"
                        "x-forwarded-proto: http\n\n")
+
+
+def test_fields_are_forwarded_as_they_came() -> None:
+    request = parse_request_head(head("GET /a?b HTTP/1.0\nHost: a\nX-Y:  v v \t\nX-Real-IPs: 1"),
+                                 LIMITS)
+    assert not request.forwarding  # X-Real-IPs is not X-Real-IP
+    out = forwarded_head(request, "2001:db8::1", b"https", keep=False)
+    assert out == head("GET /a?b HTTP/1.0\nHost: a\nX-Y:  v v \t\nX-Real-IPs: 1\n"
+                       "x-forwarded-for: 2001:db8::1\nx-forwarded-proto: https\n\n")
 
 
 def test_forwarded_headers_from_a_trusted_proxy_are_extended() -> None:
     request = parse_request_head(head(
-        "GET / HTTP/1.1\nHost: a\nX-Forwarded-For: 198.51.100.1\nX-Forwarded-Proto: https"),
-        LIMITS)
+        "GET / HTTP/1.1\nHost: a\nX-Forwarded-For: 198.51.100.1\nX-Real-IP: 198.51.100.1\n"
+        "x-forwarded-for:203.0.113.9 \nX-Forwarded-Proto: https"), LIMITS)
     out = forwarded_head(request, "10.0.0.1", b"http", keep=True)
-    assert out == head("GET / HTTP/1.1\nhost: a\nx-forwarded-for: 198.51.100.1, 10.0.0.1\n"
+    assert out == head("GET / HTTP/1.1\nHost: a\nX-Real-IP: 198.51.100.1\n"
+                       "x-forwarded-for: 198.51.100.1, 203.0.113.9, 10.0.0.1\n"
                        "x-forwarded-proto: https\n\n")
 
 

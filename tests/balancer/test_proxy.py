@@ -77,7 +77,7 @@ def test_a_request_is_forwarded_rewritten_and_answered() -> None:
     backend, transport, address = client.backend()
     shard = balancer.router.shards.pick("myroom", "", 0)
     assert address == (shard.host, shard.port)
-    assert transport.value() == (b"GET /MyRoom HTTP/1.1\r\nhost: vw\r\n"
+    assert transport.value() == (b"GET /MyRoom HTTP/1.1\r\nHost: vw\r\n"
                                  b"x-forwarded-for: 192.0.2.1\r\nx-forwarded-proto: http\r\n\r\n")
     backend.dataReceived(OK)
     assert client.received() == (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
@@ -179,7 +179,7 @@ def test_a_chunked_body_is_forwarded_as_it_comes() -> None:
                 b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel")
     _, transport, _ = client.backend()
     client.send(b"lo\r\n0\r\n\r\n" + request("/a"))
-    assert transport.value().endswith(b"5\r\nhello\r\n0\r\n\r\nGET /a HTTP/1.1\r\nhost: vw\r\n"
+    assert transport.value().endswith(b"5\r\nhello\r\n0\r\n\r\nGET /a HTTP/1.1\r\nHost: vw\r\n"
                                       b"x-forwarded-for: 192.0.2.1\r\n"
                                       b"x-forwarded-proto: http\r\n\r\n")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 #: RFC 9110 tokens (methods, header names), origin-form targets, field values.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -16,12 +17,15 @@ _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 #: A header block (each field ended by CRLF), and one field's name and trimmed value.
 _FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
-_PAIR = re.compile(rb"([^:]+):[ \t]*([^\r]*?)[ \t]*\r\n")
+#: In a valid, lowercased header block: the fields framing depends on, with trimmed values.
+_FRAMING = re.compile(rb"^(host|content-length|transfer-encoding|connection|upgrade):"
+                      rb"[ \t]*(.*?)[ \t]*\r$", re.M)
+#: In a valid, lowercased header block: whether a field says who the client is.
+_FORWARDING_FIELD = re.compile(
+    rb"^(?:x-forwarded-(?:for|proto|host|port)|x-real-ip|forwarded):", re.M)
 #: Longest chunk-size line (with extensions) and longest trailer section.
 MAX_CHUNK_LINE = 1024
 MAX_TRAILERS = 8192
-
-Headers = list[tuple[bytes, bytes]]
 
 
 class HTTPError(Exception):
@@ -39,32 +43,33 @@ class Limits:
     max_headers: int = 100
 
 
-@dataclass(frozen=True)
-class RequestHead:
+class RequestHead(NamedTuple):
     method: bytes
     target: bytes
     version: bytes
-    #: Names lowercased, values without surrounding whitespace, in order.
-    headers: Headers
+    #: The header fields as they came, each line ended by CRLF.
+    fields: bytes
     #: Body framing: -1 for chunked, else the Content-Length (0 for none).
     body: int
     keep_alive: bool
     #: A WebSocket upgrade: after the head the connection becomes a tunnel if accepted.
     websocket: bool
+    #: Whether a field says who the client is (X-Forwarded-For, Forwarded...).
+    forwarding: bool
 
 
-def _split_head(head: bytes, limits: Limits) -> tuple[bytes, Headers]:
-    """The start line and the headers of ``head`` (without its final empty line)."""
+def _split_head(head: bytes, limits: Limits) -> tuple[bytes, bytes, bytes]:
+    """The start line of ``head`` (without its final empty line), its header fields (each
+    line ended by CRLF), and those lowercased; the fields are checked."""
     end = head.find(b"\r\n")
     if end < 0:
-        return head, []
+        return head, b"", b""
     block = head[end + 2:] + b"\r\n"
     if not _FIELDS.fullmatch(block):
         _refuse_field(block)
-    pairs = _PAIR.findall(block)
-    if len(pairs) > limits.max_headers:
+    if block.count(b"\n") > limits.max_headers:
         raise HTTPError(431, "too many header fields")
-    return head[:end], [(name.lower(), value) for name, value in pairs]
+    return head[:end], block, block.lower()
 
 
 def _refuse_field(block: bytes) -> None:
@@ -109,16 +114,16 @@ def _body_length(lengths: list[bytes], encoding: bytes | None, request: bool) ->
 
 
 class _Scan:
-    """What framing needs from a list of headers, in one pass."""
+    """What framing needs from a lowercased header block, in one pass."""
 
     __slots__ = ("hosts", "lengths", "encoding", "connection", "upgrade")
 
-    def __init__(self, headers: Headers) -> None:
+    def __init__(self, lowered: bytes) -> None:
         self.hosts = 0
         self.lengths: list[bytes] = []
         self.encoding: bytes | None = None
         self.connection = self.upgrade = b""
-        for name, value in headers:
+        for name, value in _FRAMING.findall(lowered):
             if name == b"host":
                 self.hosts += 1
             elif name == b"content-length":
@@ -133,7 +138,7 @@ class _Scan:
 
 def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
     """A request head: the bytes before its empty line, without the final CRLF pair."""
-    start, headers = _split_head(head, limits)
+    start, fields, lowered = _split_head(head, limits)
     parts = start.split(b" ")
     if len(parts) != 3:
         raise HTTPError(400, "malformed request line")
@@ -144,7 +149,7 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
         raise HTTPError(400, "invalid method")
     if not _TARGET.fullmatch(target):
         raise HTTPError(400, "request target is not an absolute path")
-    scan = _Scan(headers)
+    scan = _Scan(lowered)
     if scan.hosts > 1 or (version == b"HTTP/1.1" and not scan.hosts):
         raise HTTPError(400, "a request needs one Host header")
     if version == b"HTTP/1.0" and scan.encoding is not None:
@@ -157,31 +162,36 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
         keep_alive = b"keep-alive" in connection
     websocket = (method == b"GET" and b"upgrade" in connection
                  and b"websocket" in _tokens(scan.upgrade))
-    return RequestHead(method, target, version, headers, body, keep_alive, websocket)
+    return RequestHead(method, target, version, fields, body, keep_alive, websocket,
+                       _FORWARDING_FIELD.search(lowered) is not None)
 
 
 def forwarded_head(head: RequestHead, client: str, scheme: bytes, keep: bool) -> bytes:
-    """The head sent to the backend, with X-Forwarded-For and -Proto for ``client``. What the
-    request said in them (and in Forwarded, X-Real-IP...) is kept only if ``keep`` (the word
-    of a trusted proxy): its client chain is extended and its scheme kept."""
-    lines = [b"%s %s %s" % (head.method, head.target, head.version)]
-    chain = []
-    for name, value in head.headers:
-        if name in _FORWARDING:
-            if not keep:
-                continue
-            if name == b"x-forwarded-for":
-                chain.append(value)
-                continue
-            if name == b"x-forwarded-proto":
-                scheme = value
-                continue
-        lines.append(name + b": " + value)
-    chain.append(client.encode())
-    lines.append(b"x-forwarded-for: " + b", ".join(chain))
-    lines.append(b"x-forwarded-proto: " + scheme)
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+    """The head sent to the backend, its fields as they came, with X-Forwarded-For and -Proto
+    for ``client``. What the request said in them (and in Forwarded, X-Real-IP...) is kept
+    only if ``keep`` (the word of a trusted proxy): its client chain is extended and its
+    scheme kept."""
+    start = b" ".join((head.method, head.target, head.version))
+    fields = head.fields
+    chain = [client.encode()]
+    if head.forwarding:
+        kept = []
+        for line in fields.split(b"\r\n")[:-1]:
+            name, _, value = line.partition(b":")
+            name = name.lower()
+            if name in _FORWARDING:
+                if not keep:
+                    continue
+                if name == b"x-forwarded-for":
+                    chain.insert(-1, value.strip(b" \t"))
+                    continue
+                if name == b"x-forwarded-proto":
+                    scheme = value.strip(b" \t")
+                    continue
+            kept.append(line + b"\r\n")
+        fields = b"".join(kept)
+    return b"".join((start, b"\r\n", fields, b"x-forwarded-for: ", b", ".join(chain),
+                     b"\r\nx-forwarded-proto: ", scheme, b"\r\n\r\n"))
 
 
 _FORWARDING = frozenset([b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
@@ -302,19 +312,19 @@ class Requests:
         return bool(self.buffer) and self.body is None and not self.raw
 
 
-@dataclass(frozen=True)
-class ResponseHead:
+class ResponseHead(NamedTuple):
     status: int
-    headers: Headers
+    #: The lowercased header fields.
+    lowered: bytes
 
 
 def parse_response_head(head: bytes, limits: Limits) -> ResponseHead:
-    start, headers = _split_head(head, limits)
+    start, _, lowered = _split_head(head, limits)
     version, _, rest = start.partition(b" ")
     status = rest[:3]
     if version not in _VERSIONS or not status.isdigit() or rest[3:4] not in (b"", b" "):
         raise HTTPError(502, "malformed status line")
-    return ResponseHead(int(status), headers)
+    return ResponseHead(int(status), lowered)
 
 
 class Responses:
@@ -395,7 +405,7 @@ class Responses:
             self.refused_upgrade = True
         if self.methods[0] == b"HEAD" or status in (204, 304):
             return self._complete()
-        scan = _Scan(head.headers)
+        scan = _Scan(head.lowered)
         length = _body_length(scan.lengths, scan.encoding, request=False)
         if length is None:
             self.until_close = True

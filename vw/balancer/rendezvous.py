@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Protocol, TypeVar
 
@@ -16,6 +17,11 @@ class Candidate(Protocol):
 
 T = TypeVar("T", bound=Candidate)
 
+#: Scores remembered: (shard, room, weight) triples, a few per room in use.
+SCORES_KEPT = 16384
+
+
+@lru_cache(SCORES_KEPT)
 def score(name: str, key: str, weight: float) -> float:
     """``-weight / ln(h)`` with ``h`` uniform in (0, 1) from a hash of the name and the key:
     the highest score wins, each candidate in proportion to its weight."""

@@ -14,12 +14,15 @@ anything else, ``/ROOM``           the room's shard (``?room=``, else the last s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vw.balancer.rooms import RoomError, check_name, path_segments, query_room
 
 HEALTH, SHARD, BRIDGE, PORTAL = "health", "shard", "bridge", "portal"
 _ROOM_ENDPOINTS = frozenset(["xmpp-websocket", "http-bind"])
 _ASSETS = frozenset(["static", "libs"])
+#: Request targets whose routes are remembered (a route depends on the target alone).
+ROUTES_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,9 @@ class Route:
 class RouteTable:
     def __init__(self, portal_prefixes: list[str]) -> None:
         self.portal_prefixes = tuple(prefix.encode() for prefix in portal_prefixes)
+        self.route = lru_cache(ROUTES_KEPT)(self._route)
 
-    def route(self, target: bytes) -> Route:
+    def _route(self, target: bytes) -> Route:
         """The route for an origin-form ``target``; RoomError if it is refused."""
         path, _, query = target.partition(b"?")
         segments = path_segments(path)
