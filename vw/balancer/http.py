@@ -338,6 +338,9 @@ class Responses:
         self.header = header
         self.methods: deque[bytes] = deque()
         self.buffer = b""
+        #: Bytes of the current response's Content-Length body still to come.
+        self.remaining = 0
+        #: The current response's chunked body.
         self.body: Body | None = None
         #: The response ends when the backend closes the connection.
         self.until_close = False
@@ -359,7 +362,7 @@ class Responses:
     @property
     def started(self) -> bool:
         """Whether part of the current response has been given out (its head at least)."""
-        return self.body is not None or self.until_close
+        return bool(self.remaining) or self.body is not None or self.until_close
 
     def feed(self, data: bytes) -> tuple[bytes, int]:
         if self.tunnel or self.until_close:
@@ -368,7 +371,16 @@ class Responses:
         out: list[bytes] = []
         done = 0
         offset = 0
-        while offset < len(buffer):
+        size = len(buffer)
+        while offset < size:
+            if self.remaining:
+                taken = min(self.remaining, size - offset)
+                out.append(buffer[offset:offset + taken])
+                offset += taken
+                self.remaining -= taken
+                if not self.remaining:
+                    done += self._complete()
+                continue
             if self.body is not None:
                 taken = self.body.feed(buffer, offset)
                 out.append(buffer[offset:offset + taken])
@@ -381,7 +393,7 @@ class Responses:
                 raise HTTPError(502, "response without a request")
             end = buffer.find(b"\r\n\r\n", offset, offset + self.limits.max_head_bytes + 4)
             if end < 0:
-                if len(buffer) - offset > self.limits.max_head_bytes:
+                if size - offset > self.limits.max_head_bytes:
                     raise HTTPError(502, "response head too large")
                 break
             head = parse_response_head(buffer[offset:end], self.limits)
@@ -390,7 +402,7 @@ class Responses:
             done += self._framing(head)
             if self.tunnel or self.until_close:
                 out.append(buffer[offset:])
-                offset = len(buffer)
+                offset = size
         self.buffer = buffer[offset:]
         return b"".join(out), done
 
@@ -412,7 +424,10 @@ class Responses:
             return 0
         if length == 0:
             return self._complete()
-        self.body = Body(length)
+        if length > 0:
+            self.remaining = length
+        else:
+            self.body = Body(length)
         return 0
 
     def _complete(self) -> int:
