@@ -147,7 +147,9 @@ def test_a_draining_shard_is_asked_about_rooms_it_was_not_seen_with() -> None:
     shards = ShardSet([shard("a"), shard("b")], room_memory=60)
     on_a = [r for r in ROOMS[:200] if choose(r, list(shards.shards.values())).name == "a"]
     a = shards.shards["a"]
+    assert not shards.draining()
     a.drain = True
+    assert shards.draining()
     hosted, elsewhere = on_a[0], on_a[1]
     assert shards.to_ask(hosted, "") is a and shards.to_ask(elsewhere, "") is a
     shards.answered(a, hosted, True, 10)

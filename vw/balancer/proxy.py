@@ -153,7 +153,9 @@ class ClientProtocol(Protocol):
         self.final = False
         self.last = 0.0
         self.header_deadline: float | None = None
+        #: The timeout timer (None when there is none) and when it fires.
         self.timer: IDelayedCall | None = None
+        self.timer_at = 0.0
         #: An error was answered: the connection closes once the client has read it.
         self.lingering = False
         self.closed = False
@@ -269,7 +271,7 @@ class ClientProtocol(Protocol):
     def process(self) -> None:
         """Forward what can be forwarded now."""
         requests = self.requests
-        while self.waiting is None and not self.closed:
+        while requests.buffer and self.waiting is None and not self.closed:
             try:
                 event = requests.next()
             except HTTPError as e:
@@ -416,27 +418,29 @@ class ClientProtocol(Protocol):
         """Run the header timeout while a request head is awaited, else the idle timeout."""
         if self.closed or self.lingering:
             return
-        settings = self.balancer.settings
-        backend = self.backend
-        busy = backend is not None and (backend.responses.outstanding or
-                                        backend.responses.tunnel)
-        awaiting_head = not self.requests.raw and (self.requests.partial or not busy)
-        now = self.balancer.clock.seconds()
-        if not awaiting_head:
+        balancer = self.balancer
+        settings = balancer.settings
+        requests = self.requests
+        responses = None if self.backend is None else self.backend.responses
+        tunnel = responses is not None and responses.tunnel
+        if requests.raw or not (requests.partial or responses is None
+                                or not (responses.methods or tunnel)):
             self.header_deadline = None
         elif self.header_deadline is None:
-            self.header_deadline = now + settings.header_timeout
-        deadline = self.last + (settings.tunnel_timeout if backend is not None and
-                                backend.responses.tunnel else settings.idle_timeout)
-        if self.header_deadline is not None:
-            deadline = min(deadline, self.header_deadline)
-        timer = self.timer
-        if timer is None or not timer.active():
-            self.timer = self.balancer.clock.callLater(max(0.0, deadline - now), self.expire)
-        elif timer.getTime() > deadline:
-            timer.reset(max(0.0, deadline - now))
+            self.header_deadline = balancer.clock.seconds() + settings.header_timeout
+        deadline = self.last + (settings.tunnel_timeout if tunnel else settings.idle_timeout)
+        if self.header_deadline is not None and self.header_deadline < deadline:
+            deadline = self.header_deadline
+        if self.timer is None:
+            self.timer = balancer.clock.callLater(
+                max(0.0, deadline - balancer.clock.seconds()), self.expire)
+            self.timer_at = deadline
+        elif self.timer_at > deadline:
+            self.timer.reset(max(0.0, deadline - balancer.clock.seconds()))
+            self.timer_at = deadline
 
     def expire(self) -> None:
+        self.timer = None
         now = self.balancer.clock.seconds()
         if self.header_deadline is not None and now >= self.header_deadline:
             if self.requests.partial or self.preamble:
@@ -453,7 +457,6 @@ class ClientProtocol(Protocol):
             self.balancer.stats.refused["idle_timeout"] += 1
             self.transport.loseConnection()
             return
-        self.timer = None
         self.schedule()
 
 

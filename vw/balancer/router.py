@@ -86,8 +86,8 @@ class Router:
 
     def to_ask(self, route: Route, client: str, exclude: Collection[Shard] = ()) -> Shard | None:
         """The draining shard to ask whether it hosts ``route``'s room before routing it."""
-        if route.kind != SHARD:
-            return None
+        if route.kind != SHARD or not self.shards.draining():
+            return None  # the usual case, spared a second rendezvous choice per request
         return self.shards.to_ask(route.key, self.geo.region(client), exclude)
 
     def is_trusted(self, host: str) -> bool:

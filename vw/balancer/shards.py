@@ -48,11 +48,13 @@ class ShardSet:
                 return shard
         return None
 
+    def draining(self) -> bool:
+        """Whether any shard is draining."""
+        return any(shard.drain for shard in self.shards.values())
+
     def to_ask(self, room: str, region: str, exclude: Collection[Shard] = ()) -> Shard | None:
         """The draining shard ``room`` belongs to, if nobody here knows whether it hosts the
         room (another balancer instance may have sent it there): ask it before picking."""
-        if not any(shard.drain for shard in self.shards.values()):
-            return None  # the usual case, spared a second rendezvous choice per request
         for _, shard in self._choices(room, region, exclude):
             if shard.drain and room not in shard.rooms and room not in shard.absent:
                 return shard
