@@ -146,3 +146,25 @@ def test_shutdown_ends_the_polled_connections_once() -> None:
     connect(poller, "127.0.0.1", listener.port, OneClient(Silent()), 5)
     run(reactor)
     assert len(lost) == 1  # the reactor's shutdown reached it through the poller
+
+
+def test_a_write_goes_out_at_once_when_nothing_is_queued() -> None:
+    reactor = EPollReactor()
+    poller = StreamPoller(reactor, "test")
+    listener = TCPListener(reactor, 0, Factory.forProtocol(Echo), "127.0.0.1", poller=poller)
+    listener.startService()
+    seen: dict[str, object] = {}
+
+    class Writer(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.write(b"ping")  # type: ignore[union-attr]
+            seen["queued"] = self.transport in reactor.getWriters()
+
+        def dataReceived(self, data: bytes) -> None:
+            seen["echo"] = data
+            reactor.stop()
+
+    connect(poller, "127.0.0.1", listener.port, OneClient(Writer()), 5)
+    run(reactor, 5)
+    listener.stopService()
+    assert seen == {"queued": False, "echo": b"ping"}

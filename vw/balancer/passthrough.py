@@ -12,7 +12,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vw.balancer import eager
 from vw.balancer.proxy import Balancer, no_delay
 from vw.balancer.rendezvous import score
 from vw.common import proxyproto
@@ -42,7 +41,7 @@ class HalfClosing(Protocol):
 
     def splice_received(self, data: bytes) -> None:
         if self.peer is not None and self.peer.transport is not None:
-            eager.write(self.peer.transport, data)
+            self.peer.transport.write(data)
 
     def readConnectionLost(self) -> None:
         self.read_done = True

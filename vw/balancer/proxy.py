@@ -24,7 +24,6 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol, connecti
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vw.balancer import eager
 from vw.balancer.http import HTTPError, Limits, RequestHead, Requests, Responses, forwarded_head
 from vw.balancer.rooms import RoomError
 from vw.balancer.router import Backend, Router
@@ -484,7 +483,7 @@ class BackendProtocol(Protocol):
 
     def send(self, data: bytes) -> None:
         if self.pending is None:
-            eager.write(self.transport, data)
+            self.transport.write(data)
         else:
             self.pending.append(data)
 
@@ -517,7 +516,7 @@ class BackendProtocol(Protocol):
             client.transport.loseConnection()  # type: ignore[union-attr]
             self.detach()
             return
-        eager.write(client.transport, out)
+        client.transport.write(out)
         if responses.tunnel and not was_tunnel:
             client.balancer.stats.tunnels += 1
         if done:
