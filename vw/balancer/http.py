@@ -15,8 +15,16 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
-#: A header block (each field ended by CRLF), and one field's name and trimmed value.
-_FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+#: A header block: each field ended by CRLF.
+_FIELDS = re.compile(rb"(?:" + _TOKEN.pattern + b":" + _VALUE.pattern + rb"\r\n)*")
+#: A well-formed request head with a CRLF after it (fullmatch): the method, the target, the
+#: version and the header block.
+_REQUEST_HEAD = re.compile(b"(" + _TOKEN.pattern + b") (" + _TARGET.pattern
+                           + rb") (HTTP/1\.[01])\r\n(" + _FIELDS.pattern + b")")
+#: A well-formed response head with a CRLF after it (fullmatch): the status and the header
+#: block.
+_RESPONSE_HEAD = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?\r\n("
+                            + _FIELDS.pattern + b")")
 #: In a valid, lowercased header block: the fields framing depends on, with trimmed values.
 _FRAMING = re.compile(rb"^(host|content-length|transfer-encoding|connection|upgrade):"
                       rb"[ \t]*(.*?)[ \t]*\r$", re.M)
@@ -58,18 +66,22 @@ class RequestHead(NamedTuple):
     forwarding: bool
 
 
-def _split_head(head: bytes, limits: Limits) -> tuple[bytes, bytes, bytes]:
-    """The start line of ``head`` (without its final empty line), its header fields (each
-    line ended by CRLF), and those lowercased; the fields are checked."""
+def _start_line(head: bytes, limits: Limits) -> bytes:
+    """The start line of a head that did not parse, once its header fields are checked:
+    what is wrong with those is said first."""
     end = head.find(b"\r\n")
     if end < 0:
-        return head, b"", b""
+        return head
     block = head[end + 2:] + b"\r\n"
     if not _FIELDS.fullmatch(block):
         _refuse_field(block)
-    if block.count(b"\n") > limits.max_headers:
+    _count_fields(block, limits)
+    return head[:end]
+
+
+def _count_fields(fields: bytes, limits: Limits) -> None:
+    if fields.count(b"\n") > limits.max_headers:
         raise HTTPError(431, "too many header fields")
-    return head[:end], block, block.lower()
 
 
 def _refuse_field(block: bytes) -> None:
@@ -136,10 +148,9 @@ class _Scan:
                 self.upgrade += b"," + value
 
 
-def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
-    """A request head: the bytes before its empty line, without the final CRLF pair."""
-    start, fields, lowered = _split_head(head, limits)
-    parts = start.split(b" ")
+def _refuse_request_head(head: bytes, limits: Limits) -> None:
+    """Say what is wrong with a request head that ``_REQUEST_HEAD`` does not match."""
+    parts = _start_line(head, limits).split(b" ")
     if len(parts) != 3:
         raise HTTPError(400, "malformed request line")
     method, target, version = parts
@@ -149,6 +160,17 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
         raise HTTPError(400, "invalid method")
     if not _TARGET.fullmatch(target):
         raise HTTPError(400, "request target is not an absolute path")
+    raise HTTPError(400, "malformed request head")
+
+
+def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
+    """A request head: the bytes before its empty line, without the final CRLF pair."""
+    matched = _REQUEST_HEAD.fullmatch(head + b"\r\n")
+    if matched is None:
+        _refuse_request_head(head, limits)
+    method, target, version, fields = matched.groups()  # type: ignore[union-attr]
+    _count_fields(fields, limits)
+    lowered = fields.lower()
     scan = _Scan(lowered)
     if scan.hosts > 1 or (version == b"HTTP/1.1" and not scan.hosts):
         raise HTTPError(400, "a request needs one Host header")
@@ -319,12 +341,13 @@ class ResponseHead(NamedTuple):
 
 
 def parse_response_head(head: bytes, limits: Limits) -> ResponseHead:
-    start, _, lowered = _split_head(head, limits)
-    version, _, rest = start.partition(b" ")
-    status = rest[:3]
-    if version not in _VERSIONS or not status.isdigit() or rest[3:4] not in (b"", b" "):
+    matched = _RESPONSE_HEAD.fullmatch(head + b"\r\n")
+    if matched is None:
+        _start_line(head, limits)
         raise HTTPError(502, "malformed status line")
-    return ResponseHead(int(status), lowered)
+    status, fields = matched.groups()
+    _count_fields(fields, limits)
+    return ResponseHead(int(status), fields.lower())
 
 
 class Responses:
