@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 import zlib
@@ -106,11 +105,8 @@ def integrity_digest(data: bytes, offset: int, length: int, key: bytes, sha256: 
     value bytes whose value starts at ``offset``) with the header length counting up to the end
     of that attribute (RFC 8489 §14.5)."""
     start = offset - 4
-    mac = hmac.new(key, digestmod=hashlib.sha256 if sha256 else hashlib.sha1)
-    mac.update(data[:2])
-    mac.update(U16.pack(start - HEADER_LENGTH + 4 + length))
-    mac.update(data[4:start])
-    return mac.digest()
+    covered = b"".join((data[:2], U16.pack(start - HEADER_LENGTH + 4 + length), data[4:start]))
+    return hmac.digest(key, covered, "sha256" if sha256 else "sha1")
 
 
 def fingerprint_value(data: bytes, offset: int) -> int:

@@ -18,7 +18,6 @@ A server authenticating a request::
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ _EXPIRY = re.compile(r"[0-9]{1,20}")
 
 def rest_password(secret: str, username: str) -> str:
     """The TURN REST API password of ``username``: base64(HMAC-SHA1(secret, username))."""
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    digest = hmac.digest(secret.encode(), username.encode(), "sha1")
     return base64.b64encode(digest).decode()
 
 
@@ -70,7 +69,7 @@ class Nonces:
             raise ValueError(f"nonce lifetime {self.lifetime!r} is not positive")
 
     def _mac(self, issued: str) -> str:
-        return hmac.new(self.secret, issued.encode(), hashlib.sha256).hexdigest()[:16]
+        return hmac.digest(self.secret, issued.encode(), "sha256").hex()[:16]
 
     def issue(self, now: float) -> str:
         """A fresh nonce issued at ``now``."""
