@@ -22,6 +22,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from vw.stun import (
@@ -38,6 +39,9 @@ from vw.stun import (
 )
 
 DEFAULT_NONCE_LIFETIME = 600.0
+#: REST keys and nonces remembered once worked out: an allocation's requests (Allocate,
+#: Refresh, CreatePermission, ChannelBind) carry the same username and nonce.
+REMEMBERED = 4096
 
 _NONCE = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{16})")
 _EXPIRY = re.compile(r"[0-9]{1,20}")
@@ -47,6 +51,28 @@ def rest_password(secret: str, username: str) -> str:
     """The TURN REST API password of ``username``: base64(HMAC-SHA1(secret, username))."""
     digest = hmac.digest(secret.encode(), username.encode(), "sha1")
     return base64.b64encode(digest).decode()
+
+
+@lru_cache(REMEMBERED)
+def _rest_key(secret: str, realm: str, username: str) -> bytes:
+    """The long-term key of a TURN REST user."""
+    return long_term_key(username, realm, rest_password(secret, username))
+
+
+def _nonce_mac(secret: bytes, issued: str) -> str:
+    return hmac.digest(secret, issued.encode(), "sha256").hex()[:16]
+
+
+@lru_cache(REMEMBERED)
+def _nonce_issued(secret: bytes, nonce: str) -> int | None:
+    """When a nonce signed under ``secret`` was issued; None if it is not such a nonce."""
+    match = _NONCE.fullmatch(nonce)
+    if match is None:
+        return None
+    issued, mac = match.groups()
+    if not hmac.compare_digest(mac.encode(), _nonce_mac(secret, issued).encode()):
+        return None
+    return int(issued, 16)
 
 
 @dataclass(frozen=True)
@@ -68,25 +94,19 @@ class Nonces:
         if not self.lifetime > 0:
             raise ValueError(f"nonce lifetime {self.lifetime!r} is not positive")
 
-    def _mac(self, issued: str) -> str:
-        return hmac.digest(self.secret, issued.encode(), "sha256").hex()[:16]
-
     def issue(self, now: float) -> str:
         """A fresh nonce issued at ``now``."""
         if not 0 <= now < 2**64:
             raise ValueError(f"nonce issue time {now!r} is not in 0..2**64")
         issued = f"{int(now):x}"
-        return f"{issued}-{self._mac(issued)}"
+        return f"{issued}-{_nonce_mac(self.secret, issued)}"
 
     def check(self, nonce: str, now: float) -> Literal["ok", "stale", "invalid"]:
         """Whether a nonce is ours and still fresh at ``now``."""
-        match = _NONCE.fullmatch(nonce)
-        if match is None:
+        issued = _nonce_issued(self.secret, nonce)
+        if issued is None:
             return "invalid"
-        issued, mac = match.groups()
-        if not hmac.compare_digest(mac.encode(), self._mac(issued).encode()):
-            return "invalid"
-        age = now - int(issued, 16)
+        age = now - issued
         if age < 0:
             return "invalid"
         return "ok" if age <= self.lifetime else "stale"
@@ -146,10 +166,7 @@ class Authenticator:
         expiry = username.split(":", 1)[0]
         if not _EXPIRY.fullmatch(expiry) or int(expiry) < now:
             return []
-        return [
-            long_term_key(username, self.realm, rest_password(secret, username))
-            for secret in self.secrets
-        ]
+        return [_rest_key(secret, self.realm, username) for secret in self.secrets]
 
     def key_for(self, username: str, now: float) -> bytes | None:
         """The key of a static user, or of a REST user under the current secret; None for
