@@ -108,6 +108,14 @@ def test_forwarded_headers_from_an_untrusted_client_are_replaced() -> None:
                        "x-forwarded-proto: http\n\n")
 
 
+def test_framing_values_are_read_without_their_blanks() -> None:
+    request = parse_request_head(head("POST / HTTP/1.1\nHost: a\nContent-Length: \t 12 \t\n"
+                                      "Connection:  \tclose  \t"), LIMITS)
+    assert request.body == 12 and not request.keep_alive
+    spaced = parse_request_head(head("GET / HTTP/1.1\nHost: a" + " " * 2000 + "b"), LIMITS)
+    assert spaced.fields.startswith(b"Host: a ")
+
+
 def test_fields_are_forwarded_as_they_came() -> None:
     request = parse_request_head(head("GET /a?b HTTP/1.0\nHost: a\nX-Y:  v v \t\nX-Real-IPs: 1"),
                                  LIMITS)

@@ -84,3 +84,19 @@ def test_any_room_name_quoted_comes_back_lowercased(name: str) -> None:
             ord(c) < 32 or ord(c) == 127 for c in name)
         return
     assert route == Route(SHARD, name.lower())
+
+
+def test_routes_of_short_targets_are_remembered_within_a_bound() -> None:
+    from vw.balancer import routes
+
+    table = RouteTable([])
+    long_target = b"/xmpp-websocket?room=a&pad=" + b"x" * routes.LONGEST_KEPT
+    assert table.route(long_target) == table.route(long_target) == Route(SHARD, "a")
+    assert long_target not in table._known
+    for number in range(routes.ROUTES_KEPT + 10):
+        assert table.route(b"/room%d" % number) == Route(SHARD, f"room{number}")
+        assert len(table._known) <= routes.ROUTES_KEPT
+    with pytest.raises(RoomError):
+        table.route(b"/xmpp-websocket?room=a&room=b")
+    with pytest.raises(RoomError):  # a refusal is not remembered as a route
+        table.route(b"/xmpp-websocket?room=a&room=b")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.internet import error
 from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPullProducer
+from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -125,7 +126,157 @@ def test_a_refused_connection_fails_through_the_factory() -> None:
     connect(poller, "127.0.0.1", port, factory, 5)
     reactor.callLater(0.5, reactor.stop)
     run(reactor)
-    assert factory.failure is not None
+    assert factory.failure is not None and factory.failure.check(error.ConnectionRefusedError)
+    assert not poller._readers and not poller._fds
+
+
+class Raising(Protocol):
+    """Raises from connectionLost, as a buggy protocol might."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        raise RuntimeError("a bug in one protocol")
+
+
+def test_what_goes_wrong_with_one_connection_ends_that_one_alone() -> None:
+    reactor = EPollReactor()
+    poller = StreamPoller(reactor, "test")
+    accepted: list[Protocol] = []
+
+    class Accepting(Factory):
+        def buildProtocol(self, addr: object) -> Protocol:
+            protocol = Raising() if not accepted else Protocol()
+            accepted.append(protocol)
+            return protocol
+
+    listener = TCPListener(reactor, 0, Accepting(), "127.0.0.1", poller=poller)
+    listener.startService()
+    lost: list[Failure] = []
+
+    class Watching(Protocol):
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
+            lost.append(reason)
+
+    first = Protocol()
+    seen: dict[str, object] = {}
+
+    def connect_the_second() -> None:
+        if not accepted:  # the first one's server side (the buggy one) comes first
+            reactor.callLater(0.01, connect_the_second)
+            return
+        connect(poller, "127.0.0.1", listener.port, OneClient(Watching()), 5)
+        reactor.callLater(0.01, close_the_first)
+
+    def close_the_first() -> None:
+        if len(accepted) < 2:
+            reactor.callLater(0.01, close_the_first)
+            return
+        first.transport.loseConnection()  # type: ignore[union-attr]
+        reactor.callLater(0.2, look)
+
+    def look() -> None:
+        seen["lost"] = list(lost)
+        seen["polling"] = poller in reactor.getReaders()
+        reactor.stop()
+
+    connect(poller, "127.0.0.1", listener.port, OneClient(first), 5)
+    reactor.callLater(0.01, connect_the_second)
+    run(reactor)
+    listener.stopService()
+    # the second connection was not taken down by the first one's bug
+    assert seen == {"lost": [], "polling": True}
+
+
+def test_shutdown_reaches_every_connection_even_past_a_failing_one() -> None:
+    reactor = EPollReactor()
+    poller = StreamPoller(reactor, "test")
+    lost: list[int] = []
+
+    class Counting(Raising):
+        def __init__(self, number: int) -> None:
+            self.number = number
+
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
+            lost.append(self.number)
+            super().connectionLost(reason)
+
+    listener = TCPListener(reactor, 0, Factory.forProtocol(Protocol), "127.0.0.1",
+                           poller=poller)
+    listener.startService()
+    for number in range(3):
+        connect(poller, "127.0.0.1", listener.port, OneClient(Counting(number)), 5)
+    reactor.callLater(0.3, reactor.stop)
+    run(reactor)
+    assert sorted(lost) == [0, 1, 2]
+
+
+def test_nothing_written_after_an_abort_goes_out() -> None:
+    reactor = EPollReactor()
+    poller = StreamPoller(reactor, "test")
+    received: list[bytes] = []
+
+    class Recording(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            received.append(data)
+
+    listener = TCPListener(reactor, 0, Factory.forProtocol(Recording), "127.0.0.1",
+                           poller=poller)
+    listener.startService()
+
+    class Aborting(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            self.transport.write(b"after the abort")  # type: ignore[union-attr]
+
+    connect(poller, "127.0.0.1", listener.port, OneClient(Aborting()), 5)
+    reactor.callLater(0.3, reactor.stop)
+    run(reactor)
+    listener.stopService()
+    assert received == []
+
+
+@implementer(IPullProducer)
+class Pulled:
+    """Writes 1,000 bytes each time it is asked, 100 times, then unregisters."""
+
+    def __init__(self, transport: object) -> None:
+        self.transport = transport
+        self.left = 100
+
+    def resumeProducing(self) -> None:
+        self.left -= 1
+        self.transport.write(b"x" * 1000)  # type: ignore[attr-defined]
+        if not self.left:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self.transport.loseConnection()  # type: ignore[attr-defined]
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def test_a_pull_producer_is_asked_until_it_is_done() -> None:
+    reactor = EPollReactor()
+    poller = StreamPoller(reactor, "test")
+    received: list[bytes] = []
+
+    class Recording(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            received.append(data)
+
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
+            reactor.stop()
+
+    listener = TCPListener(reactor, 0, Factory.forProtocol(Recording), "127.0.0.1",
+                           poller=poller)
+    listener.startService()
+
+    class Producing(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.registerProducer(Pulled(self.transport), False)  # type: ignore
+
+    connect(poller, "127.0.0.1", listener.port, OneClient(Producing()), 5)
+    run(reactor, 5)
+    listener.stopService()
+    assert len(b"".join(received)) == 100_000
 
 
 def test_shutdown_ends_the_polled_connections_once() -> None:

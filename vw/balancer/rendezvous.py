@@ -17,7 +17,8 @@ class Candidate(Protocol):
 
 T = TypeVar("T", bound=Candidate)
 
-#: Scores remembered: (shard, room, weight) triples, a few per room in use.
+#: Scores remembered: (shard, room, weight) triples, a few per room in use (and the
+#: pass-through listeners' (target, client address) pairs).
 SCORES_KEPT = 16384
 
 

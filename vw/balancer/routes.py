@@ -14,15 +14,16 @@ anything else, ``/ROOM``           the room's shard (``?room=``, else the last s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from vw.balancer.rooms import RoomError, check_name, path_segments, query_room
 
 HEALTH, SHARD, BRIDGE, PORTAL = "health", "shard", "bridge", "portal"
 _ROOM_ENDPOINTS = frozenset(["xmpp-websocket", "http-bind"])
 _ASSETS = frozenset(["static", "libs"])
-#: Request targets whose routes are remembered (a route depends on the target alone).
+#: Request targets whose routes are remembered (a route depends on the target alone), and
+#: the longest one remembered.
 ROUTES_KEPT = 4096
+LONGEST_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,20 @@ class Route:
 class RouteTable:
     def __init__(self, portal_prefixes: list[str]) -> None:
         self.portal_prefixes = tuple(prefix.encode() for prefix in portal_prefixes)
-        self.route = lru_cache(ROUTES_KEPT)(self._route)
+        self._known: dict[bytes, Route] = {}
+
+    def route(self, target: bytes) -> Route:
+        """The route for an origin-form ``target``; RoomError if it is refused."""
+        route = self._known.get(target)
+        if route is None:
+            route = self._route(target)
+            if len(target) <= LONGEST_KEPT:
+                if len(self._known) >= ROUTES_KEPT:
+                    self._known.clear()
+                self._known[target] = route
+        return route
 
     def _route(self, target: bytes) -> Route:
-        """The route for an origin-form ``target``; RoomError if it is refused."""
         path, _, query = target.partition(b"?")
         segments = path_segments(path)
         room = query_room(query) if query else None

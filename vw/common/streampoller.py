@@ -68,6 +68,8 @@ class StreamPoller:
         return self.name
 
     def doRead(self) -> None:
+        """Read every ready connection; what goes wrong with one ends that one alone, as
+        the reactor's own wrapper around each descriptor would."""
         readers = self._readers
         disconnect = self.reactor._disconnectSelectable  # type: ignore[attr-defined]
         for fd, _ in self._epoll.poll(0, READ_BATCH):
@@ -76,18 +78,25 @@ class StreamPoller:
                 continue
             try:
                 why = transport.doRead()
-            except Exception:
+            except BaseException:
                 why = Failure()
                 log.failure("reading {transport}", why, transport=transport)
             if why:
                 self.remove(transport)  # as the reactor does: a half-closed one reads no more
-                disconnect(transport, why, True)
+                try:
+                    disconnect(transport, why, True)
+                except BaseException:
+                    log.failure("ending {transport}", transport=transport)
 
     def connectionLost(self, reason: Failure) -> None:
         """The reactor is shutting down: so are the connections, as the reactor's own are."""
         self._added = False
         for transport in list(self._readers.values()):
-            transport.connectionLost(Failure(CONNECTION_LOST))
+            try:
+                transport.connectionLost(Failure(CONNECTION_LOST))
+            except BaseException:
+                log.failure("ending {transport}", transport=transport)
+        self._epoll.close()
 
 
 class _Polled:
@@ -95,20 +104,28 @@ class _Polled:
     whose writes go out at once when nothing is queued."""
 
     poller: StreamPoller
-    disconnected: bool
+    #: Whether reads go through the poller yet (a client's connect goes through the reactor,
+    #: which reports a failed one precisely).
+    polled_reads = True
     connected: bool
     disconnecting: bool
     _writeDisconnected: bool
+    _aborting: bool
     _tempDataBuffer: list[bytes]
     dataBuffer: bytes
     offset: int
+    producer: object
+    streamingProducer: bool
     socket: socket.socket
 
     def write(self, data: bytes) -> None:
         """Send what the socket takes now, instead of at the reactor's next turn (which
-        costs two epoll_ctl calls and a loop iteration per message); queue the rest."""
-        if (data and self.connected and not self.disconnecting and not self._writeDisconnected
-                and not self._tempDataBuffer and self.offset == len(self.dataBuffer)):
+        costs two epoll_ctl calls and a loop iteration per message); queue the rest. Not
+        for a pull producer, which is asked for more when the queue drains."""
+        if (type(data) is bytes and data and self.connected and not self.disconnecting
+                and not self._writeDisconnected and not self._aborting
+                and not self._tempDataBuffer and self.offset == len(self.dataBuffer)
+                and (self.producer is None or self.streamingProducer)):
             try:
                 sent = self.socket.send(data)
             except OSError:  # EAGAIN; any other error comes up through the queued write
@@ -119,16 +136,16 @@ class _Polled:
         super().write(data)  # type: ignore[misc]
 
     def startReading(self) -> None:
-        self.poller.add(self)  # type: ignore[arg-type]
+        if self.polled_reads:
+            self.poller.add(self)  # type: ignore[arg-type]
+        else:
+            super().startReading()  # type: ignore[misc]
 
     def stopReading(self) -> None:
-        self.poller.remove(self)  # type: ignore[arg-type]
-
-    def connectionLost(self, reason: Failure) -> None:
-        """Once only: at shutdown both the poller and the reactor (which may be writing to
-        it) end a connection."""
-        if not self.disconnected:
-            super().connectionLost(reason)  # type: ignore[misc]
+        if self.polled_reads:
+            self.poller.remove(self)  # type: ignore[arg-type]
+        else:
+            super().stopReading()  # type: ignore[misc]
 
 
 class PolledServer(_Polled, tcp.Server):
@@ -138,9 +155,15 @@ class PolledServer(_Polled, tcp.Server):
 
 
 class PolledClient(_Polled, tcp.Client):
+    polled_reads = False
+
     def __init__(self, host, port, bindAddress, connector, reactor) -> None:  # type: ignore[no-untyped-def]
         self.poller = connector.poller
         super().__init__(host, port, bindAddress, connector, reactor)
+
+    def _connectDone(self) -> None:
+        self.polled_reads = True
+        super()._connectDone()
 
 
 class _PolledConnector(tcp.Connector):
