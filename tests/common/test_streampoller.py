@@ -77,6 +77,29 @@ class OneClient(ClientFactory):
         self.failure = reason
 
 
+class Recording(Protocol):
+    """Keeps what it receives in ``received``; calls ``ended`` once the connection ends."""
+
+    def __init__(self, received: list[bytes], ended: Callable[[], object] = lambda: None) -> None:
+        self.received = received
+        self.ended = ended
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.ended()
+
+
+def recording_server(reactor: EPollReactor, poller: StreamPoller, received: list[bytes],
+                     ended: Callable[[], object] = lambda: None) -> TCPListener:
+    """A polled listener on a free loopback port whose connections record what they get."""
+    factory = Factory.forProtocol(lambda: Recording(received, ended))  # type: ignore[arg-type]
+    listener = TCPListener(reactor, 0, factory, "127.0.0.1", poller=poller)
+    listener.startService()
+    return listener
+
+
 def run(reactor: EPollReactor, seconds: float = 10.0) -> None:
     reactor.callLater(seconds, reactor.stop)
     reactor.run(installSignalHandlers=False)
@@ -213,14 +236,7 @@ def test_nothing_written_after_an_abort_goes_out() -> None:
     reactor = EPollReactor()
     poller = StreamPoller(reactor, "test")
     received: list[bytes] = []
-
-    class Recording(Protocol):
-        def dataReceived(self, data: bytes) -> None:
-            received.append(data)
-
-    listener = TCPListener(reactor, 0, Factory.forProtocol(Recording), "127.0.0.1",
-                           poller=poller)
-    listener.startService()
+    listener = recording_server(reactor, poller, received)
 
     class Aborting(Protocol):
         def connectionMade(self) -> None:
@@ -257,17 +273,7 @@ def test_a_pull_producer_is_asked_until_it_is_done() -> None:
     reactor = EPollReactor()
     poller = StreamPoller(reactor, "test")
     received: list[bytes] = []
-
-    class Recording(Protocol):
-        def dataReceived(self, data: bytes) -> None:
-            received.append(data)
-
-        def connectionLost(self, reason: Failure = connectionDone) -> None:
-            reactor.stop()
-
-    listener = TCPListener(reactor, 0, Factory.forProtocol(Recording), "127.0.0.1",
-                           poller=poller)
-    listener.startService()
+    listener = recording_server(reactor, poller, received, reactor.stop)
 
     class Producing(Protocol):
         def connectionMade(self) -> None:
