@@ -3,8 +3,12 @@ reactor of the test's own over loopback."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
+from OpenSSL import SSL
 from twisted.internet import error
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPullProducer
@@ -14,6 +18,8 @@ from zope.interface import implementer
 
 from vw.common.listener import TCPListener
 from vw.common.streampoller import PolledClient, PolledServer, StreamPoller, connect
+from vw.common.tls import PreparedContextFactory, ensure_material, server_context
+from vw.config import Config, GeneralConfig
 
 
 @implementer(IHalfCloseableProtocol)
@@ -325,3 +331,44 @@ def test_a_write_goes_out_at_once_when_nothing_is_queued() -> None:
     run(reactor, 5)
     listener.stopService()
     assert seen == {"queued": False, "echo": b"ping"}
+
+
+def client_hello() -> bytes:
+    """A TLS ClientHello, made in memory."""
+    connection = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    connection.set_connect_state()
+    try:
+        connection.do_handshake()
+    except SSL.WantReadError:
+        pass
+    return connection.bio_read(65536)
+
+
+def test_after_start_tls_what_is_written_is_encrypted(tmp_path: Path) -> None:
+    material = ensure_material(Config(general=GeneralConfig(state_dir=str(tmp_path))))
+    context = PreparedContextFactory(server_context(material))
+    reactor = EPollReactor()
+    poller = StreamPoller(reactor, "test")
+
+    class Upgrading(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.startTLS(context)  # type: ignore[union-attr]
+            self.transport.write(b"a secret")  # type: ignore[union-attr]
+
+    listener = TCPListener(reactor, 0, Factory.forProtocol(Upgrading), "127.0.0.1",
+                           poller=poller)
+    listener.startService()
+    first: list[bytes] = []
+
+    def client() -> None:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as raw:
+            raw.sendall(client_hello())
+            first.append(raw.recv(5))  # a TLS record header, or the plaintext
+        reactor.callFromThread(reactor.stop)
+
+    thread = threading.Thread(target=client, daemon=True)
+    reactor.callLater(0, thread.start)
+    run(reactor, 5)
+    thread.join(5)
+    listener.stopService()
+    assert first and first[0][:2] == b"\x16\x03"  # the server's handshake, not b"a se"

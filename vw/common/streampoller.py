@@ -111,6 +111,8 @@ class _Polled:
     disconnecting: bool
     _writeDisconnected: bool
     _aborting: bool
+    #: Whether ``startTLS`` was called: writes go through the TLS layer then.
+    TLS: bool
     _tempDataBuffer: list[bytes]
     dataBuffer: bytes
     offset: int
@@ -121,8 +123,10 @@ class _Polled:
     def write(self, data: bytes) -> None:
         """Send what the socket takes now, instead of at the reactor's next turn (which
         costs two epoll_ctl calls and a loop iteration per message); queue the rest. Not
-        for a pull producer, which is asked for more when the queue drains."""
-        if (type(data) is bytes and data and self.connected and not self.disconnecting
+        for a pull producer, which is asked for more when the queue drains, nor after
+        ``startTLS``, when what is written must go through the TLS layer."""
+        if (type(data) is bytes and data and not self.TLS and self.connected
+                and not self.disconnecting
                 and not self._writeDisconnected and not self._aborting
                 and not self._tempDataBuffer and self.offset == len(self.dataBuffer)
                 and (self.producer is None or self.streamingProducer)):
