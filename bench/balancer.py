@@ -9,9 +9,17 @@ Run: ``.venv/bin/python bench/balancer.py [--quick]``. Needs Debian's ``haproxy`
   and echoes every byte after it;
 * vw-balancer: ``twistd vw-balancer`` with that backend as its only shard (and as its
   bridge, for the WebSocket phase), plain HTTP listener;
-* HAProxy as the proxy under comparison: ``nbthread 1``, ``mode http``, keep-alive to the
-  client and to the server (``http-reuse always``), ``option forwardfor``, the same
-  ``/about/health`` check every 2 s.
+* HAProxy as the proxy under comparison, twice:
+
+  - ``haproxy``: the project's ``etc/haproxy.cfg`` (``nbthread 1``), the routing
+    vw-balancer does, written for HAProxy, with this run's ports and the one shard: client
+    forwarding headers removed and set, hostile room names refused, the room taken from
+    ``?room=`` or the path, percent-decoded and lowercased, hashed to a shard, the shard
+    named in ``X-VW-Shard`` on the response, health checks every 2 s. The same job, so
+    the main comparison.
+  - ``haproxy-bare``: the least a proxy does here (``nbthread 1``, ``option forwardfor``,
+    ``balance hash url_param(room)``, ``http-reuse always``, health checks every 2 s): what
+    this benchmark compared against before, for continuity.
 
 Phases, for each proxy in turn (who goes first alternates between rounds):
 
@@ -107,6 +115,7 @@ class Setup:
         self.websocket = free_port()
         self.vw = free_port()
         self.haproxy = free_port()
+        self.haproxy_bare = free_port()
 
     def start(self, command: list[str], port: int, name: str) -> subprocess.Popen:
         log = open(self.directory / f"{name}.log", "w")
@@ -148,7 +157,7 @@ state_dir = "{self.directory / 'var'}"
 http_port = {self.vw}
 tls_port = {free_port()}
 admin_port = {free_port()}
-bridges = {{ "ws" = "{HOST}:{self.websocket}" }}
+bridges = {{ "jvb1" = "{HOST}:{self.websocket}" }}
 connection_rate = 100000.0
 connection_burst = 100000
 [[balancer.shards]]
@@ -158,9 +167,11 @@ address = "{HOST}:{self.backend}"
         self.vw_process = self.start(
             [str(BIN / "twistd"), "--nodaemon", "--pidfile=", "vw-balancer", "--config",
              str(config)], self.vw, "vw-balancer")
-        self.haproxy_process = self.start(self.haproxy_config("proxy", f"""
+        self.haproxy_process = self.start(["haproxy", "-db", "-f", str(self.example_config())],
+                                          self.haproxy, "haproxy")
+        self.haproxy_bare_process = self.start(self.haproxy_config("bare", f"""
 frontend proxy
-    bind {HOST}:{self.haproxy}
+    bind {HOST}:{self.haproxy_bare}
     option forwardfor
     use_backend ws if {{ path_beg /colibri-ws/ }}
     default_backend shards
@@ -172,7 +183,30 @@ backend shards
     server backend {HOST}:{self.backend} check inter 2s
 backend ws
     server ws {HOST}:{self.websocket}
-"""), self.haproxy, "haproxy")
+"""), self.haproxy_bare, "haproxy-bare")
+
+    def example_config(self) -> Path:
+        """etc/haproxy.cfg with this run's ports, one shard (the backend) and the echo
+        process as bridge jvb1; plain HTTP only."""
+        text = (HERE.parent / "etc" / "haproxy.cfg").read_text()
+        for old, new in [
+                ("/run/haproxy/admin.sock", str(self.directory / "admin.sock")),
+                ("    bind :8443 ssl crt /etc/vw/balancer.pem alpn http/1.1\n", ""),
+                ("bind :8080", f"bind {HOST}:{self.haproxy}"),
+                ("127.0.0.1:8081", f"{HOST}:{free_port()}"),
+                ("10.0.0.11:5280", f"{HOST}:{self.backend}"),
+                ("    server s2 10.0.0.12:5280 weight 100\n", ""),
+                ("10.0.0.21:9090", f"{HOST}:{self.websocket}"),
+                ("10.0.0.31:8000", f"{HOST}:{self.backend}"),
+                ("bind :5222", f"bind {HOST}:{free_port()}"),
+                ("10.0.0.11:5222", f"{HOST}:{self.backend}"),
+                ("10.0.0.12:5222", f"{HOST}:{self.backend}")]:
+            if old not in text:
+                raise RuntimeError(f"etc/haproxy.cfg no longer has {old!r}")
+            text = text.replace(old, new)
+        path = self.directory / "example.cfg"
+        path.write_text(text)
+        return path
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -202,7 +236,7 @@ async def websocket_throughput(port: int, tunnels: int, mebibytes: int) -> float
 
     async def one(index: int) -> None:
         reader, writer = await asyncio.open_connection(HOST, port)
-        writer.write(f"GET /colibri-ws/ws/c/e{index} HTTP/1.1\r\nHost: bench\r\n"
+        writer.write(f"GET /colibri-ws/jvb1/c/e{index} HTTP/1.1\r\nHost: bench\r\n"
                      "Connection: Upgrade\r\nUpgrade: websocket\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
@@ -244,7 +278,7 @@ def measure(name: str, port: int, pid: int, args: argparse.Namespace,
                "p50_ms": latency.get("p50", 0.0), "p99_ms": latency.get("p99", 0.0),
                "added_p99_ms": latency.get("p99", 0.0) - direct_p99,
                "websocket_mib_s": mib}
-    print(f"  {name:8} {figures['rps']:9.0f} req/s ({load['errors']:.0f} not 2xx)  "
+    print(f"  {name:12} {figures['rps']:9.0f} req/s ({load['errors']:.0f} not 2xx)  "
           f"cpu/10k {figures['cpu_per_10k']:.3f} s  "
           f"p99(c=1) {figures['p99_ms']:.3f} ms (+{figures['added_p99_ms']:.3f})  "
           f"ws {mib:.0f} MiB/s", flush=True)
@@ -278,11 +312,11 @@ def main() -> None:
         for number in range(args.rounds):
             print(f"round {number + 1}/{args.rounds}", flush=True)
             direct = wrk(setup.backend, 1, args.seconds)
-            print(f"  direct   p99(c=1) {direct.get('p99', 0.0):.3f} ms", flush=True)
+            print(f"  direct       p99(c=1) {direct.get('p99', 0.0):.3f} ms", flush=True)
             order = [("vw", setup.vw, setup.vw_process.pid),
-                     ("haproxy", setup.haproxy, setup.haproxy_process.pid)]
-            if number % 2:
-                order.reverse()
+                     ("haproxy", setup.haproxy, setup.haproxy_process.pid),
+                     ("haproxy-bare", setup.haproxy_bare, setup.haproxy_bare_process.pid)]
+            order = order[number % 3:] + order[:number % 3]  # each goes first in turn
             result: dict[str, Any] = {"direct_p99_ms": direct.get("p99", 0.0)}
             for name, port, pid in order:
                 result[name] = measure(name, port, pid, args, result["direct_p99_ms"])
@@ -295,22 +329,21 @@ def main() -> None:
     def median(side: str, key: str) -> float:
         return statistics.median(r[side][key] for r in rounds)
 
-    summary = {key: {"vw": median("vw", key), "haproxy": median("haproxy", key)}
+    proxies = ("vw", "haproxy", "haproxy-bare")
+    summary = {key: {name: median(name, key) for name in proxies}
                for key in ("rps", "cpu_per_10k", "p99_ms", "added_p99_ms", "p99_loaded_ms",
                            "websocket_mib_s", "errors")}
-    ratios = {"rps_vw_over_haproxy": summary["rps"]["vw"] / summary["rps"]["haproxy"],
-              "cpu_vw_over_haproxy": summary["cpu_per_10k"]["vw"]
-              / summary["cpu_per_10k"]["haproxy"],
-              "websocket_vw_over_haproxy": summary["websocket_mib_s"]["vw"]
-              / summary["websocket_mib_s"]["haproxy"]}
-    print("\nmedian of rounds           vw-balancer    HAProxy    vw/HAProxy")
+    ratios = {f"{key}_vw_over_{anchor}": summary[key]["vw"] / summary[key][anchor]
+              for key in ("rps", "cpu_per_10k", "websocket_mib_s")
+              for anchor in proxies[1:]}
+    print("\nmedian of rounds          vw-balancer     HAProxy  vw/HAProxy  HAProxy-bare  vw/bare")
     for key, label in (("rps", "requests/s (c=50)"), ("cpu_per_10k", "CPU s per 10k req"),
                        ("p99_ms", "p99 ms (c=1)"), ("added_p99_ms", "added p99 ms (c=1)"),
                        ("p99_loaded_ms", "p99 ms (c=50)"),
                        ("websocket_mib_s", "WebSocket MiB/s")):
-        vw, haproxy = summary[key]["vw"], summary[key]["haproxy"]
-        ratio = vw / haproxy if haproxy else float("nan")
-        print(f"{label:24} {vw:12.3f} {haproxy:10.3f} {ratio:12.2f}")
+        vw, haproxy, bare = (summary[key][name] for name in proxies)
+        print(f"{label:24} {vw:12.3f} {haproxy:11.3f} {vw / haproxy if haproxy else 0:11.2f}"
+              f" {bare:13.3f} {vw / bare if bare else 0:8.2f}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
