@@ -23,7 +23,9 @@ Run: ``.venv/bin/python bench/balancer.py [--quick]``. Needs Debian's ``haproxy`
 
 Phases, for each proxy in turn (who goes first alternates between rounds):
 
-(1) throughput: ``wrk -t1 -c50 -d D --latency`` on ``/xmpp-websocket?room=bench`` (keep-alive,
+(1) throughput: ``wrk -t1 -c50 -d D --latency`` on ``/xmpp-websocket?room=benchN`` for N = 1,
+    2, ... ``--rooms`` (20,000) in turn (a wrk script), so that no proxy can answer from what
+    it worked out for an earlier request (keep-alive,
     50 connections): requests per second, and the proxy's CPU seconds (user + system, from
     ``/proc/PID/stat``) per 10,000 requests;
 (2) latency: ``wrk -t1 -c1`` (one request at a time) for D seconds through the proxy and
@@ -61,6 +63,15 @@ BIN = Path(sys.executable).parent
 RESULTS = HERE / "results" / "balancer-latest.json"
 HOST = "127.0.0.1"
 TARGET = "/xmpp-websocket?room=bench"
+#: wrk's script for the throughput phase: each request for the next of ROOMS rooms, so that
+#: no proxy answers from what it worked out for an earlier request.
+ROOMS_SCRIPT = """
+local rooms, n = {rooms}, 0
+request = function()
+  n = n % rooms + 1
+  return wrk.format(nil, "{target}" .. n)
+end
+"""
 CHUNK = 65536
 
 WEBSOCKET_BACKEND = """
@@ -213,12 +224,13 @@ backend ws
             stop(process)
 
 
-def wrk(port: int, connections: int, seconds: float) -> dict[str, float]:
+def wrk(port: int, connections: int, seconds: float,
+        script: Path | None = None) -> dict[str, float]:
     """wrk's requests per second and latency percentiles (ms)."""
     result = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
-         f"http://{HOST}:{port}{TARGET}"], capture_output=True, text=True,
-        timeout=seconds + 30)
+         *(["-s", str(script)] if script else []), f"http://{HOST}:{port}{TARGET}"],
+        capture_output=True, text=True, timeout=seconds + 30)
     out = result.stdout
     figures: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)",
                                                          out).group(1))}
@@ -266,13 +278,13 @@ async def websocket_throughput(port: int, tunnels: int, mebibytes: int) -> float
 
 
 def measure(name: str, port: int, pid: int, args: argparse.Namespace,
-            direct_p99: float) -> dict[str, Any]:
+            direct_p99: float, script: Path | None) -> dict[str, Any]:
     before = cpu_seconds(pid)
-    load = wrk(port, args.connections, args.seconds)
+    load = wrk(port, args.connections, args.seconds, script)
     cpu = cpu_seconds(pid) - before
     latency = wrk(port, 1, args.seconds)
     mib = asyncio.run(websocket_throughput(port, args.tunnels, args.mebibytes))
-    requests = load["rps"] * args.seconds
+    requests = load["rps"] * int(args.seconds)
     figures = {"rps": load["rps"], "p99_loaded_ms": load.get("p99", 0.0),
                "errors": load["errors"], "cpu_per_10k": 10000 * cpu / requests,
                "p50_ms": latency.get("p50", 0.0), "p99_ms": latency.get("p99", 0.0),
@@ -293,6 +305,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--tunnels", type=int, default=4)
     parser.add_argument("--mebibytes", type=int, default=64, help="per tunnel")
+    parser.add_argument("--rooms", type=int, default=20000,
+                        help="rooms the throughput phase goes through in turn (1: one URL)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if args.quick:
@@ -302,6 +316,10 @@ def main() -> None:
             sys.exit(f"bench/balancer.py needs {tool} (make os-deps)")
     directory = Path(tempfile.mkdtemp(prefix="vw-bench-balancer-"))
     setup = Setup(directory)
+    script = None
+    if args.rooms > 1:
+        script = directory / "rooms.lua"
+        script.write_text(ROOMS_SCRIPT.format(rooms=args.rooms, target=TARGET))
     rounds: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
@@ -319,7 +337,7 @@ def main() -> None:
             order = order[number % 3:] + order[:number % 3]  # each goes first in turn
             result: dict[str, Any] = {"direct_p99_ms": direct.get("p99", 0.0)}
             for name, port, pid in order:
-                result[name] = measure(name, port, pid, args, result["direct_p99_ms"])
+                result[name] = measure(name, port, pid, args, result["direct_p99_ms"], script)
             rounds.append(result)
     finally:
         setup.stop()
