@@ -33,7 +33,8 @@ Phases, for each proxy in turn (who goes first alternates between rounds):
 (3) WebSocket: C tunnels at once, each upgrading through the proxy and echoing M MiB in
     64 KiB writes; MiB per second (both ways counted once).
 
-The median round is reported; every round is in bench/results/balancer-latest.json.
+Each figure's median over the rounds is reported (ratios are of medians); every round is
+in bench/results/balancer-latest.json.
 """
 
 from __future__ import annotations
