@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from vw.balancer.geo import Geo
-from vw.balancer.proxy import LINGER, BackendProtocol, Balancer, ClientProtocol
+from vw.balancer.proxy import FORGET_INTERVAL, LINGER, BackendProtocol, Balancer, ClientProtocol
 from vw.balancer.router import Router
 from vw.common import proxyproto
 from vw.config import BalancerConfig, Config, ShardConfig
@@ -499,3 +499,16 @@ def test_an_error_is_written_before_a_half_close_closes() -> None:
     client.send(request("/a%2Fb"))
     client.protocol.readConnectionLost()
     assert client.received().startswith(b"HTTP/1.1 400") and client.transport.disconnecting
+
+
+def test_rooms_and_addresses_are_forgotten_at_intervals() -> None:
+    balancer, _ = make(room_memory=5.0)
+    shard = balancer.router.shards.pick("r", "", 0.0)
+    assert shard is not None and "r" in shard.rooms
+    assert balancer.admit("192.0.2.9")
+    balancer.tick(1.0)  # the first look: the room is 1 s old
+    assert "r" in shard.rooms and "192.0.2.9" not in balancer.buckets  # the bucket is full
+    balancer.tick(6.0)  # old enough, but the next look is not due yet
+    assert "r" in shard.rooms
+    balancer.tick(1.0 + FORGET_INTERVAL)
+    assert "r" not in shard.rooms

@@ -39,6 +39,8 @@ REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
            505: "HTTP Version Not Supported"}
 #: Seconds an error answer waits for the client to close before closing itself.
 LINGER = 2.0
+#: Seconds between looks for addresses and rooms to forget (each look scans them all).
+FORGET_INTERVAL = 10.0
 
 
 def simple_response(status: int, body: bytes, close: bool,
@@ -96,6 +98,7 @@ class Balancer:
         self.stats = stats or Stats()
         #: Connection rate per client address.
         self.buckets: dict[str, TokenBucket] = {}
+        self.next_forget = 0.0
         self.configure()
 
     def configure(self) -> None:
@@ -113,7 +116,11 @@ class Balancer:
         return bucket.take(1, now)
 
     def tick(self, now: float) -> None:
-        """Forget addresses whose buckets are full and rooms not seen for long."""
+        """Forget addresses whose buckets are full and rooms not seen for long, every
+        FORGET_INTERVAL seconds."""
+        if now < self.next_forget:
+            return
+        self.next_forget = now + FORGET_INTERVAL
         for host in [host for host, bucket in self.buckets.items() if bucket.full(now)]:
             del self.buckets[host]
         self.router.shards.forget(now)
