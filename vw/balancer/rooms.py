@@ -62,7 +62,10 @@ def query_room(query: bytes) -> str | None:
 
 def path_segments(path: bytes) -> list[str]:
     """The decoded segments of ``path``; dot segments and escaped separators are refused."""
-    segments = [percent_decode(segment) for segment in path.split(b"/")[1:]]
+    if b"%" in path:
+        segments = [percent_decode(segment) for segment in path.split(b"/")[1:]]
+    else:  # "/" cannot be part of a UTF-8 sequence: decode once, then split
+        segments = percent_decode(path).split("/")[1:]
     for segment in segments:
         if segment in (".", "..") or _FORBIDDEN.search(segment):
             raise RoomError("dot segment, escaped separator or control character in the path")

@@ -13,7 +13,7 @@ anything else, ``/ROOM``           the room's shard (``?room=``, else the last s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vw.balancer.rooms import RoomError, check_name, path_segments, query_room
 
@@ -26,8 +26,7 @@ ROUTES_KEPT = 4096
 LONGEST_KEPT = 256
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     kind: str
     #: The room (SHARD; "" when there is none) or the bridge id (BRIDGE).
     key: str = ""
