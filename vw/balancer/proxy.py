@@ -429,8 +429,8 @@ class ClientProtocol(Protocol):
         requests = self.requests
         responses = None if self.backend is None else self.backend.responses
         tunnel = responses is not None and responses.tunnel
-        if requests.raw or not (requests.partial or responses is None
-                                or not (responses.methods or tunnel)):
+        busy = responses is not None and (responses.methods or tunnel)
+        if requests.raw or (busy and not requests.partial):
             self.header_deadline = None
         elif self.header_deadline is None:
             self.header_deadline = balancer.clock.seconds() + settings.header_timeout

@@ -51,8 +51,7 @@ def query_room(query: bytes) -> str | None:
     found = None
     for pair in query.split(b"&"):
         key, _, value = pair.partition(b"=")
-        if key != b"room" and (b"%" not in key and b"+" not in key
-                               or percent_decode(key, plus=True) != "room"):
+        if key != b"room" and percent_decode(key, plus=True) != "room":
             continue
         if found is not None:
             raise RoomError("room given twice")
