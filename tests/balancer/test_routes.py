@@ -58,6 +58,15 @@ def test_hostile_targets_are_refused(target: bytes) -> None:
 
 def test_the_longest_room_is_accepted() -> None:
     assert TABLE.route(b"/" + b"A" * MAX_ROOM) == Route(SHARD, "a" * MAX_ROOM)
+    room = b"/http-bind?room=" + b"B" * MAX_ROOM
+    assert TABLE.route(room) == Route(SHARD, "b" * MAX_ROOM)
+    with pytest.raises(RoomError):
+        TABLE.route(room + b"b")
+
+
+def test_a_portal_prefix_wins_over_a_room_endpoint() -> None:
+    assert RouteTable(["/http-bind"]).route(b"/http-bind?room=a") == Route(PORTAL)
+    assert RouteTable(["/http-bind"]).route(b"/xmpp-websocket?room=A") == Route(SHARD, "a")
 
 
 @fuzz

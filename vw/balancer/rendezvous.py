@@ -4,7 +4,7 @@ shards picks the same one for a key, and removing a shard moves only that shard'
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 from functools import lru_cache
 from hashlib import blake2b
 from typing import Protocol, TypeVar
@@ -31,8 +31,10 @@ def score(name: str, key: str, weight: float) -> float:
     return -weight / math.log(h)
 
 
-def choose(key: str, candidates: Iterable[T]) -> T | None:
+def choose(key: str, candidates: Sequence[T]) -> T | None:
     """The candidate with the highest score for ``key``; None if there is none."""
+    if len(candidates) < 2:
+        return candidates[0] if candidates else None
     best, best_score = None, -1.0
     for candidate in candidates:
         value = score(candidate.name, key, candidate.weight)

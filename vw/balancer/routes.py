@@ -13,9 +13,10 @@ anything else, ``/ROOM``           the room's shard (``?room=``, else the last s
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
-from vw.balancer.rooms import RoomError, check_name, path_segments, query_room
+from vw.balancer.rooms import MAX_ROOM, RoomError, check_name, path_segments, query_room
 
 HEALTH, SHARD, BRIDGE, PORTAL = "health", "shard", "bridge", "portal"
 _ROOM_ENDPOINTS = frozenset(["xmpp-websocket", "http-bind"])
@@ -36,6 +37,12 @@ class RouteTable:
     def __init__(self, portal_prefixes: list[str]) -> None:
         self.portal_prefixes = tuple(prefix.encode() for prefix in portal_prefixes)
         self._known: dict[bytes, Route] = {}
+        endpoints = [endpoint.encode() for endpoint in sorted(_ROOM_ENDPOINTS)
+                     if not f"/{endpoint}".encode().startswith(self.portal_prefixes)]
+        #: The usual target, routed without decoding: a room endpoint with only a plain
+        #: ``room`` parameter (no escapes, no dot names).
+        self._plain = re.compile(rb"/(?:%s)\?room=([\w~-][\w.~-]{0,%d})"
+                                 % (b"|".join(endpoints), MAX_ROOM - 1))
 
     def route(self, target: bytes) -> Route:
         """The route for an origin-form ``target``; RoomError if it is refused."""
@@ -49,6 +56,9 @@ class RouteTable:
         return route
 
     def _route(self, target: bytes) -> Route:
+        plain = self._plain.fullmatch(target)
+        if plain is not None:
+            return Route(SHARD, plain[1].decode("ascii").lower())
         path, _, query = target.partition(b"?")
         segments = path_segments(path)
         room = query_room(query) if query else None

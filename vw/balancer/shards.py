@@ -3,7 +3,7 @@ the client's region first, drained shards keeping the rooms they already have (s
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from vw.balancer.health import Health
@@ -40,8 +40,9 @@ class ShardSet:
              exclude: Collection[Shard] = ()) -> Shard | None:
         """The shard for ``room`` from a client in ``region`` ("" if unknown), leaving out
         ``exclude`` (the shards a request could not reach)."""
-        for group, shard in self._choices(room, region, exclude):
-            if shard.drain and room not in shard.rooms:
+        for group in self._groups(region, exclude):
+            shard = choose(room, group)
+            if shard is not None and shard.drain and room not in shard.rooms:
                 shard = choose(room, [s for s in group if not s.drain])
             if shard is not None:
                 shard.rooms[room] = now
@@ -55,26 +56,23 @@ class ShardSet:
     def to_ask(self, room: str, region: str, exclude: Collection[Shard] = ()) -> Shard | None:
         """The draining shard ``room`` belongs to, if nobody here knows whether it hosts the
         room (another balancer instance may have sent it there): ask it before picking."""
-        for _, shard in self._choices(room, region, exclude):
-            if shard.drain and room not in shard.rooms and room not in shard.absent:
-                return shard
-            return None
+        for group in self._groups(region, exclude):
+            shard = choose(room, group)
+            if shard is not None:
+                if shard.drain and room not in shard.rooms and room not in shard.absent:
+                    return shard
+                return None
         return None
 
     def answered(self, shard: Shard, room: str, hosted: bool, now: float) -> None:
         """``shard`` said whether it hosts ``room``."""
         (shard.rooms if hosted else shard.absent)[room] = now
 
-    def _choices(self, room: str, region: str,
-                 exclude: Collection[Shard]) -> Iterator[tuple[list[Shard], Shard]]:
-        """The rendezvous choice of each group to try: the client's region, then all."""
+    def _groups(self, region: str, exclude: Collection[Shard]) -> tuple[list[Shard], ...]:
+        """The shards to choose from, in turn: those up in the client's region, then all up."""
         up = [shard for shard in self.shards.values()
               if shard.health.up and shard not in exclude]
-        groups = [[shard for shard in up if shard.region == region], up] if region else [up]
-        for group in groups:
-            shard = choose(room, group)
-            if shard is not None:
-                yield group, shard
+        return ([shard for shard in up if shard.region == region], up) if region else (up,)
 
     def forget(self, now: float) -> None:
         """Forget rooms not seen for ``room_memory`` seconds."""
