@@ -4,15 +4,17 @@ Run: ``.venv/bin/python bench/balancer.py [--quick]``. Needs Debian's ``haproxy`
 ``wrk``. Everything runs on loopback from a temporary directory:
 
 * the backend: a second HAProxy (nbthread 1) answering every request itself with a 2-byte
-  body (``http-request return``), so that the backend costs little next to the proxies;
+  body (``http-request return``), so that the backend costs little next to the proxies; it
+  listens on two ports, which every proxy takes for two shards (as in the issue's setting
+  and etc/haproxy.cfg), so that a proxy chooses between shards for each room;
   and, for WebSocket, a small asyncio server (a subprocess) that answers the upgrade with 101
   and echoes every byte after it;
-* vw-balancer: ``twistd vw-balancer`` with that backend as its only shard (and as its
+* vw-balancer: ``twistd vw-balancer`` with those two shards (and the echo server as its
   bridge, for the WebSocket phase), plain HTTP listener;
 * HAProxy as the proxy under comparison, twice:
 
   - ``haproxy``: the project's ``etc/haproxy.cfg`` (``nbthread 1``), the routing
-    vw-balancer does, written for HAProxy, with this run's ports and the one shard: client
+    vw-balancer does, written for HAProxy, with this run's ports and the two shards: client
     forwarding headers removed and set, hostile room names refused, the room taken from
     ``?room=`` or the path, percent-decoded and lowercased, hashed to a shard, the shard
     named in ``X-VW-Shard`` on the response, health checks every 2 s. The same job, so
@@ -124,6 +126,7 @@ class Setup:
         self.directory = directory
         self.processes: list[subprocess.Popen] = []
         self.backend = free_port()
+        self.backend2 = free_port()
         self.websocket = free_port()
         self.vw = free_port()
         self.haproxy = free_port()
@@ -157,6 +160,7 @@ defaults
         self.start(self.haproxy_config("backend", f"""
 frontend backend
     bind {HOST}:{self.backend}
+    bind {HOST}:{self.backend2}
     http-request return status 200 content-type text/plain string ok
 """), self.backend, "backend")
         self.start([sys.executable, "-c", WEBSOCKET_BACKEND, str(self.websocket)],
@@ -173,8 +177,11 @@ bridges = {{ "jvb1" = "{HOST}:{self.websocket}" }}
 connection_rate = 100000.0
 connection_burst = 100000
 [[balancer.shards]]
-name = "backend"
+name = "s1"
 address = "{HOST}:{self.backend}"
+[[balancer.shards]]
+name = "s2"
+address = "{HOST}:{self.backend2}"
 """)
         self.vw_process = self.start(
             [str(BIN / "twistd"), "--nodaemon", "--pidfile=", "vw-balancer", "--config",
@@ -192,14 +199,15 @@ backend shards
     hash-type consistent
     http-reuse always
     option httpchk GET /about/health
-    server backend {HOST}:{self.backend} check inter 2s
+    server s1 {HOST}:{self.backend} check inter 2s
+    server s2 {HOST}:{self.backend2} check inter 2s
 backend ws
     server ws {HOST}:{self.websocket}
 """), self.haproxy_bare, "haproxy-bare")
 
     def example_config(self) -> Path:
-        """etc/haproxy.cfg with this run's ports, one shard (the backend) and the echo
-        process as bridge jvb1; plain HTTP only."""
+        """etc/haproxy.cfg with this run's ports, the backend's two ports as its two shards
+        and the echo process as bridge jvb1; plain HTTP only."""
         text = (HERE.parent / "etc" / "haproxy.cfg").read_text()
         for old, new in [
                 ("/run/haproxy/admin.sock", str(self.directory / "admin.sock")),
@@ -207,7 +215,7 @@ backend ws
                 ("bind :8080", f"bind {HOST}:{self.haproxy}"),
                 ("127.0.0.1:8081", f"{HOST}:{free_port()}"),
                 ("10.0.0.11:5280", f"{HOST}:{self.backend}"),
-                ("    server s2 10.0.0.12:5280 weight 100\n", ""),
+                ("10.0.0.12:5280", f"{HOST}:{self.backend2}"),
                 ("10.0.0.21:9090", f"{HOST}:{self.websocket}"),
                 ("10.0.0.31:8000", f"{HOST}:{self.backend}"),
                 ("bind :5222", f"bind {HOST}:{free_port()}"),

@@ -11,7 +11,14 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from vw.balancer.geo import Geo
-from vw.balancer.proxy import FORGET_INTERVAL, LINGER, BackendProtocol, Balancer, ClientProtocol
+from vw.balancer.proxy import (
+    FORGET_INTERVAL,
+    LINGER,
+    PARKED,
+    BackendProtocol,
+    Balancer,
+    ClientProtocol,
+)
 from vw.balancer.router import Router
 from vw.common import proxyproto
 from vw.config import BalancerConfig, Config, ShardConfig
@@ -115,11 +122,81 @@ def test_a_request_for_another_shard_waits_for_the_responses_before_it() -> None
     backend1.dataReceived(OK[:10])
     assert len(reactor.tcpClients) == 1
     backend1.dataReceived(OK[10:])
-    assert transport1.disconnecting
+    assert not transport1.disconnecting and list(client.protocol.parked.values()) == [backend1]
     backend2, transport2, address = client.backend()
     assert address == ("127.0.0.1", 7002) and transport2.value().startswith(
         f"GET /{second} ".encode())
     assert client.transport.producerState == "producing"
+
+
+def on_both_shards() -> tuple[MemoryReactorClock, Client, tuple[str, str],
+                              list[tuple[BackendProtocol, StringTransport]]]:
+    """A client that asked for a room on s1 (answered), then one on s2 (not yet)."""
+    balancer, reactor = make()
+    rooms = rooms_on_both_shards(balancer)
+    client = Client(balancer, reactor)
+    connections = []
+    for room in rooms:
+        if connections:
+            connections[-1][0].dataReceived(OK)
+        client.send(request(f"/{room}"))
+        backend, transport, _ = client.backend()
+        connections.append((backend, transport))
+    return reactor, client, rooms, connections
+
+
+def test_a_client_moving_between_shards_reuses_its_backend_connections() -> None:
+    reactor, client, (first, second), connections = on_both_shards()
+    (backend1, transport1), (backend2, transport2) = connections
+    for sent in range(2, 5):
+        backend2.dataReceived(OK)
+        client.send(request(f"/xmpp-websocket?room={first}"))
+        assert transport1.value().count(b"GET ") == sent
+        assert client.transport.producer.transport is transport1
+        backend1.dataReceived(OK)
+        client.send(request(f"/{second}"))
+    assert len(reactor.tcpClients) == 2
+    assert transport2.value().count(b"GET ") == 4
+    backend2.dataReceived(OK)
+    assert client.received().count(b"200 OK") == 8
+    assert client.transport.producer.transport is transport2
+    client.protocol.connectionLost()
+    assert transport1.disconnecting and transport2.disconnecting
+
+
+def test_a_parked_connection_that_speaks_or_closes_is_dropped() -> None:
+    _, client, (first, second), connections = on_both_shards()
+    (backend1, transport1), (backend2, _) = connections
+    backend1.dataReceived(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+    assert transport1.disconnecting and not client.protocol.parked
+    backend2.dataReceived(OK)
+    client.send(request(f"/{first}"))
+    backend3, _, _ = client.backend()
+    backend3.dataReceived(OK)
+    client.send(request(f"/{second}"))
+    assert list(client.protocol.parked.values()) == [backend3]
+    backend3.connectionLost()
+    assert not client.protocol.parked
+    backend2.dataReceived(OK)
+    assert client.received().count(b"200 OK") == 4 and not client.transport.disconnecting
+
+
+def test_parked_connections_are_bounded() -> None:
+    shards = [ShardConfig(f"s{i}", f"127.0.0.1:{7001 + i}") for i in range(PARKED + 2)]
+    balancer, reactor = make(shards=shards)
+    rooms: dict[str, str] = {}
+    for i in range(1000):
+        rooms.setdefault(balancer.router.shards.pick(f"r{i}", "", 0).name, f"r{i}")
+    assert len(rooms) == PARKED + 2
+    client = Client(balancer, reactor)
+    transports = []
+    for room in rooms.values():
+        client.send(request(f"/{room}"))
+        backend, transport, _ = client.backend()
+        backend.dataReceived(OK)
+        transports.append(transport)
+    assert len(client.protocol.parked) == PARKED
+    assert [t.disconnecting for t in transports] == [True] + [False] * (PARKED + 1)
 
 
 def draining_s1(balancer: Balancer) -> list[tuple[str, str, Callable[[bool], None]]]:

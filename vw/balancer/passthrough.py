@@ -25,7 +25,8 @@ DRAIN = 30.0
 
 def target_order(forward: ForwardConfig, client_host: str) -> list[str]:
     """The forward's targets, most preferred first for a client at ``client_host``."""
-    return sorted(forward.targets, key=lambda target: score(target, client_host, 1.0),
+    client = client_host.encode()
+    return sorted(forward.targets, key=lambda target: score(target, client, 1.0),
                   reverse=True)
 
 

@@ -4,9 +4,12 @@ responses spliced back with flow control both ways; WebSocket upgrades become tu
 
 Routing is per request: a keep-alive connection keeps its backend connection while its
 requests go to the same backend, and moves to another backend once the responses it waits
-for are complete (requests for the other backend wait meanwhile). When a shard cannot be
-reached, the requests (none of them sent yet) go to the room's next shard, up to
-``connect_retries`` times (HAProxy's ``retries`` with ``option redispatch``)."""
+for are complete (requests for the other backend wait meanwhile). The connection it leaves
+is parked, idle, for the client connection's next request there (up to PARKED of them), as
+a client that speaks for many rooms (an HTTP proxy in front) moves between shards all the
+time. When a shard cannot be reached, the requests (none of them sent yet) go to the room's
+next shard, up to ``connect_retries`` times (HAProxy's ``retries`` with ``option
+redispatch``)."""
 
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
 LINGER = 2.0
 #: Seconds between looks for addresses and rooms to forget (each look scans them all).
 FORGET_INTERVAL = 10.0
+#: Idle backend connections kept per client connection, for its requests to other backends.
+PARKED = 4
 
 
 def simple_response(status: int, body: bytes, close: bool,
@@ -145,6 +150,8 @@ class ClientProtocol(Protocol):
         self.scheme = scheme
         self.requests = Requests(balancer.limits)
         self.backend: BackendProtocol | None = None
+        #: Idle connections to backends other than ``backend``'s, oldest first.
+        self.parked: dict[Backend, BackendProtocol] = {}
         #: The client's address (from a PROXY header if a trusted peer sent one).
         self.client: tuple[str, int] = ("", 0)
         #: Believe X-Forwarded-For: the peer is a trusted proxy that sent no PROXY header.
@@ -207,6 +214,8 @@ class ClientProtocol(Protocol):
             if self.backend.responses.tunnel:
                 stats.tunnels -= 1
             self.backend.detach()
+        for parked in list(self.parked.values()):
+            parked.detach()
 
     def readConnectionLost(self) -> None:
         """The client sent all it will send: answer what it asked, then close."""
@@ -326,10 +335,7 @@ class ClientProtocol(Protocol):
             if current is not None and current.responses.outstanding:
                 self.wait(head)
                 return
-            if current is not None:
-                current.detach()
-            self.backend = current = BackendProtocol(self, backend, route)
-            current.connect()
+            self.backend = current = self.switch(backend, route)
         elif current.pending is not None and current.route != route:
             current.route = None  # requests for several rooms wait to be sent: no redispatch
         balancer.stats.routed[backend.name] += 1
@@ -337,6 +343,26 @@ class ClientProtocol(Protocol):
             self.final = True
         current.responses.expect(head.method, head.websocket)
         current.send(forwarded_head(head, self.client[0], self.scheme, self.keep_forwarded))
+
+    def switch(self, target: Backend, route: Route) -> BackendProtocol:
+        """A connection to ``target`` for ``route``: the one parked for it, else a new one.
+        The current backend connection is parked if it can take requests again, else
+        closed; beyond PARKED, the oldest parked one is closed."""
+        current = self.backend
+        if current is not None:
+            if current.reusable:
+                if len(self.parked) >= PARKED:
+                    self.parked[next(iter(self.parked))].detach()
+                current.park()
+            else:
+                current.detach()
+        backend = self.parked.pop(target, None)
+        if backend is None:
+            backend = BackendProtocol(self, target, route)
+            backend.connect()
+        else:
+            backend.unpark(route)
+        return backend
 
     def hold_or(self, head: RequestHead, answer: Callable[[], None]) -> None:
         """Answer now if no response is outstanding, else wait for them (and route the
@@ -488,6 +514,33 @@ class BackendProtocol(Protocol):
         balancer.connect(self.target.host, self.target.port, BackendFactory(self),
                          balancer.settings.connect_timeout)
 
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may be sent: connected, every response complete, and
+        none that ends the connection."""
+        responses = self.responses
+        return (self.pending is None and not self.detached and not responses.outstanding
+                and not (responses.tunnel or responses.until_close
+                         or responses.refused_upgrade or responses.buffer))
+
+    def park(self) -> None:
+        """Keep this idle connection for the client's next request to its backend."""
+        client = self.client
+        client.parked[self.target] = self
+        client.transport.unregisterProducer()  # type: ignore[union-attr]
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def unpark(self, route: Route) -> None:
+        """Serve the client's requests for ``route`` again."""
+        self.route = route
+        self.unreachable = ()
+        self.client.transport.registerProducer(  # type: ignore[union-attr]
+            Throttle(self.transport), True)
+
+    @property
+    def parked(self) -> bool:
+        return self.client.parked.get(self.target) is self
+
     def send(self, data: bytes) -> None:
         if self.pending is None:
             self.transport.write(data)
@@ -514,6 +567,9 @@ class BackendProtocol(Protocol):
         client = self.client
         if self.detached:
             return
+        if client.backend is not self:  # parked: nothing was asked of it
+            self.detach()
+            return
         client.last = client.balancer.clock.seconds()
         responses = self.responses
         was_tunnel = responses.tunnel
@@ -530,7 +586,9 @@ class BackendProtocol(Protocol):
             client.responses_complete()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if not self.detached:
+        if self.parked:
+            self.detach()
+        elif not self.detached:
             self.detached = True
             if not self.client.closed:
                 self.client.transport.unregisterProducer()  # type: ignore[union-attr]
@@ -569,14 +627,17 @@ class BackendProtocol(Protocol):
         return True
 
     def detach(self) -> None:
-        """The client is gone or moves to another backend: close this connection."""
+        """The client is gone or has no more use for this connection: close it."""
         if self.detached:
             return
         self.detached = True
+        client = self.client
+        if self.parked:
+            del client.parked[self.target]
+        elif self.transport is not None and not client.closed:
+            client.transport.unregisterProducer()  # type: ignore[union-attr]
         if self.transport is not None:
             self.transport.unregisterProducer()
-            if not self.client.closed:
-                self.client.transport.unregisterProducer()  # type: ignore[union-attr]
             self.transport.loseConnection()
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from hashlib import blake2b
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 
 class Candidate(Protocol):
@@ -17,17 +16,19 @@ class Candidate(Protocol):
 
 T = TypeVar("T", bound=Candidate)
 
-#: Scores remembered: (shard, room, weight) triples, a few per room in use (and the
-#: pass-through listeners' (target, client address) pairs).
-SCORES_KEPT = 16384
+#: Hash states that have taken each name (and its separator), as every score starts so.
+_PRIMED: dict[str, Any] = {}
 
 
-@lru_cache(SCORES_KEPT)
-def score(name: str, key: str, weight: float) -> float:
+def score(name: str, key: bytes, weight: float) -> float:
     """``-weight / ln(h)`` with ``h`` uniform in (0, 1) from a hash of the name and the key:
     the highest score wins, each candidate in proportion to its weight."""
-    digest = blake2b(f"{name}\0{key}".encode(), digest_size=8).digest()
-    h = (int.from_bytes(digest, "big") + 0.5) / 2.0 ** 64
+    primed = _PRIMED.get(name)
+    if primed is None:
+        primed = _PRIMED[name] = blake2b(name.encode() + b"\0", digest_size=8)
+    digest = primed.copy()
+    digest.update(key)
+    h = (int.from_bytes(digest.digest(), "big") + 0.5) / 2.0 ** 64
     return -weight / math.log(h)
 
 
@@ -35,9 +36,10 @@ def choose(key: str, candidates: Sequence[T]) -> T | None:
     """The candidate with the highest score for ``key``; None if there is none."""
     if len(candidates) < 2:
         return candidates[0] if candidates else None
+    data = key.encode()
     best, best_score = None, -1.0
     for candidate in candidates:
-        value = score(candidate.name, key, candidate.weight)
+        value = score(candidate.name, data, candidate.weight)
         if value > best_score or (value == best_score and best is not None
                                   and candidate.name < best.name):
             best, best_score = candidate, value
