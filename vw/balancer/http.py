@@ -117,6 +117,8 @@ def _body_length(lengths: list[bytes], encoding: bytes | None, request: bool) ->
         return -1
     if not lengths:
         return None
+    if len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) <= 18:
+        return int(lengths[0])  # the usual case, spared the checks below
     values = {v.strip(b" \t") for value in lengths for v in value.split(b",")}
     if len(values) != 1:
         raise HTTPError(400, "conflicting Content-Length")
