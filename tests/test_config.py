@@ -84,3 +84,15 @@ def test_trusted_proxies_are_networks(tmp_path: Path, section: str) -> None:
     path.write_text(f"[{section}]\ntrusted_proxies = ['10.0.0.0/33']\n")
     with pytest.raises(ConfigError, match=f"{section}.trusted_proxies: '10.0.0.0/33' is not"):
         load(str(path))
+
+
+def test_a_whole_number_is_taken_for_a_float(tmp_path: Path) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text("[turn]\namplification_limit = 2\n[balancer]\nconnection_rate = 100\n")
+    config = load(str(path))
+    assert config.turn.amplification_limit == 2.0
+    assert isinstance(config.turn.amplification_limit, float)
+    assert config.balancer.connection_rate == 100.0
+    path.write_text("[turn]\namplification_limit = true\n")
+    with pytest.raises(ConfigError, match="amplification_limit: must be a number, not True"):
+        load(str(path))

@@ -244,7 +244,6 @@ class TurnConfig:
     #: Proxies (CIDR) whose PROXY header (v1 or v2) names the client on the TCP and TLS
     #: ports, such as vw-balancer or HAProxy; empty: none.
     trusted_proxies: list[str] = field(default_factory=list)
-
     def __post_init__(self) -> None:
         _check_networks("turn.trusted_proxies", self.trusted_proxies)
 
@@ -494,6 +493,9 @@ def _check(value: Any, kind: Any, source: str, key: str) -> Any:
         ok = isinstance(value, bool)
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:  # TOML writes whole numbers without a point: 2 means 2.0
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
     else:
         ok = isinstance(value, kind)
     if not ok:
