@@ -15,6 +15,7 @@ from vw.balancer.proxy import (
     FORGET_INTERVAL,
     LINGER,
     PARKED,
+    PARKED_SECONDS,
     BackendProtocol,
     Balancer,
     ClientProtocol,
@@ -589,3 +590,58 @@ def test_rooms_and_addresses_are_forgotten_at_intervals() -> None:
     assert "r" in shard.rooms
     balancer.tick(1.0 + FORGET_INTERVAL)
     assert "r" not in shard.rooms
+
+
+def test_a_redispatch_onto_a_parked_shard_leaves_one_connection_parked_there() -> None:
+    balancer, reactor = make()
+    first, second = rooms_on_both_shards(balancer)
+    client = Client(balancer, reactor)
+    client.send(request(f"/{second}"))
+    idle, idle_transport, _ = client.backend()
+    idle.dataReceived(OK)
+    client.send(request(f"/{first}"))  # the connection to s2 is parked; s1 refuses
+    client.refuse()
+    retried, retried_transport, address = client.backend()
+    assert address == ("127.0.0.1", 7002)
+    retried.dataReceived(OK)
+    client.send(request(f"/{first}"))  # back to s1: the retried connection is parked
+    third, _, _ = client.backend()
+    assert idle_transport.disconnecting and list(client.protocol.parked.values()) == [retried]
+    idle.dataReceived(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+    idle.connectionLost()
+    assert client.transport.producer.transport is third.transport
+    third.dataReceived(OK)
+    client.send(request(f"/{second}"))
+    assert retried_transport.value().count(b"GET ") == 2
+    client.protocol.connectionLost()
+    assert retried_transport.disconnecting and third.transport.disconnecting
+
+
+@pytest.mark.parametrize("why", ["reload", "age"])
+def test_a_connection_from_before_a_reload_or_parked_too_long_is_closed(why: str) -> None:
+    reactor, client, (first, _), connections = on_both_shards()
+    (_, transport1), (backend2, transport2) = connections
+    balancer = client.protocol.balancer
+    if why == "reload":
+        balancer.router.configure(replace(Config(), balancer=balancer.settings))
+    else:
+        reactor.advance(PARKED_SECONDS + 1)
+    backend2.dataReceived(OK)
+    client.send(request(f"/{first}"))
+    assert transport1.disconnecting and len(reactor.tcpClients) == 3
+    if why == "age":  # only the one parked too long is closed
+        assert list(client.protocol.parked.values()) == [backend2]
+    else:
+        assert transport2.disconnecting and not client.protocol.parked
+
+
+@pytest.mark.parametrize("header", ["Connection: close", "Upgrade: websocket"])
+def test_nothing_stays_parked_once_a_request_is_the_last(header: str) -> None:
+    reactor, client, (first, _), connections = on_both_shards()
+    (_, transport1), (backend2, transport2) = connections
+    backend2.dataReceived(OK)
+    upgrade = ["Connection: Upgrade"] if "Upgrade" in header else []
+    client.send(request(f"/{first}", *upgrade, header))
+    assert transport1.value().count(b"GET ") == 2 and not transport1.disconnecting
+    assert transport2.disconnecting and not client.protocol.parked
+    assert len(reactor.tcpClients) == 2

@@ -67,6 +67,8 @@ def test_the_longest_room_is_accepted() -> None:
 def test_a_portal_prefix_wins_over_a_room_endpoint() -> None:
     assert RouteTable(["/http-bind"]).route(b"/http-bind?room=a") == Route(PORTAL)
     assert RouteTable(["/http-bind"]).route(b"/xmpp-websocket?room=A") == Route(SHARD, "a")
+    assert RouteTable(["/"]).route(b"/xmpp-websocket?room=a") == Route(PORTAL)
+    assert RouteTable(["/"]).route(b"/?room=a") == Route(PORTAL)
 
 
 @fuzz

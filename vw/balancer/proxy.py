@@ -44,8 +44,11 @@ REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
 LINGER = 2.0
 #: Seconds between looks for addresses and rooms to forget (each look scans them all).
 FORGET_INTERVAL = 10.0
-#: Idle backend connections kept per client connection, for its requests to other backends.
+#: Idle backend connections kept per client connection, for its requests to other backends,
+#: and for how many seconds one is taken back (less than backends keep an idle connection:
+#: one closing just as a request goes out would cost the client a 502).
 PARKED = 4
+PARKED_SECONDS = 4.0
 
 
 def simple_response(status: int, body: bytes, close: bool,
@@ -330,33 +333,41 @@ class ClientProtocol(Protocol):
         if backend is None:
             self.hold_or(head, lambda: self.fail(503, "no backend available"))
             return
+        last = not head.keep_alive or head.websocket  # no request comes after this one
         current = self.backend
         if current is None or current.target is not backend:
             if current is not None and current.responses.outstanding:
                 self.wait(head)
                 return
-            self.backend = current = self.switch(backend, route)
+            self.backend = current = self.switch(backend, route, keep=not last)
         elif current.pending is not None and current.route != route:
             current.route = None  # requests for several rooms wait to be sent: no redispatch
         balancer.stats.routed[backend.name] += 1
-        if not head.keep_alive or head.websocket:
+        if last:
             self.final = True
+            for parked in list(self.parked.values()):
+                parked.detach()
         current.responses.expect(head.method, head.websocket)
         current.send(forwarded_head(head, self.client[0], self.scheme, self.keep_forwarded))
 
-    def switch(self, target: Backend, route: Route) -> BackendProtocol:
+    def switch(self, target: Backend, route: Route, keep: bool) -> BackendProtocol:
         """A connection to ``target`` for ``route``: the one parked for it, else a new one.
-        The current backend connection is parked if it can take requests again, else
-        closed; beyond PARKED, the oldest parked one is closed."""
+        The current backend connection is parked if ``keep`` and it can take requests
+        again, else closed; beyond PARKED, the oldest parked one is closed, and so is one
+        parked for over PARKED_SECONDS or to a backend a reload replaced."""
+        now = self.balancer.clock.seconds()
+        for parked in list(self.parked.values()):
+            if parked.target.retired or now - parked.parked_at > PARKED_SECONDS:
+                parked.detach()
         current = self.backend
         if current is not None:
-            if current.reusable:
+            if keep and current.reusable:
                 if len(self.parked) >= PARKED:
                     self.parked[next(iter(self.parked))].detach()
-                current.park()
+                current.park(now)
             else:
                 current.detach()
-        backend = self.parked.pop(target, None)
+        backend = self.parked.get(target)
         if backend is None:
             backend = BackendProtocol(self, target, route)
             backend.connect()
@@ -508,6 +519,9 @@ class BackendProtocol(Protocol):
         #: What to send once connected.
         self.pending: list[bytes] | None = []
         self.detached = False
+        #: Idle in the client's ``parked``, since ``parked_at``.
+        self.parked = False
+        self.parked_at = 0.0
 
     def connect(self) -> None:
         balancer = self.client.balancer
@@ -519,27 +533,31 @@ class BackendProtocol(Protocol):
         """Whether another request may be sent: connected, every response complete, and
         none that ends the connection."""
         responses = self.responses
-        return (self.pending is None and not self.detached and not responses.outstanding
+        return (self.pending is None and not self.detached and not self.target.retired
+                and not responses.outstanding
                 and not (responses.tunnel or responses.until_close
                          or responses.refused_upgrade or responses.buffer))
 
-    def park(self) -> None:
-        """Keep this idle connection for the client's next request to its backend."""
+    def park(self, now: float) -> None:
+        """Keep this idle connection for the client's next request to its backend (in
+        place of one parked for it before, which a redispatch may have left)."""
         client = self.client
+        other = client.parked.get(self.target)
+        if other is not None:
+            other.detach()
         client.parked[self.target] = self
+        self.parked, self.parked_at = True, now
         client.transport.unregisterProducer()  # type: ignore[union-attr]
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def unpark(self, route: Route) -> None:
         """Serve the client's requests for ``route`` again."""
+        del self.client.parked[self.target]
+        self.parked = False
         self.route = route
         self.unreachable = ()
         self.client.transport.registerProducer(  # type: ignore[union-attr]
             Throttle(self.transport), True)
-
-    @property
-    def parked(self) -> bool:
-        return self.client.parked.get(self.target) is self
 
     def send(self, data: bytes) -> None:
         if self.pending is None:
@@ -567,7 +585,7 @@ class BackendProtocol(Protocol):
         client = self.client
         if self.detached:
             return
-        if client.backend is not self:  # parked: nothing was asked of it
+        if self.parked:  # nothing was asked of it
             self.detach()
             return
         client.last = client.balancer.clock.seconds()
@@ -633,7 +651,9 @@ class BackendProtocol(Protocol):
         self.detached = True
         client = self.client
         if self.parked:
-            del client.parked[self.target]
+            self.parked = False
+            if client.parked.get(self.target) is self:
+                del client.parked[self.target]
         elif self.transport is not None and not client.closed:
             client.transport.unregisterProducer()  # type: ignore[union-attr]
         if self.transport is not None:

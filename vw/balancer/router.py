@@ -25,6 +25,8 @@ class Backend:
     shard: Shard | None = None
     #: The response header line naming the shard, or b"".
     header: bytes = field(default=b"", repr=False)
+    #: Replaced by a reload: connections to it are not used for new requests.
+    retired: bool = False
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -42,6 +44,7 @@ class Router:
     def __init__(self, config: Config, geo: Geo) -> None:
         self.geo = geo
         self.shards = ShardSet([], config.balancer.room_memory)
+        self._in_use: list[Backend] = []
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -67,6 +70,10 @@ class Router:
         self.local_bridge = Backend("bridge", bind, config.bridge.http_port)
         self.portal = Backend("portal", *split_address(settings.portal or
                                                        f"{bind}:{config.portal.http_port}"))
+        for backend in self._in_use:
+            backend.retired = True
+        self._in_use = [*self.backends.values(), *self.bridges.values(), self.local_bridge,
+                        self.portal]
 
     def route(self, target: bytes) -> Route:
         return self.table.route(target)

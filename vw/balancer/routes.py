@@ -40,9 +40,9 @@ class RouteTable:
         endpoints = [endpoint.encode() for endpoint in sorted(_ROOM_ENDPOINTS)
                      if not f"/{endpoint}".encode().startswith(self.portal_prefixes)]
         #: The usual target, routed without decoding: a room endpoint with only a plain
-        #: ``room`` parameter (no escapes, no dot names).
+        #: ``room`` parameter (no escapes, no dot names). None if portal prefixes take them all.
         self._plain = re.compile(rb"/(?:%s)\?room=([\w~-][\w.~-]{0,%d})"
-                                 % (b"|".join(endpoints), MAX_ROOM - 1))
+                                 % (b"|".join(endpoints), MAX_ROOM - 1)) if endpoints else None
 
     def route(self, target: bytes) -> Route:
         """The route for an origin-form ``target``; RoomError if it is refused."""
@@ -56,7 +56,7 @@ class RouteTable:
         return route
 
     def _route(self, target: bytes) -> Route:
-        plain = self._plain.fullmatch(target)
+        plain = None if self._plain is None else self._plain.fullmatch(target)
         if plain is not None:
             return Route(SHARD, plain[1].decode("ascii").lower())
         path, _, query = target.partition(b"?")
