@@ -497,12 +497,20 @@ def test_a_backend_closing_mid_response_closes_the_client() -> None:
     assert other.received().startswith(b"HTTP/1.1 502")
 
 
-def test_an_idle_backend_closing_leaves_the_client_open() -> None:
+def served_once() -> tuple[Balancer, MemoryReactorClock, Client, BackendProtocol,
+                           StringTransport]:
+    """A client whose backend connection has answered one request."""
     balancer, reactor = make()
     client = Client(balancer, reactor)
     client.send(request("/a"))
-    backend, _, _ = client.backend()
+    backend, transport, _ = client.backend()
     backend.dataReceived(OK)
+    client.received()
+    return balancer, reactor, client, backend, transport
+
+
+def test_an_idle_backend_closing_leaves_the_client_open() -> None:
+    _, reactor, client, backend, _ = served_once()
     backend.connectionLost()
     assert not client.transport.disconnecting
     client.send(request("/a"))
@@ -645,3 +653,38 @@ def test_nothing_stays_parked_once_a_request_is_the_last(header: str) -> None:
     assert transport1.value().count(b"GET ") == 2 and not transport1.disconnecting
     assert transport2.disconnecting and not client.protocol.parked
     assert len(reactor.tcpClients) == 2
+
+
+@pytest.mark.parametrize("second", [request("/a"), request("/a", "Connection: close")])
+def test_a_reused_connection_closing_unanswered_sends_the_request_again(second: bytes) -> None:
+    balancer, reactor, client, backend, transport = served_once()
+    client.send(second)
+    backend.connectionLost()  # the backend closed it as idle as the request went out
+    fresh, fresh_transport, _ = client.backend()
+    assert fresh_transport.value() == transport.value().split(b"\r\n\r\n")[1] + b"\r\n\r\n"
+    assert balancer.stats.resent == {backend.target.name: 1}
+    fresh.dataReceived(OK)
+    assert client.received().count(b"200 OK") == 1
+
+
+def test_a_request_is_sent_again_only_once() -> None:
+    _, reactor, client, backend, _ = served_once()
+    client.send(request("/a"))
+    backend.connectionLost()
+    fresh, _, _ = client.backend()
+    fresh.connectionLost()  # the new connection never answered either
+    assert client.received().endswith(b"the backend closed the connection\n")
+    assert len(reactor.tcpClients) == 2
+
+
+@pytest.mark.parametrize("second", [
+    b"POST /a HTTP/1.1\r\nHost: vw\r\nContent-Length: 2\r\n\r\nhi",
+    b"GET /a HTTP/1.1\r\nHost: vw\r\nContent-Length: 2\r\n\r\nhi",
+    request("/a") + request("/a", "Connection: Upgrade", "Upgrade: websocket"),
+])
+def test_requests_that_may_not_be_sent_twice_get_502(second: bytes) -> None:
+    balancer, reactor, client, backend, _ = served_once()
+    client.send(second)
+    backend.connectionLost()
+    assert client.received().startswith(b"HTTP/1.1 502")
+    assert len(reactor.tcpClients) == 1 and not balancer.stats.resent

@@ -9,10 +9,13 @@ is parked, idle, for the client connection's next request there (up to PARKED of
 a client that speaks for many rooms (an HTTP proxy in front) moves between shards all the
 time. When a shard cannot be reached, the requests (none of them sent yet) go to the room's
 next shard, up to ``connect_retries`` times (HAProxy's ``retries`` with ``option
-redispatch``)."""
+redispatch``). When a backend connection that already served closes before answering (the
+backend may have closed it as idle while a request was on its way), its requests are sent
+once more on a new connection if each may be sent twice: bodiless GET, HEAD or OPTIONS."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 
@@ -49,6 +52,8 @@ FORGET_INTERVAL = 10.0
 #: one closing just as a request goes out would cost the client a 502).
 PARKED = 4
 PARKED_SECONDS = 4.0
+#: Methods whose requests (without a body) may be sent twice.
+SAFE_METHODS = frozenset([b"GET", b"HEAD", b"OPTIONS"])
 
 
 def simple_response(status: int, body: bytes, close: bool,
@@ -347,8 +352,8 @@ class ClientProtocol(Protocol):
             self.final = True
             for parked in list(self.parked.values()):
                 parked.detach()
-        current.responses.expect(head.method, head.websocket)
-        current.send(forwarded_head(head, self.client[0], self.scheme, self.keep_forwarded))
+        current.forward(head, forwarded_head(head, self.client[0], self.scheme,
+                                             self.keep_forwarded))
 
     def switch(self, target: Backend, route: Route, keep: bool) -> BackendProtocol:
         """A connection to ``target`` for ``route``: the one parked for it, else a new one.
@@ -448,7 +453,7 @@ class ClientProtocol(Protocol):
             self.backend = None
             if responses.started:
                 self.transport.loseConnection()
-            else:
+            elif not backend.resend():
                 self.fail(502, "the backend closed the connection")
         else:
             self.backend = None
@@ -522,6 +527,10 @@ class BackendProtocol(Protocol):
         #: Idle in the client's ``parked``, since ``parked_at``.
         self.parked = False
         self.parked_at = 0.0
+        #: The heads of the requests awaiting answers, in order (None for one that may not
+        #: be sent twice), and how many answers this connection gave.
+        self.unanswered: deque[bytes | None] = deque()
+        self.answered = 0
 
     def connect(self) -> None:
         balancer = self.client.balancer
@@ -558,6 +567,28 @@ class BackendProtocol(Protocol):
         self.unreachable = ()
         self.client.transport.registerProducer(  # type: ignore[union-attr]
             Throttle(self.transport), True)
+
+    def forward(self, head: RequestHead, data: bytes) -> None:
+        """Send a request's head ``data``; its response is awaited."""
+        self.responses.expect(head.method, head.websocket)
+        again = head.method in SAFE_METHODS and not head.body and not head.websocket
+        self.unanswered.append(data if again else None)
+        self.send(data)
+
+    def resend(self) -> bool:
+        """This connection closed unanswered: if it had served before and every request it
+        holds may be sent twice, send them on a new connection (once); else False."""
+        if not self.answered or self.responses.buffer or None in self.unanswered:
+            return False
+        client = self.client
+        fresh = BackendProtocol(client, self.target, self.route)
+        fresh.responses = self.responses
+        fresh.unanswered = self.unanswered
+        fresh.pending = list(self.unanswered)  # type: ignore[arg-type]
+        client.backend = fresh
+        client.balancer.stats.resent[self.target.name] += len(fresh.pending)
+        fresh.connect()
+        return True
 
     def send(self, data: bytes) -> None:
         if self.pending is None:
@@ -601,6 +632,9 @@ class BackendProtocol(Protocol):
         if responses.tunnel and not was_tunnel:
             client.balancer.stats.tunnels += 1
         if done:
+            self.answered += done
+            for _ in range(done):
+                self.unanswered.popleft()
             client.responses_complete()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

@@ -26,6 +26,8 @@ class Stats:
     backend_failures: Counter[str] = field(default_factory=Counter)
     #: Requests sent to another shard after a failed connection, by the shard that failed.
     retries: Counter[str] = field(default_factory=Counter)
+    #: Requests sent again on a new connection after a reused one closed unanswered.
+    resent: Counter[str] = field(default_factory=Counter)
     #: Questions to draining shards about rooms not seen here, by shard.
     drain_queries: Counter[str] = field(default_factory=Counter)
     #: Connections passed through to a target, by forward.
@@ -38,7 +40,8 @@ def snapshot(stats: Stats, router: Router) -> dict[str, object]:
         "connections": stats.connections, "active": stats.active, "tunnels": stats.tunnels,
         "requests": stats.requests, "routed": dict(stats.routed),
         "refused": dict(stats.refused), "backend_failures": dict(stats.backend_failures),
-        "retries": dict(stats.retries), "drain_queries": dict(stats.drain_queries),
+        "retries": dict(stats.retries), "resent": dict(stats.resent),
+        "drain_queries": dict(stats.drain_queries),
         "forwarded": dict(stats.forwarded),
         "shards": shard_list(router),
     }
@@ -71,6 +74,8 @@ class StatsCollector(Collector):
                  stats.backend_failures, "backend"),
                 ("vw_balancer_retries", "Requests sent to another shard after a failed "
                  "connection, by the shard that failed", stats.retries, "backend"),
+                ("vw_balancer_resent", "Requests sent again on a new connection after a "
+                 "reused one closed unanswered", stats.resent, "backend"),
                 ("vw_balancer_drain_queries", "Draining shards asked whether they host a room "
                  "not seen here", stats.drain_queries, "backend"),
                 ("vw_balancer_forwarded", "Connections passed through to a target, by "
