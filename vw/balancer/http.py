@@ -25,13 +25,12 @@ _REQUEST_HEAD = re.compile(b"(" + _TOKEN.pattern + b") (" + _TARGET.pattern
 #: block.
 _RESPONSE_HEAD = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?\r\n("
                             + _FIELDS.pattern + b")")
-#: In a valid, lowercased header block: the fields framing depends on (values untrimmed:
-#: a lazy match between runs of blanks would take quadratic time).
-_FRAMING = re.compile(rb"^(host|content-length|transfer-encoding|connection|upgrade):(.*)\r$",
+#: In a valid, lowercased header block: the fields framing depends on, and those saying who
+#: the client is (values untrimmed: a lazy match between runs of blanks would take
+#: quadratic time).
+_FRAMING = re.compile(rb"^(host|content-length|transfer-encoding|connection|upgrade"
+                      rb"|x-forwarded-(?:for|proto|host|port)|x-real-ip|forwarded):(.*)\r$",
                       re.M)
-#: In a valid, lowercased header block: whether a field says who the client is.
-_FORWARDING_FIELD = re.compile(
-    rb"^(?:x-forwarded-(?:for|proto|host|port)|x-real-ip|forwarded):", re.M)
 #: Longest chunk-size line (with extensions) and longest trailer section.
 MAX_CHUNK_LINE = 1024
 MAX_TRAILERS = 8192
@@ -128,28 +127,30 @@ def _body_length(lengths: list[bytes], encoding: bytes | None, request: bool) ->
     return int(value)
 
 
-class _Scan:
-    """What framing needs from a lowercased header block, in one pass."""
-
-    __slots__ = ("hosts", "lengths", "encoding", "connection", "upgrade")
-
-    def __init__(self, lowered: bytes) -> None:
-        self.hosts = 0
-        self.lengths: list[bytes] = []
-        self.encoding: bytes | None = None
-        self.connection = self.upgrade = b""
-        for name, value in _FRAMING.findall(lowered):
-            value = value.strip(b" \t")
-            if name == b"host":
-                self.hosts += 1
-            elif name == b"content-length":
-                self.lengths.append(value)
-            elif name == b"transfer-encoding":
-                self.encoding = value if self.encoding is None else self.encoding + b"," + value
-            elif name == b"connection":
-                self.connection += b"," + value
-            elif name == b"upgrade":
-                self.upgrade += b"," + value
+def _scan(lowered: bytes) -> tuple[int, list[bytes], bytes | None, bytes, bytes, bool]:
+    """What framing needs from a lowercased header block, in one pass: the number of Host
+    fields, the Content-Length values, the combined Transfer-Encoding (None if absent),
+    Connection and Upgrade, and whether a field says who the client is."""
+    hosts = 0
+    lengths: list[bytes] = []
+    encoding: bytes | None = None
+    connection = upgrade = b""
+    forwarding = False
+    for name, value in _FRAMING.findall(lowered):
+        value = value.strip(b" \t")
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            encoding = value if encoding is None else encoding + b"," + value
+        elif name == b"connection":
+            connection += b"," + value
+        elif name == b"upgrade":
+            upgrade += b"," + value
+        else:
+            forwarding = True
+    return hosts, lengths, encoding, connection, upgrade, forwarding
 
 
 def _refuse_request_head(head: bytes, limits: Limits) -> None:
@@ -174,22 +175,20 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
         _refuse_request_head(head, limits)
     method, target, version, fields = matched.groups()  # type: ignore[union-attr]
     _count_fields(fields, limits)
-    lowered = fields.lower()
-    scan = _Scan(lowered)
-    if scan.hosts > 1 or (version == b"HTTP/1.1" and not scan.hosts):
+    hosts, lengths, encoding, connection_field, upgrade, forwarding = _scan(fields.lower())
+    if hosts > 1 or (version == b"HTTP/1.1" and not hosts):
         raise HTTPError(400, "a request needs one Host header")
-    if version == b"HTTP/1.0" and scan.encoding is not None:
+    if version == b"HTTP/1.0" and encoding is not None:
         raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
-    body = _body_length(scan.lengths, scan.encoding, request=True) or 0
-    connection = _tokens(scan.connection) if scan.connection else []
+    body = _body_length(lengths, encoding, request=True) or 0
+    connection = _tokens(connection_field) if connection_field else []
     if version == b"HTTP/1.1":
         keep_alive = b"close" not in connection
     else:
         keep_alive = b"keep-alive" in connection
     websocket = (method == b"GET" and b"upgrade" in connection
-                 and b"websocket" in _tokens(scan.upgrade))
-    return RequestHead(method, target, version, fields, body, keep_alive, websocket,
-                       _FORWARDING_FIELD.search(lowered) is not None)
+                 and b"websocket" in _tokens(upgrade))
+    return RequestHead(method, target, version, fields, body, keep_alive, websocket, forwarding)
 
 
 def forwarded_head(head: RequestHead, client: str, scheme: bytes, keep: bool) -> bytes:
@@ -444,8 +443,8 @@ class Responses:
             self.refused_upgrade = True
         if self.methods[0] == b"HEAD" or status in (204, 304):
             return self._complete()
-        scan = _Scan(head.lowered)
-        length = _body_length(scan.lengths, scan.encoding, request=False)
+        _, lengths, encoding, _, _, _ = _scan(head.lowered)
+        length = _body_length(lengths, encoding, request=False)
         if length is None:
             self.until_close = True
             return 0
