@@ -688,3 +688,36 @@ def test_requests_that_may_not_be_sent_twice_get_502(second: bytes) -> None:
     backend.connectionLost()
     assert client.received().startswith(b"HTTP/1.1 502")
     assert len(reactor.tcpClients) == 1 and not balancer.stats.resent
+
+
+def test_pipelined_requests_are_sent_again_once_and_a_paused_client_resumes() -> None:
+    _, reactor, client, backend, _ = served_once()
+    client.send(request("/a?x=1") + request("/a?x=2"))
+    client.transport.producer.pauseProducing()  # this connection's write buffer was full
+    backend.connectionLost()
+    assert client.transport.producerState == "producing"
+    fresh, fresh_transport, _ = client.backend()
+    assert fresh_transport.value().count(b"GET /a?x=") == 2
+    fresh.dataReceived(OK)
+    fresh.connectionLost()  # answered one, closed before the other: no third try
+    answers = client.received()
+    assert answers.count(b"200 OK") == 1 and b"HTTP/1.1 502" in answers
+    assert len(reactor.tcpClients) == 2
+
+
+@pytest.mark.parametrize("why", ["reload", "interim", "refused"])
+def test_no_resend_to_a_replaced_backend_after_an_interim_answer_or_elsewhere(why: str) -> None:
+    balancer, reactor, client, backend, _ = served_once()
+    client.send(request("/a"))
+    if why == "reload":
+        balancer.router.configure(replace(Config(), balancer=balancer.settings))
+    elif why == "interim":
+        backend.dataReceived(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+    backend.connectionLost()
+    if why == "refused":  # the new connection fails: 503, no other shard (rooms may differ)
+        client.refuse()
+        assert client.received().startswith(b"HTTP/1.1 503") and len(reactor.tcpClients) == 2
+    elif why == "reload":
+        assert client.received().startswith(b"HTTP/1.1 502") and len(reactor.tcpClients) == 1
+    else:
+        assert client.transport.disconnecting and len(reactor.tcpClients) == 1

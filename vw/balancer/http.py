@@ -374,6 +374,8 @@ class Responses:
         self.tunnel = False
         #: A response to an upgrade request that was refused: the connection must close.
         self.refused_upgrade = False
+        #: An interim (1xx) response to the current request was given out.
+        self.interim = False
         self.upgrades: deque[bool] = deque()
 
     def expect(self, method: bytes, upgrade: bool = False) -> None:
@@ -387,8 +389,9 @@ class Responses:
 
     @property
     def started(self) -> bool:
-        """Whether part of the current response has been given out (its head at least)."""
-        return bool(self.remaining) or self.body is not None or self.until_close
+        """Whether part of the current response has been given out (its head at least, or
+        an interim response)."""
+        return bool(self.remaining) or self.body is not None or self.until_close or self.interim
 
     def feed(self, data: bytes) -> tuple[bytes, int]:
         if self.tunnel or self.until_close:
@@ -438,6 +441,7 @@ class Responses:
             self.tunnel = True
             return self._complete()
         if 100 <= status < 200:
+            self.interim = True
             return 0
         if self.upgrades[0]:
             self.refused_upgrade = True
@@ -459,4 +463,5 @@ class Responses:
     def _complete(self) -> int:
         self.methods.popleft()
         self.upgrades.popleft()
+        self.interim = False
         return 1

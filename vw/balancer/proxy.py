@@ -528,9 +528,11 @@ class BackendProtocol(Protocol):
         self.parked = False
         self.parked_at = 0.0
         #: The heads of the requests awaiting answers, in order (None for one that may not
-        #: be sent twice), and how many answers this connection gave.
+        #: be sent twice), how many answers this connection gave, and whether its requests
+        #: may be sent again (not if they were already).
         self.unanswered: deque[bytes | None] = deque()
         self.answered = 0
+        self.may_resend = True
 
     def connect(self) -> None:
         balancer = self.client.balancer
@@ -577,16 +579,22 @@ class BackendProtocol(Protocol):
 
     def resend(self) -> bool:
         """This connection closed unanswered: if it had served before and every request it
-        holds may be sent twice, send them on a new connection (once); else False."""
-        if not self.answered or self.responses.buffer or None in self.unanswered:
+        holds may be sent twice, send them on a new connection (once, to the same backend,
+        unless a reload replaced it); else False."""
+        if (not self.answered or not self.may_resend or self.target.retired
+                or self.responses.buffer or None in self.unanswered):
             return False
         client = self.client
-        fresh = BackendProtocol(client, self.target, self.route)
+        # Their rooms may differ from the one this connection was opened for: no redispatch.
+        fresh = BackendProtocol(client, self.target, None)
         fresh.responses = self.responses
         fresh.unanswered = self.unanswered
         fresh.pending = list(self.unanswered)  # type: ignore[arg-type]
+        fresh.may_resend = False
         client.backend = fresh
         client.balancer.stats.resent[self.target.name] += len(fresh.pending)
+        if client.waiting is None:  # a full write buffer of this connection paused it
+            client.transport.resumeProducing()  # type: ignore[union-attr]
         fresh.connect()
         return True
 
