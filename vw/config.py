@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -244,6 +245,7 @@ class TurnConfig:
     #: Proxies (CIDR) whose PROXY header (v1 or v2) names the client on the TCP and TLS
     #: ports, such as vw-balancer or HAProxy; empty: none.
     trusted_proxies: list[str] = field(default_factory=list)
+
     def __post_init__(self) -> None:
         _check_networks("turn.trusted_proxies", self.trusted_proxies)
 
@@ -469,7 +471,7 @@ class Config:
         return self.bridge.brewery or f"jvbbrewery@{self.internal_muc_domain}"
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", float: "a number"}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", float: "a finite number"}
 
 
 def _check(value: Any, kind: Any, source: str, key: str) -> Any:
@@ -494,7 +496,8 @@ def _check(value: Any, kind: Any, source: str, key: str) -> Any:
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is float:  # TOML writes whole numbers without a point: 2 means 2.0
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value))
         value = float(value) if ok else value
     else:
         ok = isinstance(value, kind)

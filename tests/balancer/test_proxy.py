@@ -198,6 +198,9 @@ def test_parked_connections_are_bounded() -> None:
         transports.append(transport)
     assert len(client.protocol.parked) == PARKED
     assert [t.disconnecting for t in transports] == [True] + [False] * (PARKED + 1)
+    client.send(request(f"/{list(rooms.values())[1]}"))  # the oldest parked, taken back
+    assert len(reactor.tcpClients) == PARKED + 2
+    assert transports[1].value().count(b"GET ") == 2 and not transports[1].disconnecting
 
 
 def draining_s1(balancer: Balancer) -> list[tuple[str, str, Callable[[bool], None]]]:
@@ -691,9 +694,10 @@ def test_requests_that_may_not_be_sent_twice_get_502(second: bytes) -> None:
 
 
 def test_pipelined_requests_are_sent_again_once_and_a_paused_client_resumes() -> None:
-    _, reactor, client, backend, _ = served_once()
+    _, reactor, client, backend, transport = served_once()
     client.send(request("/a?x=1") + request("/a?x=2"))
-    client.transport.producer.pauseProducing()  # this connection's write buffer was full
+    transport.producer.pauseProducing()  # this connection's write buffer was full
+    assert client.transport.producerState == "paused"
     backend.connectionLost()
     assert client.transport.producerState == "producing"
     fresh, fresh_transport, _ = client.backend()
@@ -720,4 +724,15 @@ def test_no_resend_to_a_replaced_backend_after_an_interim_answer_or_elsewhere(wh
     elif why == "reload":
         assert client.received().startswith(b"HTTP/1.1 502") and len(reactor.tcpClients) == 1
     else:
-        assert client.transport.disconnecting and len(reactor.tcpClients) == 1
+        answers = client.received()
+        assert answers.startswith(b"HTTP/1.1 103") and b"HTTP/1.1 502" in answers
+        assert len(reactor.tcpClients) == 1
+
+
+def test_after_an_interim_and_a_final_answer_the_next_request_may_be_sent_again() -> None:
+    _, reactor, client, backend, _ = served_once()
+    client.send(request("/a"))
+    backend.dataReceived(b"HTTP/1.1 103 Early Hints\r\n\r\n" + OK)
+    client.send(request("/a"))
+    backend.connectionLost()
+    assert len(reactor.tcpClients) == 2 and client.received().count(b"200 OK") == 1

@@ -28,7 +28,7 @@ _RESPONSE_HEAD = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?\r\n("
 #: In a valid, lowercased header block: the fields framing depends on, and those saying who
 #: the client is (values untrimmed: a lazy match between runs of blanks would take
 #: quadratic time).
-_FRAMING = re.compile(rb"^(host|content-length|transfer-encoding|connection|upgrade"
+_SCANNED = re.compile(rb"^(host|content-length|transfer-encoding|connection|upgrade"
                       rb"|x-forwarded-(?:for|proto|host|port)|x-real-ip|forwarded):(.*)\r$",
                       re.M)
 #: Longest chunk-size line (with extensions) and longest trailer section.
@@ -136,7 +136,7 @@ def _scan(lowered: bytes) -> tuple[int, list[bytes], bytes | None, bytes, bytes,
     encoding: bytes | None = None
     connection = upgrade = b""
     forwarding = False
-    for name, value in _FRAMING.findall(lowered):
+    for name, value in _SCANNED.findall(lowered):
         value = value.strip(b" \t")
         if name == b"host":
             hosts += 1
@@ -389,9 +389,8 @@ class Responses:
 
     @property
     def started(self) -> bool:
-        """Whether part of the current response has been given out (its head at least, or
-        an interim response)."""
-        return bool(self.remaining) or self.body is not None or self.until_close or self.interim
+        """Whether part of the current response has been given out (its head at least)."""
+        return bool(self.remaining) or self.body is not None or self.until_close
 
     def feed(self, data: bytes) -> tuple[bytes, int]:
         if self.tunnel or self.until_close:

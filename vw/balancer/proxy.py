@@ -158,7 +158,7 @@ class ClientProtocol(Protocol):
         self.scheme = scheme
         self.requests = Requests(balancer.limits)
         self.backend: BackendProtocol | None = None
-        #: Idle connections to backends other than ``backend``'s, oldest first.
+        #: Idle connections to backends (normally other than ``backend``'s), oldest first.
         self.parked: dict[Backend, BackendProtocol] = {}
         #: The client's address (from a PROXY header if a trusted peer sent one).
         self.client: tuple[str, int] = ("", 0)
@@ -367,8 +367,9 @@ class ClientProtocol(Protocol):
         current = self.backend
         if current is not None:
             if keep and current.reusable:
-                if len(self.parked) >= PARKED:
-                    self.parked[next(iter(self.parked))].detach()
+                others = [parked for parked in self.parked.values() if parked.target is not target]
+                if len(others) >= PARKED:  # the one about to be taken back stays
+                    others[0].detach()
                 current.park(now)
             else:
                 current.detach()
@@ -515,7 +516,7 @@ class BackendProtocol(Protocol):
         self.client = client
         self.target = target
         #: The route of the requests waiting to be sent, for a redispatch (None if they go
-        #: several ways).
+        #: several ways, or are sent again after a reused connection closed).
         self.route: Route | None = route
         #: The shards that could not be reached for these requests.
         self.unreachable: tuple[Shard, ...] = ()
@@ -546,8 +547,7 @@ class BackendProtocol(Protocol):
         responses = self.responses
         return (self.pending is None and not self.detached and not self.target.retired
                 and not responses.outstanding
-                and not (responses.tunnel or responses.until_close
-                         or responses.refused_upgrade or responses.buffer))
+                and not (responses.tunnel or responses.until_close or responses.refused_upgrade))
 
     def park(self, now: float) -> None:
         """Keep this idle connection for the client's next request to its backend (in
@@ -581,13 +581,14 @@ class BackendProtocol(Protocol):
         """This connection closed unanswered: if it had served before and every request it
         holds may be sent twice, send them on a new connection (once, to the same backend,
         unless a reload replaced it); else False."""
+        responses = self.responses
         if (not self.answered or not self.may_resend or self.target.retired
-                or self.responses.buffer or None in self.unanswered):
+                or responses.buffer or responses.interim or None in self.unanswered):
             return False
         client = self.client
         # Their rooms may differ from the one this connection was opened for: no redispatch.
         fresh = BackendProtocol(client, self.target, None)
-        fresh.responses = self.responses
+        fresh.responses = responses
         fresh.unanswered = self.unanswered
         fresh.pending = list(self.unanswered)  # type: ignore[arg-type]
         fresh.may_resend = False

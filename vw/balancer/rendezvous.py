@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from hashlib import blake2b
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 
 class Candidate(Protocol):
@@ -17,7 +17,7 @@ class Candidate(Protocol):
 T = TypeVar("T", bound=Candidate)
 
 #: Hash states that have taken each name (and its separator), as every score starts so.
-_PRIMED: dict[str, Any] = {}
+_PRIMED: dict[str, blake2b] = {}
 
 
 def score(name: str, key: bytes, weight: float) -> float:
