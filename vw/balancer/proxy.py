@@ -222,6 +222,10 @@ class ClientProtocol(Protocol):
             if self.backend.responses.tunnel:
                 stats.tunnels -= 1
             self.backend.detach()
+        self.drop_parked()
+
+    def drop_parked(self) -> None:
+        """Close the idle backend connections kept for later requests."""
         for parked in list(self.parked.values()):
             parked.detach()
 
@@ -350,8 +354,7 @@ class ClientProtocol(Protocol):
         balancer.stats.routed[backend.name] += 1
         if last:
             self.final = True
-            for parked in list(self.parked.values()):
-                parked.detach()
+            self.drop_parked()
         current.forward(head, forwarded_head(head, self.client[0], self.scheme,
                                              self.keep_forwarded))
 
