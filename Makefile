@@ -7,8 +7,9 @@ JS_DIR := tests/e2e/js
 JS_INSTALLED := $(JS_DIR)/node_modules/.installed
 MEETING_DIR := vw/meeting
 MEETING_INSTALLED := $(MEETING_DIR)/node_modules/.installed
-# Debian packages the tests and benchmarks use as peers and anchors.
-OS_PACKAGES := prosody openssl chromium coturn libnss3-tools postgresql wrk haproxy
+# Debian packages the tests and benchmarks use as peers and anchors, and the C compiler for
+# vw-turn's compiled relay.
+OS_PACKAGES := prosody openssl chromium coturn libnss3-tools postgresql wrk haproxy gcc libc6-dev
 
 .PHONY: run test lint unit os-deps bench clean
 
@@ -16,7 +17,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(INSTALLED): setup.cfg pyproject.toml | $(BIN)/python
+$(INSTALLED): setup.cfg setup.py pyproject.toml vw/turn/_channelrelay.c | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 

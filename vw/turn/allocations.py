@@ -137,16 +137,18 @@ class Output(NamedTuple):
 @dataclass
 class Stats:
     """Counters: datagrams that did not parse, well-formed ones neither answered nor relayed,
-    datagrams relayed each way, and refusals by reason (error codes, ``"rate"`` for requests
-    over the per-source rate, ``"amplification"`` for answers that would have been larger
-    than their unauthenticated request, ``"bandwidth"`` for data over an allocation's cap,
-    ``"proxy_malformed"`` and ``"proxy_timeout"`` for TCP and TLS connections of trusted
-    proxies closed for their PROXY header)."""
+    datagrams relayed each way and their application bytes, and refusals by reason (error
+    codes, ``"rate"`` for requests over the per-source rate, ``"amplification"`` for answers
+    that would have been larger than their unauthenticated request, ``"bandwidth"`` for data
+    over an allocation's cap, ``"proxy_malformed"`` and ``"proxy_timeout"`` for TCP and TLS
+    connections of trusted proxies closed for their PROXY header)."""
 
     malformed: int = 0
     dropped: int = 0
     to_peers: int = 0
     to_clients: int = 0
+    bytes_to_peers: int = 0
+    bytes_to_clients: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
 
 
@@ -248,6 +250,9 @@ class TurnCore:
     software: str = ""
     #: Shutting down: new allocations are refused (403), the others carry on.
     draining: bool = False
+    #: Called with a relay address when its allocation ended or was shortened: routes
+    #: (:meth:`channel_route`, :meth:`peer_route`) given out for it no longer hold.
+    routes_changed: Callable[[Address], None] = field(default=lambda relay: None, repr=False)
     stats: Stats = field(default_factory=Stats)
     _by_client: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
     _by_relay: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
@@ -501,6 +506,7 @@ class TurnCore:
             self._delete(allocation)
         else:
             allocation.expires = now + lifetime
+            self.routes_changed(allocation.relay)
         return request.success_response(Lifetime(lifetime))
 
     def _create_permission(
@@ -633,7 +639,9 @@ class TurnCore:
                  now: float) -> PeerHop | None:
         if not self._within_bandwidth(allocation, len(data), now):
             return None
-        self.stats.to_peers += 1
+        stats = self.stats
+        stats.to_peers += 1
+        stats.bytes_to_peers += len(data)
         return allocation.relay, data, peer
 
     def _within_bandwidth(self, allocation: Allocation, size: int, now: float) -> bool:
@@ -669,8 +677,51 @@ class TurnCore:
         except ValueError:  # too big to wrap, or a peer address that is no IP address
             self.stats.dropped += 1
             return None
-        self.stats.to_clients += 1
+        stats = self.stats
+        stats.to_clients += 1
+        stats.bytes_to_clients += len(data)
         return out, allocation.client
+
+    # --- routes: what the relay fast paths may repeat without asking -------------------------
+
+    def channel_route(self, client: Address, channel: int,
+                      now: float) -> tuple[Address, float] | None:
+        """The peer ChannelData from ``client`` on ``channel`` goes to, and until when that
+        holds unless :attr:`routes_changed` says otherwise; None if it is not relayed now or
+        each datagram must be seen (a bandwidth cap)."""
+        allocation = self._by_client.get(client)
+        if allocation is None or allocation.bandwidth is not None:
+            return None
+        bound = allocation.channels.get(channel)
+        if bound is None:
+            return None
+        peer = bound[0]
+        until = self._route_until(allocation, peer, now)
+        return None if until is None else (peer, until)
+
+    def peer_route(self, relay: Address, peer: Address,
+                   now: float) -> tuple[Address, int, float] | None:
+        """The client and channel data from ``peer`` on the UDP relay port ``relay`` goes to as
+        ChannelData, and until when, as :meth:`channel_route`."""
+        allocation = self._by_relay.get(relay)
+        if allocation is None or allocation.bandwidth is not None:
+            return None
+        channel = allocation.peer_channels.get(peer)
+        if channel is None:
+            return None
+        until = self._route_until(allocation, peer, now)
+        return None if until is None else (allocation.client, channel, until)
+
+    @staticmethod
+    def _route_until(allocation: Allocation, peer: Address, now: float) -> float | None:
+        """When the first of the allocation, the peer's channel and its permission expires,
+        or None if one has (or the allocation is no UDP relay)."""
+        channel = allocation.channels[allocation.peer_channels[peer]]
+        permission = allocation.permissions.get(peer[0])
+        if permission is None or allocation.transport != TRANSPORT_UDP:
+            return None
+        until = min(allocation.expires, channel[1], permission)
+        return until if until > now else None
 
     def peer_connected(self, connection_id: int, now: float) -> list[Output]:
         """The TCP connection a Connect asked for is up: answer the Connect with its id."""
@@ -778,6 +829,7 @@ class TurnCore:
         return allocation
 
     def _delete(self, allocation: Allocation) -> None:
+        self.routes_changed(allocation.relay)
         del self._by_client[allocation.client]
         del self._by_relay[allocation.relay]
         self._per_user[allocation.username] -= 1

@@ -1,7 +1,8 @@
 """vw-turn as a Twisted service: the UDP, TCP and TLS listening ports (TCP and TLS take a PROXY
 header from ``turn.trusted_proxies``), a UDP or TCP port per relay, a timer. The UDP listening
 port and UDP relays share one :class:`~vw.common.poller.DatagramPoller`; ChannelData and peer
-datagrams take the core's relay fast paths."""
+datagrams take the core's relay fast paths, and leased ChannelData the compiled relay
+(:mod:`vw.turn.leases`) when it is built."""
 
 from __future__ import annotations
 
@@ -31,9 +32,17 @@ from vw.common.state import persistent_secret
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.common.udplistener import UdpListener
 from vw.config import Config
-from vw.stun import CHANNEL_MAX, CHANNEL_MAX_RFC5766, FAMILY_IPV4, FAMILY_IPV6, TRANSPORT_TCP
+from vw.stun import (
+    CHANNEL_MAX,
+    CHANNEL_MAX_RFC5766,
+    FAMILY_IPV4,
+    FAMILY_IPV6,
+    TRANSPORT_TCP,
+    is_channel_data,
+)
 from vw.turn.allocations import Address, Output, RelayGrant, RelayRequest, TurnCore
 from vw.turn.auth import Authenticator, Nonces
+from vw.turn.leases import ChannelPoller, ChannelRelay
 from vw.turn.peers import PeerPolicy
 from vw.turn.stream import (
     PeerClientFactory,
@@ -84,9 +93,12 @@ class RefusalCollector(Collector):
 
 
 class TurnService(MultiService):
-    """vw-turn: one TurnCore, its listening ports, its relay ports and its HTTP port."""
+    """vw-turn: one TurnCore, its listening ports, its relay ports and its HTTP port.
 
-    def __init__(self, config: Config, reactor: IReactorUDP) -> None:
+    ``compiled`` False keeps every datagram in Python even where the compiled relay is built.
+    """
+
+    def __init__(self, config: Config, reactor: IReactorUDP, *, compiled: bool = True) -> None:
         super().__init__()
         self.setName("turn")
         self.reactor = reactor
@@ -109,7 +121,8 @@ class TurnService(MultiService):
             unauthenticated_rate=settings.unauthenticated_rate,
             max_bandwidth=settings.max_bandwidth,
             max_permissions=settings.max_permissions,
-            software=settings.software)
+            software=settings.software,
+            routes_changed=self._routes_changed)
         #: Relay ports (UDP or TCP) by relay address, and ports reserved by EVEN-PORT.
         self.relays: dict[Address, Relay] = {}
         self.reserved: dict[Address, Relay] = {}
@@ -117,7 +130,11 @@ class TurnService(MultiService):
         self.streams: dict[Address, TurnStreamProtocol] = {}
         #: RFC 6062 peer connections by connection id.
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
-        self.poller = DatagramPoller(reactor, "turn-udp")  # type: ignore[arg-type]
+        #: The poller of the compiled ChannelData relay, if it is built and wanted.
+        self.channels: ChannelPoller | None = None
+        if compiled and ChannelRelay is not None:
+            self.channels = ChannelPoller(reactor, "turn-udp", self.now)  # type: ignore[arg-type]
+        self.poller = self.channels or DatagramPoller(reactor, "turn-udp")  # type: ignore
         self.listener = UdpListener(self.poller, settings.udp_port, bind, self._client_received)
         self.listener.setServiceParent(self)
         streams = TurnStreamFactory(self)
@@ -183,18 +200,21 @@ class TurnService(MultiService):
                 factory = PeerServerFactory(self, address)
                 return TcpRelay(self.reactor.listenTCP(number, factory, interface=host))
             to_client, now, streams = self.core.peer_to_client, self.now, self.streams
-            send = self.listener.send
+            send, channels = self.listener.send, self.channels
 
             def received(data: bytes, peer: Address) -> None:
                 hop = to_client(address, data, peer, now())
                 if hop is not None:
                     stream = streams.get(hop[1])
-                    if stream is None:
-                        send(*hop)
-                    else:
+                    if stream is not None:
                         stream.write_frame(hop[0])
+                        return
+                    send(*hop)
+                    if channels is not None and is_channel_data(hop[0]):
+                        self._lease_peer(relay, peer)
 
-            return RelaySocket.bind(self.poller, address, received)
+            relay = RelaySocket.bind(self.poller, address, received)
+            return relay
         except (CannotListenError, OSError):
             return None
 
@@ -221,8 +241,32 @@ class TurnService(MultiService):
             relay = self.relays.get(result[0])
             if relay is not None:
                 relay.send(result[1], result[2])  # type: ignore[union-attr]
+                if self.channels is not None and is_channel_data(data):
+                    self._lease_client(client, int.from_bytes(data[:2], "big"), relay)
         elif result:
             self.perform(result)  # type: ignore[arg-type]
+
+    # --- leases of the compiled relay (vw.turn.leases) ---------------------------------------
+
+    def _lease_client(self, client: Address, channel: int, relay: RelaySocket) -> None:
+        """After the core relayed ChannelData from ``client``: lease what it decided."""
+        route = self.core.channel_route(client, channel, self.now())
+        if route is not None and self.channels is not None:
+            self.channels.lease_client(client, channel, relay.socket.fileno(), *route)
+
+    def _lease_peer(self, relay: RelaySocket, peer: Address) -> None:
+        """After the core relayed data from ``peer`` as ChannelData: lease what it decided."""
+        route = self.core.peer_route(relay.address, peer, self.now())
+        if route is not None and self.channels is not None and self.listener.socket is not None:
+            client, channel, until = route
+            self.channels.lease_peer(relay.socket.fileno(), peer,
+                                     self.listener.socket.fileno(), client, channel, until)
+
+    def _routes_changed(self, relay: Address) -> None:
+        """The core shortened or ended the allocation of ``relay``: revoke its leases."""
+        port = self.relays.get(relay)
+        if self.channels is not None and isinstance(port, RelaySocket):
+            self.channels.revoke(port.socket.fileno())
 
     def perform(self, outputs: list[Output]) -> None:
         """Do what the core asks."""
@@ -278,6 +322,11 @@ class TurnService(MultiService):
 
     # --- life cycle ------------------------------------------------------------------------
 
+    def startService(self) -> None:
+        super().startService()
+        if self.channels is not None and self.listener.socket is not None:
+            self.channels.serve_clients(self.listener.socket)
+
     def stopService(self) -> Deferred[None]:
         """Stop taking clients, let allocations end for up to ``turn.drain_seconds``, then
         close every relay."""
@@ -305,8 +354,21 @@ class TurnService(MultiService):
         connections = Gauge("vw_turn_peer_connections", "RFC 6062 peer TCP connections",
                             registry=self.registry)
         connections.set_function(lambda: len(self.core.connections))
-        for key in ("malformed", "dropped", "to_peers", "to_clients"):
+        if self.channels is not None:
+            leases = Gauge("vw_turn_leases", "ChannelData routes the compiled relay holds",
+                           registry=self.registry)
+            leases.set_function(lambda: self.channels.leases)  # type: ignore[union-attr]
+        for key in ("malformed", "dropped", "to_peers", "to_clients", "bytes_to_peers",
+                    "bytes_to_clients"):
             gauge = Gauge(f"vw_turn_{key}", f"TURN {key.replace('_', ' ')}",
                           registry=self.registry)
-            gauge.set_function(lambda key=key: getattr(self.core.stats, key))
+            gauge.set_function(lambda key=key: self.relayed(key))
         self.registry.register(RefusalCollector(self.core))
+
+    def relayed(self, key: str) -> int:
+        """A counter of the core's :class:`~vw.turn.allocations.Stats`, with what the compiled
+        relay counted for it."""
+        count = getattr(self.core.stats, key)
+        if self.channels is not None and hasattr(self.channels.relay, key):
+            count += getattr(self.channels.relay, key)
+        return count

@@ -1,0 +1,267 @@
+"""The compiled ChannelData relay (vw/turn/_channelrelay.c) on real loopback sockets: what a
+lease covers is relayed, everything else reaches the Python handler byte for byte."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vw.stun import ChannelData, StunError
+from vw.turn.leases import ChannelRelay, pack
+
+pytestmark = pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
+
+NOW = 1_700_000_000.0
+CHANNEL = 0x4001
+
+
+class Sockets:
+    """The listening port, a relay port, a client and a peer, all bound on loopback."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.all = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(4)]
+        for sock in self.all:
+            sock.bind((host, 0))
+            sock.setblocking(False)
+        self.listening, self.relay, self.client, self.peer = self.all
+        self.client.settimeout(2)
+        self.peer.settimeout(2)
+
+    def address(self, sock: socket.socket) -> tuple[str, int]:
+        host, port = sock.getsockname()[:2]
+        return host, port
+
+    def client_leases(self, until: float = NOW + 60, channel: int = CHANNEL) -> dict:
+        key = pack(self.address(self.client)) + channel.to_bytes(2, "big")
+        return {key: (self.relay.fileno(), pack(self.address(self.peer)), until)}
+
+    def peer_leases(self, until: float = NOW + 60, channel: int = CHANNEL) -> dict:
+        return {pack(self.address(self.peer)): (self.listening.fileno(),
+                                                pack(self.address(self.client)), until, channel)}
+
+    def close(self) -> None:
+        for sock in self.all:
+            sock.close()
+
+
+@pytest.fixture
+def sockets() -> Iterator[Sockets]:
+    ends = Sockets()
+    yield ends
+    ends.close()
+
+
+class Handler:
+    """The Python handler: remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[bytes, tuple[str, int]]] = []
+
+    def __call__(self, data: bytes, address: tuple[str, int]) -> None:
+        self.datagrams.append((data, address))
+
+
+def read(relay: ChannelRelay, fd: int, leases: object, now: float, limit: int,
+         handler: object, from_peers: object) -> int:
+    """Drain the one socket ``fd`` through an epoll object, ``limit`` datagrams at most."""
+    with select.epoll() as ready:
+        ready.register(fd, select.EPOLLIN)
+        return relay.drain(ready.fileno(), {fd: (leases, handler, from_peers)}, now, limit,
+                           limit)
+
+
+def frame(data: bytes, channel: int = CHANNEL) -> bytes:
+    return struct.pack("!HH", channel, len(data)) + data
+
+
+def test_leased_channel_data_goes_to_the_peer(sockets: Sockets) -> None:
+    relay, handler = ChannelRelay(), Handler()
+    sockets.client.sendto(frame(b"hello"), sockets.address(sockets.listening))
+    sockets.client.sendto(frame(b"pad") + b"\0", sockets.address(sockets.listening))
+    count = read(relay, sockets.listening.fileno(), sockets.client_leases(), NOW, 16, handler,
+                 False)
+    assert count == 2 and handler.datagrams == []
+    assert sockets.peer.recvfrom(100) == (b"hello", sockets.address(sockets.relay))
+    assert sockets.peer.recvfrom(100) == (b"pad", sockets.address(sockets.relay))
+    assert (relay.to_peers, relay.bytes_to_peers, relay.to_clients) == (2, 8, 0)
+
+
+def test_leased_peer_data_goes_to_the_client_as_channel_data(sockets: Sockets) -> None:
+    relay, handler = ChannelRelay(), Handler()
+    for data in (b"media", b""):
+        sockets.peer.sendto(data, sockets.address(sockets.relay))
+    count = read(relay, sockets.relay.fileno(), sockets.peer_leases(), NOW, 16, handler, True)
+    assert count == 2 and handler.datagrams == []
+    for data in (b"media", b""):
+        received, source = sockets.client.recvfrom(100)
+        assert source == sockets.address(sockets.listening)
+        assert ChannelData.parse(received) == ChannelData(CHANNEL, data)
+    assert (relay.to_clients, relay.bytes_to_clients, relay.to_peers) == (2, 5, 0)
+
+
+@pytest.mark.parametrize("case", ["expired", "other channel", "no lease", "truncated",
+                                  "trailing bytes", "stun", "short"])
+def test_anything_not_leased_reaches_the_handler(sockets: Sockets, case: str) -> None:
+    datagram = {
+        "expired": frame(b"x"), "other channel": frame(b"x", CHANNEL + 1),
+        "no lease": frame(b"x"), "truncated": frame(b"abcdef")[:-1],
+        "trailing bytes": frame(b"abcd") + b"\0", "short": b"\x40\x01",
+        "stun": bytes.fromhex("000100002112a442") + bytes(12),
+    }[case]
+    leases = {} if case == "no lease" else sockets.client_leases(
+        until=NOW if case == "expired" else NOW + 60)
+    relay, handler = ChannelRelay(), Handler()
+    sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    assert read(relay, sockets.listening.fileno(), leases, NOW, 16, handler, False) == 1
+    assert handler.datagrams == [(datagram, sockets.address(sockets.client))]
+    assert relay.to_peers == 0
+
+
+def test_an_unknown_or_expired_peer_reaches_the_handler(sockets: Sockets) -> None:
+    relay, handler = ChannelRelay(), Handler()
+    sockets.peer.sendto(b"one", sockets.address(sockets.relay))
+    assert read(relay, sockets.relay.fileno(), {}, NOW, 16, handler, True) == 1
+    sockets.peer.sendto(b"two", sockets.address(sockets.relay))
+    expired = sockets.peer_leases(until=NOW - 1)
+    assert read(relay, sockets.relay.fileno(), expired, NOW, 16, handler, True) == 1
+    peer = sockets.address(sockets.peer)
+    assert handler.datagrams == [(b"one", peer), (b"two", peer)] and relay.to_clients == 0
+
+
+@pytest.mark.parametrize("lease", [
+    (b"not an fd", b"", NOW + 60), (-1, b"\x7f\0\0\1\0\1", NOW + 60),
+    (3, b"short", NOW + 60), (3, b"\x7f\0\0\1\0\1", NOW + 60 + 0j), (3, b"\x7f\0\0\1\0\1"),
+    (3, bytearray(b"\x7f\0\0\1\0\1"), NOW + 60), "not a tuple",
+])
+def test_malformed_leases_are_not_used(sockets: Sockets, lease: object) -> None:
+    relay, handler = ChannelRelay(), Handler()
+    key = pack(sockets.address(sockets.client)) + CHANNEL.to_bytes(2, "big")
+    sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
+    assert read(relay, sockets.listening.fileno(), {key: lease}, NOW, 16, handler, False) == 1
+    assert len(handler.datagrams) == 1 and relay.to_peers == 0
+
+
+@pytest.mark.parametrize("channel", [0x3FFF, 0x8000, -1, "0x4001"])
+def test_peer_leases_with_impossible_channels_are_not_used(sockets: Sockets,
+                                                           channel: object) -> None:
+    relay, handler = ChannelRelay(), Handler()
+    leases = sockets.peer_leases()
+    key = next(iter(leases))
+    leases[key] = (*leases[key][:3], channel)
+    sockets.peer.sendto(b"x", sockets.address(sockets.relay))
+    assert read(relay, sockets.relay.fileno(), leases, NOW, 16, handler, True) == 1
+    assert len(handler.datagrams) == 1 and relay.to_clients == 0
+
+
+def test_limit_and_an_empty_socket(sockets: Sockets) -> None:
+    relay, handler = ChannelRelay(), Handler()
+    for n in range(5):
+        sockets.peer.sendto(bytes([n]), sockets.address(sockets.relay))
+    fd = sockets.relay.fileno()
+    assert read(relay, fd, {}, NOW, 2, handler, True) == 2
+    assert read(relay, fd, {}, NOW, 16, handler, True) == 3
+    assert read(relay, fd, {}, NOW, 16, handler, True) == 0
+    assert [data for data, _ in handler.datagrams] == [bytes([n]) for n in range(5)]
+
+
+def test_a_failing_handler_raises_after_what_was_relayed(sockets: Sockets) -> None:
+    relay = ChannelRelay()
+
+    def fail(data: bytes, address: tuple[str, int]) -> None:
+        raise RuntimeError("handler failed")
+
+    sockets.client.sendto(frame(b"ok"), sockets.address(sockets.listening))
+    sockets.client.sendto(b"not channel data", sockets.address(sockets.listening))
+    sockets.client.sendto(frame(b"later"), sockets.address(sockets.listening))
+    fd = sockets.listening.fileno()
+    with pytest.raises(RuntimeError, match="handler failed"):
+        read(relay, fd, sockets.client_leases(), NOW, 16, fail, False)
+    assert relay.to_peers == 1
+    assert read(relay, fd, sockets.client_leases(), NOW, 16, fail, False) == 1  # the rest waits
+    assert relay.to_peers == 2
+
+
+def test_bad_arguments_raise_type_error(sockets: Sockets) -> None:
+    relay = ChannelRelay()
+    sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
+    fd = sockets.listening.fileno()
+    with pytest.raises(TypeError, match="not a .dict, handler, bool. tuple"):
+        read(relay, fd, [], NOW, 16, Handler(), False)
+    with select.epoll() as ready:
+        ready.register(fd, select.EPOLLIN)
+        with pytest.raises(TypeError):
+            relay.drain("epoll", {}, NOW, 16, 16)
+        with pytest.raises(TypeError):
+            relay.drain(ready.fileno(), [], NOW, 16, 16)
+        with pytest.raises(TypeError, match="not a .dict, handler, bool. tuple"):
+            relay.drain(ready.fileno(), {fd: "reader"}, NOW, 16, 16)
+        handler = Handler()
+        assert relay.drain(ready.fileno(), {fd: ({}, handler, False)}, NOW, 16, 16) == 1
+    assert handler.datagrams == [(frame(b"x"), sockets.address(sockets.client))]
+
+
+def test_sockets_without_a_reader_are_skipped(sockets: Sockets) -> None:
+    """A socket removed by an earlier handler is left alone."""
+    relay = ChannelRelay()
+    sockets.peer.sendto(b"x", sockets.address(sockets.relay))
+    with select.epoll() as ready:
+        ready.register(sockets.relay.fileno(), select.EPOLLIN)
+        assert relay.drain(ready.fileno(), {}, NOW, 16, 16) == 0
+    assert sockets.relay.recv(10) == b"x"
+
+
+def test_ipv6() -> None:
+    try:
+        ends = Sockets("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    try:
+        relay, handler = ChannelRelay(), Handler()
+        ends.client.sendto(frame(b"six"), ends.address(ends.listening))
+        assert read(relay, ends.listening.fileno(), ends.client_leases(), NOW, 16, handler,
+                          False) == 1
+        data, source = ends.peer.recvfrom(100)
+        assert data == b"six" and source[:2] == ends.address(ends.relay)
+        ends.peer.sendto(b"back", ends.address(ends.relay))
+        assert read(relay, ends.relay.fileno(), ends.peer_leases(), NOW, 16, handler, True) == 1
+        data, source = ends.client.recvfrom(100)
+        assert ChannelData.parse(data).data == b"back" and source[:2] == ends.address(
+            ends.listening)
+        assert handler.datagrams == []
+    finally:
+        ends.close()
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.binary(max_size=40),
+    st.tuples(st.sampled_from([CHANNEL, CHANNEL + 1, 0x3FFF, 0x7FFF, 0x8001]),
+              st.integers(0, 40), st.binary(max_size=40)).map(
+        lambda t: struct.pack("!HH", t[0], t[1]) + t[2]),
+))
+def test_fuzz_relayed_exactly_as_the_python_parser_reads_it(sockets: Sockets,
+                                                              datagram: bytes) -> None:
+    """A datagram is relayed only if ChannelData.parse reads it as the leased channel, and then
+    exactly its data; every other one reaches the handler unchanged."""
+    try:
+        parsed: ChannelData | None = ChannelData.parse(datagram)
+    except StunError:
+        parsed = None
+    relay, handler = ChannelRelay(), Handler()
+    sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    assert read(relay, sockets.listening.fileno(), sockets.client_leases(), NOW, 16, handler,
+                      False) == 1
+    if parsed is not None and parsed.channel == CHANNEL:
+        assert handler.datagrams == [] and relay.to_peers == 1
+        assert sockets.peer.recvfrom(100)[0] == parsed.data
+    else:
+        assert handler.datagrams == [(datagram, sockets.address(sockets.client))]
+        assert relay.to_peers == 0

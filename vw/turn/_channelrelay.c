@@ -1,0 +1,393 @@
+/* ChannelData relaying for vw-turn's UDP sockets, compiled: the one loop of the TURN server
+ * that runs for every media packet.
+ *
+ * ChannelRelay.drain(epoll_fd, readers, now, budget, per_socket) reads the UDP sockets an epoll
+ * object reports ready, as vw.common.poller.DatagramPoller does in Python. A datagram a lease
+ * covers is relayed at once; every other one goes to its socket's Python handler, which
+ * decides everything (the leases only repeat decisions it made). Python holds the leases in
+ * plain dicts (see vw/turn/leases.py); an address is its packed IP and 2-byte port:
+ *
+ *   the listening socket (from_peers false): by client address and the ChannelData's 2-byte
+ *     channel number -> (relay fd, peer address, until)
+ *   a relay socket (from_peers true): by peer address
+ *     -> (listening fd, client address, until, channel)
+ *
+ * A lease is used only while ``now < until``; a ChannelData whose length field does not match
+ * its datagram as RFC 8656 section 12.4 allows is never relayed here. Send errors are ignored,
+ * as the Python senders ignore them: UDP may lose a datagram.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+/* As vw.common.poller.MAX_DATAGRAM: a larger datagram is cut. */
+#define MAX_DATAGRAM 8192
+#define HEADER 4
+#define KEY_MAX (16 + 2 + 2)
+/* Ready sockets taken from the epoll object at a time. */
+#define READY_MAX 64
+
+typedef struct {
+    PyObject_HEAD
+    unsigned long long to_peers;
+    unsigned long long to_clients;
+    unsigned long long bytes_to_peers;
+    unsigned long long bytes_to_clients;
+} ChannelRelay;
+
+/* The packed address of ``source`` into ``key``: its length, or 0 for another family. */
+static Py_ssize_t
+pack_source(const struct sockaddr_storage *source, unsigned char *key)
+{
+    if (source->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)source;
+        memcpy(key, &v4->sin_addr, 4);
+        memcpy(key + 4, &v4->sin_port, 2);
+        return 6;
+    }
+    if (source->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)source;
+        memcpy(key, &v6->sin6_addr, 16);
+        memcpy(key + 16, &v6->sin6_port, 2);
+        return 18;
+    }
+    return 0;
+}
+
+/* A packed address (bytes of 6 or 18) as a socket address; its length, or 0 if malformed. */
+static socklen_t
+unpack_destination(PyObject *packed, struct sockaddr_storage *destination)
+{
+    if (!PyBytes_CheckExact(packed)) {
+        return 0;
+    }
+    const char *raw = PyBytes_AS_STRING(packed);
+    memset(destination, 0, sizeof(*destination));
+    if (PyBytes_GET_SIZE(packed) == 6) {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)destination;
+        v4->sin_family = AF_INET;
+        memcpy(&v4->sin_addr, raw, 4);
+        memcpy(&v4->sin_port, raw + 4, 2);
+        return sizeof(*v4);
+    }
+    if (PyBytes_GET_SIZE(packed) == 18) {
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)destination;
+        v6->sin6_family = AF_INET6;
+        memcpy(&v6->sin6_addr, raw, 16);
+        memcpy(&v6->sin6_port, raw + 16, 2);
+        return sizeof(*v6);
+    }
+    return 0;
+}
+
+/* The lease under ``key`` if it is a tuple of at least ``size`` items valid at ``now``. */
+static PyObject *
+live_lease(PyObject *leases, const unsigned char *key, Py_ssize_t length, Py_ssize_t size,
+           double now)
+{
+    PyObject *name = PyBytes_FromStringAndSize((const char *)key, length);
+    if (name == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *lease = PyDict_GetItemWithError(leases, name);  /* borrowed */
+    Py_DECREF(name);
+    if (lease == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    /* Exact types only: nothing here may run Python code that could change the dict. */
+    if (!PyTuple_CheckExact(lease) || PyTuple_GET_SIZE(lease) < size
+            || !PyFloat_CheckExact(PyTuple_GET_ITEM(lease, 2))) {
+        return NULL;
+    }
+    return now < PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(lease, 2)) ? lease : NULL;
+}
+
+/* The int at ``index`` of a lease if it is one in [low, high], or -1. */
+static long
+lease_int(PyObject *lease, Py_ssize_t index, long low, long high)
+{
+    PyObject *item = PyTuple_GET_ITEM(lease, index);
+    if (!PyLong_CheckExact(item)) {
+        return -1;
+    }
+    long value = PyLong_AsLong(item);
+    if (value == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return value < low || value > high ? -1 : value;
+}
+
+/* Client to peer: the ChannelData in ``frame`` (``size`` bytes) sent on if a lease covers it. */
+static int
+relay_to_peer(ChannelRelay *self, PyObject *leases, double now, unsigned char *key,
+              Py_ssize_t key_length, const unsigned char *frame, Py_ssize_t size)
+{
+    if (size < HEADER || (frame[0] & 0xC0) != 0x40) {
+        return 0;
+    }
+    Py_ssize_t length = (frame[2] << 8) | frame[3];
+    Py_ssize_t end = HEADER + length;
+    if (size < end || size > ((end + 3) & ~3)) {
+        return 0;
+    }
+    memcpy(key + key_length, frame, 2);
+    PyObject *lease = live_lease(leases, key, key_length + 2, 3, now);
+    if (lease == NULL) {
+        return 0;
+    }
+    struct sockaddr_storage peer;
+    socklen_t peer_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &peer);
+    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
+    if (peer_length == 0 || fd < 0) {
+        return 0;
+    }
+    (void)sendto(fd, frame + HEADER, (size_t)length, 0, (struct sockaddr *)&peer, peer_length);
+    self->to_peers++;
+    self->bytes_to_peers += (unsigned long long)length;
+    return 1;
+}
+
+/* Peer to client: ``data`` (``size`` bytes, with HEADER free bytes before it) sent to the
+ * client as ChannelData if a lease covers its source. */
+static int
+relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned char *key,
+                Py_ssize_t key_length, unsigned char *data, Py_ssize_t size)
+{
+    PyObject *lease = live_lease(leases, key, key_length, 4, now);
+    if (lease == NULL || size > 0xFFFF) {
+        return 0;
+    }
+    struct sockaddr_storage client;
+    socklen_t client_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &client);
+    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
+    long channel = lease_int(lease, 3, 0x4000, 0x7FFF);
+    if (client_length == 0 || fd < 0 || channel < 0) {
+        return 0;
+    }
+    unsigned char *frame = data - HEADER;
+    frame[0] = (unsigned char)(channel >> 8);
+    frame[1] = (unsigned char)channel;
+    frame[2] = (unsigned char)(size >> 8);
+    frame[3] = (unsigned char)size;
+    (void)sendto(fd, frame, (size_t)(HEADER + size), 0, (struct sockaddr *)&client,
+                 client_length);
+    self->to_clients++;
+    self->bytes_to_clients += (unsigned long long)size;
+    return 1;
+}
+
+/* (host, port) of ``source``, as Python's socket.recvfrom gives its first two items. */
+static PyObject *
+source_address(const struct sockaddr_storage *source)
+{
+    char host[INET6_ADDRSTRLEN];
+    const void *raw;
+    unsigned short port;
+    if (source->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)source;
+        raw = &v4->sin_addr;
+        port = ntohs(v4->sin_port);
+    } else {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)source;
+        raw = &v6->sin6_addr;
+        port = ntohs(v6->sin6_port);
+    }
+    if (inet_ntop(source->ss_family, raw, host, sizeof(host)) == NULL) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return Py_BuildValue("(si)", host, (int)port);
+}
+
+/* Read up to ``limit`` datagrams from ``fd``: relay the leased ones, hand the others to
+ * ``received``. How many were read, or -1 with an exception set (the handler's). */
+static int
+read_socket(ChannelRelay *self, int fd, PyObject *leases, double now, int limit,
+            PyObject *received, int from_peers)
+{
+    unsigned char buffer[HEADER + MAX_DATAGRAM];
+    unsigned char *data = buffer + HEADER;
+    unsigned char key[KEY_MAX];
+    int count = 0;
+    while (count < limit) {
+        struct sockaddr_storage source;
+        socklen_t source_length = sizeof(source);
+        ssize_t size = recvfrom(fd, data, MAX_DATAGRAM, 0, (struct sockaddr *)&source,
+                                &source_length);
+        if (size < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;  /* EAGAIN, or an ICMP error reported for an earlier send */
+        }
+        count++;
+        Py_ssize_t key_length = pack_source(&source, key);
+        if (key_length == 0) {
+            continue;  /* no IP datagram: nothing the server can answer */
+        }
+        int relayed = from_peers
+            ? relay_to_client(self, leases, now, key, key_length, data, size)
+            : relay_to_peer(self, leases, now, key, key_length, data, size);
+        if (relayed) {
+            continue;
+        }
+        PyObject *address = source_address(&source);
+        if (address == NULL) {
+            return -1;
+        }
+        PyObject *datagram = PyBytes_FromStringAndSize((const char *)data, size);
+        if (datagram == NULL) {
+            Py_DECREF(address);
+            return -1;
+        }
+        PyObject *result = PyObject_CallFunctionObjArgs(received, datagram, address, NULL);
+        Py_DECREF(datagram);
+        Py_DECREF(address);
+        if (result == NULL) {
+            return -1;
+        }
+        Py_DECREF(result);
+    }
+    return count;
+}
+
+/* The socket ``fd``'s entry in ``readers`` (a new reference), or NULL: none (no exception
+ * set), or not a (dict, handler, bool) tuple (TypeError). */
+static PyObject *
+reader_of(PyObject *readers, int fd)
+{
+    PyObject *number = PyLong_FromLong(fd);
+    if (number == NULL) {
+        return NULL;
+    }
+    PyObject *entry = PyDict_GetItemWithError(readers, number);
+    Py_DECREF(number);
+    if (entry == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3
+            || !PyDict_CheckExact(PyTuple_GET_ITEM(entry, 0))) {
+        PyErr_Format(PyExc_TypeError, "reader of %d: not a (dict, handler, bool) tuple", fd);
+        return NULL;
+    }
+    Py_INCREF(entry);
+    return entry;
+}
+
+static PyObject *
+ChannelRelay_drain(ChannelRelay *self, PyObject *args)
+{
+    int epoll_fd, budget, per_socket;
+    PyObject *readers;
+    double now;
+    if (!PyArg_ParseTuple(args, "iO!dii:drain", &epoll_fd, &PyDict_Type, &readers, &now,
+                          &budget, &per_socket)) {
+        return NULL;
+    }
+    struct epoll_event events[READY_MAX];
+    int total = 0, spent = 0;  /* datagrams read; the budget spent, a turn at least per socket */
+    while (spent < budget) {
+        int wanted = budget - spent < READY_MAX ? budget - spent : READY_MAX;
+        int ready = epoll_wait(epoll_fd, events, wanted, 0);
+        if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ready < 0) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (ready == 0) {
+            break;
+        }
+        for (int i = 0; i < ready; i++) {
+            int fd = events[i].data.fd;
+            PyObject *entry = reader_of(readers, fd);
+            if (entry == NULL) {
+                if (PyErr_Occurred()) {
+                    return NULL;
+                }
+                spent++;  /* removed by an earlier datagram's handler */
+                continue;
+            }
+            int from_peers = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2));
+            int count = from_peers < 0 ? -1 : read_socket(
+                self, fd, PyTuple_GET_ITEM(entry, 0), now, per_socket,
+                PyTuple_GET_ITEM(entry, 1), from_peers);
+            Py_DECREF(entry);
+            if (count < 0) {
+                return NULL;
+            }
+            total += count;
+            spent += count > 0 ? count : 1;
+        }
+    }
+    return PyLong_FromLong(total);
+}
+
+static PyMethodDef ChannelRelay_methods[] = {
+    {"drain", (PyCFunction)ChannelRelay_drain, METH_VARARGS,
+     "drain(epoll_fd, readers, now, budget, per_socket) -> datagrams read\n\n"
+     "Read the sockets the epoll object reports ready, up to per_socket datagrams from one at\n"
+     "a time and budget in all, until none is ready. readers maps each socket's descriptor to\n"
+     "(leases, handler, from_peers): leased datagrams are relayed, the others handed to\n"
+     "handler(data, (host, port)); an exception from a handler ends the call."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ChannelRelay_members[] = {
+    {"to_peers", T_ULONGLONG, offsetof(ChannelRelay, to_peers), READONLY,
+     "ChannelData relayed to peers"},
+    {"to_clients", T_ULONGLONG, offsetof(ChannelRelay, to_clients), READONLY,
+     "peer datagrams relayed to clients as ChannelData"},
+    {"bytes_to_peers", T_ULONGLONG, offsetof(ChannelRelay, bytes_to_peers), READONLY,
+     "application bytes relayed to peers"},
+    {"bytes_to_clients", T_ULONGLONG, offsetof(ChannelRelay, bytes_to_clients), READONLY,
+     "application bytes relayed to clients"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ChannelRelayType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vw.turn._channelrelay.ChannelRelay",
+    .tp_doc = PyDoc_STR("Relays leased ChannelData between UDP sockets; counts what it relays."),
+    .tp_basicsize = sizeof(ChannelRelay),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = ChannelRelay_methods,
+    .tp_members = ChannelRelay_members,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "vw.turn._channelrelay",
+    .m_doc = PyDoc_STR("vw-turn's compiled ChannelData relay loop."),
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__channelrelay(void)
+{
+    if (PyType_Ready(&ChannelRelayType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&ChannelRelayType);
+    if (PyModule_AddObject(m, "ChannelRelay", (PyObject *)&ChannelRelayType) < 0) {
+        Py_DECREF(&ChannelRelayType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,122 @@
+"""ChannelData relayed by compiled code, on leases from the TURN core.
+
+Nearly every datagram a TURN server sees is ChannelData: media between a client and a peer
+over a bound channel. Python costs more per datagram than the system calls that move it, so
+vw-turn's UDP sockets are read by ``vw.turn._channelrelay`` (C, built when vw is installed
+with a compiler at hand; without it everything stays in Python). It relays a datagram only
+when a lease covers it, and hands every other one to the Python handlers, which decide as
+before.
+
+A lease repeats a decision the core made: once the core relayed a channel's data, the service
+asks it (:meth:`~vw.turn.allocations.TurnCore.channel_route`,
+:meth:`~vw.turn.allocations.TurnCore.peer_route`) until when the same answer holds (the
+allocation's, the channel's and the permission's expiry, whichever comes first) and leases it
+that long. Allocations with a bandwidth cap get no lease. When the core shortens or ends an
+allocation it tells the service, which revokes the leases through its relay; a relay socket's
+leases go before it closes, so no lease outlives the descriptor it sends from.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IReactorFDSet
+from twisted.logger import Logger
+
+from vw.common.poller import READ_BATCH, Address, DatagramPoller, Receiver
+
+try:
+    from vw.turn._channelrelay import ChannelRelay
+except ImportError:  # built without a C compiler: ChannelData stays in Python
+    ChannelRelay = None
+
+log = Logger()
+
+#: A client's lease: (relay socket's descriptor, packed peer address, until).
+ClientLease = tuple[int, bytes, float]
+#: A peer's lease: (listening socket's descriptor, packed client address, until, channel).
+PeerLease = tuple[int, bytes, float, int]
+#: Datagrams read from one ready socket at a time.
+SOCKET_BATCH = 16
+
+
+def pack(address: Address) -> bytes:
+    """An address as the compiled relay keys it: the packed IP, then the port (2 bytes)."""
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.inet_pton(family, host) + port.to_bytes(2, "big")
+
+
+class ChannelPoller(DatagramPoller):
+    """A :class:`~vw.common.poller.DatagramPoller` whose sockets the compiled relay reads, with
+    the leases it relays on: by client address and channel number on the listening socket
+    (:meth:`serve_clients`), by peer address on each relay socket."""
+
+    def __init__(self, reactor: IReactorFDSet, name: str, now: Callable[[], float]) -> None:
+        if ChannelRelay is None:
+            raise RuntimeError("vw.turn._channelrelay is not built")
+        super().__init__(reactor, name)
+        self.relay = ChannelRelay()
+        self.now = now
+        #: By socket: (its leases, its handler, whether it is a relay socket).
+        self._readers: dict[int, tuple[dict[bytes, tuple], Receiver, bool]] = {}
+        self._clients: dict[bytes, ClientLease] = {}
+        #: Client lease keys by the relay socket they send from, to revoke them with it.
+        self._through: dict[int, set[bytes]] = {}
+
+    def add(self, sock: socket.socket, received: Receiver) -> None:
+        """Read ``sock``, a relay socket until :meth:`serve_clients` says otherwise."""
+        super().add(sock, received)
+        self._readers[sock.fileno()] = ({}, received, True)
+
+    def serve_clients(self, sock: socket.socket) -> None:
+        """``sock``, added already, is a listening port: its leases are the clients'."""
+        fd = sock.fileno()
+        self._readers[fd] = (self._clients, self._readers[fd][1], False)
+
+    def remove(self, sock: socket.socket) -> None:
+        """Stop reading ``sock`` and end the leases through it (before it is closed)."""
+        fd = sock.fileno()
+        self.revoke(fd)
+        self._readers.pop(fd, None)
+        super().remove(sock)
+
+    def _read(self) -> None:
+        budget, epoll_fd = READ_BATCH, self.fileno()
+        while budget > 0:
+            try:
+                self.relay.drain(epoll_fd, self._readers, self.now(), budget, SOCKET_BATCH)
+                return
+            except Exception:
+                log.failure("handling a datagram on {name}", name=self.name)
+                budget -= 1  # at least the datagram whose handler failed was read
+
+    def lease_client(self, client: Address, channel: int, relay_fd: int, peer: Address,
+                     until: float) -> None:
+        """ChannelData from ``client`` on ``channel`` goes from ``relay_fd`` to ``peer``
+        until ``until``."""
+        key = pack(client) + channel.to_bytes(2, "big")
+        self._clients[key] = (relay_fd, pack(peer), float(until))
+        self._through.setdefault(relay_fd, set()).add(key)
+
+    def lease_peer(self, relay_fd: int, peer: Address, listening_fd: int, client: Address,
+                   channel: int, until: float) -> None:
+        """Data from ``peer`` on ``relay_fd`` goes to ``client`` on ``channel`` until
+        ``until``."""
+        reader = self._readers.get(relay_fd)
+        if reader is not None and reader[2]:
+            reader[0][pack(peer)] = (listening_fd, pack(client), float(until), channel)
+
+    def revoke(self, relay_fd: int) -> None:
+        """End every lease through the relay socket ``relay_fd``."""
+        for key in self._through.pop(relay_fd, ()):
+            self._clients.pop(key, None)
+        reader = self._readers.get(relay_fd)
+        if reader is not None and reader[2]:
+            reader[0].clear()
+
+    @property
+    def leases(self) -> int:
+        """Leases held (clients' and peers')."""
+        return len(self._clients) + sum(len(r[0]) for r in self._readers.values() if r[2])
