@@ -6,6 +6,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -68,6 +69,10 @@ class Handler:
         self.datagrams.append((data, address))
 
 
+def fail_test(error: BaseException) -> None:
+    raise AssertionError("no handler should fail here") from error
+
+
 def read(relay: ChannelRelay, fd: int, leases: object, now: float, limit: int,
          handler: object, from_peers: object) -> int:
     """Drain the one socket ``fd`` through an epoll object, ``limit`` datagrams at most."""
@@ -82,7 +87,7 @@ def frame(data: bytes, channel: int = CHANNEL) -> bytes:
 
 
 def test_leased_channel_data_goes_to_the_peer(sockets: Sockets) -> None:
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     sockets.client.sendto(frame(b"hello"), sockets.address(sockets.listening))
     sockets.client.sendto(frame(b"pad") + b"\0", sockets.address(sockets.listening))
     count = read(relay, sockets.listening.fileno(), sockets.client_leases(), NOW, 16, handler,
@@ -94,7 +99,7 @@ def test_leased_channel_data_goes_to_the_peer(sockets: Sockets) -> None:
 
 
 def test_leased_peer_data_goes_to_the_client_as_channel_data(sockets: Sockets) -> None:
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     for data in (b"media", b""):
         sockets.peer.sendto(data, sockets.address(sockets.relay))
     count = read(relay, sockets.relay.fileno(), sockets.peer_leases(), NOW, 16, handler, True)
@@ -117,7 +122,7 @@ def test_anything_not_leased_reaches_the_handler(sockets: Sockets, case: str) ->
     }[case]
     leases = {} if case == "no lease" else sockets.client_leases(
         until=NOW if case == "expired" else NOW + 60)
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     sockets.client.sendto(datagram, sockets.address(sockets.listening))
     assert read(relay, sockets.listening.fileno(), leases, NOW, 16, handler, False) == 1
     assert handler.datagrams == [(datagram, sockets.address(sockets.client))]
@@ -125,7 +130,7 @@ def test_anything_not_leased_reaches_the_handler(sockets: Sockets, case: str) ->
 
 
 def test_an_unknown_or_expired_peer_reaches_the_handler(sockets: Sockets) -> None:
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     sockets.peer.sendto(b"one", sockets.address(sockets.relay))
     assert read(relay, sockets.relay.fileno(), {}, NOW, 16, handler, True) == 1
     sockets.peer.sendto(b"two", sockets.address(sockets.relay))
@@ -141,7 +146,7 @@ def test_an_unknown_or_expired_peer_reaches_the_handler(sockets: Sockets) -> Non
     (3, bytearray(b"\x7f\0\0\1\0\1"), NOW + 60), "not a tuple",
 ])
 def test_malformed_leases_are_not_used(sockets: Sockets, lease: object) -> None:
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     key = pack(sockets.address(sockets.client)) + CHANNEL.to_bytes(2, "big")
     sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
     assert read(relay, sockets.listening.fileno(), {key: lease}, NOW, 16, handler, False) == 1
@@ -151,7 +156,7 @@ def test_malformed_leases_are_not_used(sockets: Sockets, lease: object) -> None:
 @pytest.mark.parametrize("channel", [0x3FFF, 0x8000, -1, "0x4001"])
 def test_peer_leases_with_impossible_channels_are_not_used(sockets: Sockets,
                                                            channel: object) -> None:
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     leases = sockets.peer_leases()
     key = next(iter(leases))
     leases[key] = (*leases[key][:3], channel)
@@ -161,7 +166,7 @@ def test_peer_leases_with_impossible_channels_are_not_used(sockets: Sockets,
 
 
 def test_limit_and_an_empty_socket(sockets: Sockets) -> None:
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     for n in range(5):
         sockets.peer.sendto(bytes([n]), sockets.address(sockets.relay))
     fd = sockets.relay.fileno()
@@ -171,25 +176,54 @@ def test_limit_and_an_empty_socket(sockets: Sockets) -> None:
     assert [data for data, _ in handler.datagrams] == [bytes([n]) for n in range(5)]
 
 
-def test_a_failing_handler_raises_after_what_was_relayed(sockets: Sockets) -> None:
-    relay = ChannelRelay()
+def test_a_failing_handler_is_reported_and_the_rest_is_read(sockets: Sockets) -> None:
+    errors: list[BaseException] = []
+    relay = ChannelRelay(errors.append)
+
+    def fail(data: bytes, address: tuple[str, int]) -> None:
+        raise RuntimeError(f"handler failed on {data!r}")
+
+    for datagram in (frame(b"ok"), b"bad one", frame(b"later"), b"bad two"):
+        sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    fd = sockets.listening.fileno()
+    assert read(relay, fd, sockets.client_leases(), NOW, 16, fail, False) == 4
+    assert [str(error) for error in errors] == ["handler failed on b'bad one'",
+                                                "handler failed on b'bad two'"]
+    assert errors[0].__traceback__ is not None
+    assert [sockets.peer.recv(100) for _ in range(2)] == [b"ok", b"later"]
+    assert relay.to_peers == 2
+
+
+def test_a_failing_error_reporter_is_unraisable(sockets: Sockets) -> None:
+    def broken(error: BaseException) -> None:
+        raise ValueError("reporter failed")
 
     def fail(data: bytes, address: tuple[str, int]) -> None:
         raise RuntimeError("handler failed")
 
-    sockets.client.sendto(frame(b"ok"), sockets.address(sockets.listening))
-    sockets.client.sendto(b"not channel data", sockets.address(sockets.listening))
-    sockets.client.sendto(frame(b"later"), sockets.address(sockets.listening))
-    fd = sockets.listening.fileno()
-    with pytest.raises(RuntimeError, match="handler failed"):
-        read(relay, fd, sockets.client_leases(), NOW, 16, fail, False)
-    assert relay.to_peers == 1
-    assert read(relay, fd, sockets.client_leases(), NOW, 16, fail, False) == 1  # the rest waits
-    assert relay.to_peers == 2
+    relay, unraisable = ChannelRelay(broken), []
+    sockets.client.sendto(b"x", sockets.address(sockets.listening))
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        assert read(relay, sockets.listening.fileno(), {}, NOW, 16, fail, False) == 1
+    finally:
+        sys.unraisablehook = hook
+    assert len(unraisable) == 1 and isinstance(unraisable[0].exc_value, ValueError)
+
+
+def test_the_constructor_and_drain_check_their_arguments(sockets: Sockets) -> None:
+    with pytest.raises(TypeError):
+        ChannelRelay()
+    with pytest.raises(TypeError, match="on_error must be callable"):
+        ChannelRelay("not callable")
+    with pytest.raises(RuntimeError, match="__init__ was not called"):
+        ChannelRelay.__new__(ChannelRelay).drain(0, {}, NOW, 16, 16)
+    with pytest.raises(ValueError, match="per_socket"):
+        ChannelRelay(fail_test).drain(0, {}, NOW, 16, 0)
 
 
 def test_bad_arguments_raise_type_error(sockets: Sockets) -> None:
-    relay = ChannelRelay()
+    relay = ChannelRelay(fail_test)
     sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
     fd = sockets.listening.fileno()
     with pytest.raises(TypeError, match="not a .dict, handler, bool. tuple"):
@@ -209,7 +243,7 @@ def test_bad_arguments_raise_type_error(sockets: Sockets) -> None:
 
 def test_sockets_without_a_reader_are_skipped(sockets: Sockets) -> None:
     """A socket removed by an earlier handler is left alone."""
-    relay = ChannelRelay()
+    relay = ChannelRelay(fail_test)
     sockets.peer.sendto(b"x", sockets.address(sockets.relay))
     with select.epoll() as ready:
         ready.register(sockets.relay.fileno(), select.EPOLLIN)
@@ -223,7 +257,7 @@ def test_ipv6() -> None:
     except OSError:
         pytest.skip("no IPv6 loopback")
     try:
-        relay, handler = ChannelRelay(), Handler()
+        relay, handler = ChannelRelay(fail_test), Handler()
         ends.client.sendto(frame(b"six"), ends.address(ends.listening))
         assert read(relay, ends.listening.fileno(), ends.client_leases(), NOW, 16, handler,
                           False) == 1
@@ -255,7 +289,7 @@ def test_fuzz_relayed_exactly_as_the_python_parser_reads_it(sockets: Sockets,
         parsed: ChannelData | None = ChannelData.parse(datagram)
     except StunError:
         parsed = None
-    relay, handler = ChannelRelay(), Handler()
+    relay, handler = ChannelRelay(fail_test), Handler()
     sockets.client.sendto(datagram, sockets.address(sockets.listening))
     assert read(relay, sockets.listening.fileno(), sockets.client_leases(), NOW, 16, handler,
                       False) == 1

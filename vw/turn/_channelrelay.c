@@ -3,9 +3,9 @@
  *
  * ChannelRelay.drain(epoll_fd, readers, now, budget, per_socket) reads the UDP sockets an epoll
  * object reports ready, as vw.common.poller.DatagramPoller does in Python. A datagram a lease
- * covers is relayed at once; every other one goes to its socket's Python handler, which
- * decides everything (the leases only repeat decisions it made). Python holds the leases in
- * plain dicts (see vw/turn/leases.py); an address is its packed IP and 2-byte port:
+ * covers is relayed; every other one goes to its socket's Python handler, which decides
+ * everything (the leases only repeat decisions it made). Python holds the leases in plain
+ * dicts (see vw/turn/leases.py); an address is its packed IP and 2-byte port:
  *
  *   the listening socket (from_peers false): by client address and the ChannelData's 2-byte
  *     channel number -> (relay fd, peer address, until)
@@ -13,8 +13,12 @@
  *     -> (listening fd, client address, until, channel)
  *
  * A lease is used only while ``now < until``; a ChannelData whose length field does not match
- * its datagram as RFC 8656 section 12.4 allows is never relayed here. Send errors are ignored,
- * as the Python senders ignore them: UDP may lose a datagram.
+ * its datagram as RFC 8656 section 12.4 allows is never relayed here.
+ *
+ * System calls come in batches: a socket is read with recvmmsg, and relayed datagrams wait in
+ * the object's slots until the socket's batch is done, a handler is about to run, or the
+ * slots are full; then consecutive ones leaving by the same socket go in one sendmmsg. Send
+ * errors are ignored, as the Python senders ignore them: UDP may lose a datagram.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -34,6 +38,12 @@
 #define KEY_MAX (16 + 2 + 2)
 /* Ready sockets taken from the epoll object at a time. */
 #define READY_MAX 64
+/* Datagrams held at once: read in one recvmmsg, or relayed and waiting to be sent. */
+#define SLOTS 64
+
+typedef struct {
+    unsigned char bytes[HEADER + MAX_DATAGRAM];  /* HEADER free bytes, then the datagram */
+} Slot;
 
 typedef struct {
     PyObject_HEAD
@@ -41,6 +51,19 @@ typedef struct {
     unsigned long long to_clients;
     unsigned long long bytes_to_peers;
     unsigned long long bytes_to_clients;
+    PyObject *on_error;  /* called with an exception a handler raised */
+    Slot *slots;
+    int used;  /* slots holding datagrams not yet sent or handled */
+    /* reading: one recvmmsg into slots[used...] */
+    struct mmsghdr in[SLOTS];
+    struct iovec in_iov[SLOTS];
+    struct sockaddr_storage sources[SLOTS];
+    /* sending: datagrams relayed, waiting for flush() */
+    int pending;
+    int out_fd[SLOTS];
+    struct mmsghdr out[SLOTS];
+    struct iovec out_iov[SLOTS];
+    struct sockaddr_storage destinations[SLOTS];
 } ChannelRelay;
 
 /* The packed address of ``source`` into ``key``: its length, or 0 for another family. */
@@ -128,65 +151,6 @@ lease_int(PyObject *lease, Py_ssize_t index, long low, long high)
     return value < low || value > high ? -1 : value;
 }
 
-/* Client to peer: the ChannelData in ``frame`` (``size`` bytes) sent on if a lease covers it. */
-static int
-relay_to_peer(ChannelRelay *self, PyObject *leases, double now, unsigned char *key,
-              Py_ssize_t key_length, const unsigned char *frame, Py_ssize_t size)
-{
-    if (size < HEADER || (frame[0] & 0xC0) != 0x40) {
-        return 0;
-    }
-    Py_ssize_t length = (frame[2] << 8) | frame[3];
-    Py_ssize_t end = HEADER + length;
-    if (size < end || size > ((end + 3) & ~3)) {
-        return 0;
-    }
-    memcpy(key + key_length, frame, 2);
-    PyObject *lease = live_lease(leases, key, key_length + 2, 3, now);
-    if (lease == NULL) {
-        return 0;
-    }
-    struct sockaddr_storage peer;
-    socklen_t peer_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &peer);
-    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
-    if (peer_length == 0 || fd < 0) {
-        return 0;
-    }
-    (void)sendto(fd, frame + HEADER, (size_t)length, 0, (struct sockaddr *)&peer, peer_length);
-    self->to_peers++;
-    self->bytes_to_peers += (unsigned long long)length;
-    return 1;
-}
-
-/* Peer to client: ``data`` (``size`` bytes, with HEADER free bytes before it) sent to the
- * client as ChannelData if a lease covers its source. */
-static int
-relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned char *key,
-                Py_ssize_t key_length, unsigned char *data, Py_ssize_t size)
-{
-    PyObject *lease = live_lease(leases, key, key_length, 4, now);
-    if (lease == NULL || size > 0xFFFF) {
-        return 0;
-    }
-    struct sockaddr_storage client;
-    socklen_t client_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &client);
-    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
-    long channel = lease_int(lease, 3, 0x4000, 0x7FFF);
-    if (client_length == 0 || fd < 0 || channel < 0) {
-        return 0;
-    }
-    unsigned char *frame = data - HEADER;
-    frame[0] = (unsigned char)(channel >> 8);
-    frame[1] = (unsigned char)channel;
-    frame[2] = (unsigned char)(size >> 8);
-    frame[3] = (unsigned char)size;
-    (void)sendto(fd, frame, (size_t)(HEADER + size), 0, (struct sockaddr *)&client,
-                 client_length);
-    self->to_clients++;
-    self->bytes_to_clients += (unsigned long long)size;
-    return 1;
-}
-
 /* (host, port) of ``source``, as Python's socket.recvfrom gives its first two items. */
 static PyObject *
 source_address(const struct sockaddr_storage *source)
@@ -209,54 +173,189 @@ source_address(const struct sockaddr_storage *source)
     return Py_BuildValue("(si)", host, (int)port);
 }
 
-/* Read up to ``limit`` datagrams from ``fd``: relay the leased ones, hand the others to
- * ``received``. How many were read, or -1 with an exception set (the handler's). */
+/* Send what waits, consecutive datagrams from one socket in one sendmmsg. */
+static void
+flush(ChannelRelay *self)
+{
+    int start = 0;
+    while (start < self->pending) {
+        int end = start + 1;
+        while (end < self->pending && self->out_fd[end] == self->out_fd[start]) {
+            end++;
+        }
+        while (start < end) {
+            int sent = sendmmsg(self->out_fd[start], &self->out[start],
+                                (unsigned int)(end - start), 0);
+            if (sent < 0 && errno == EINTR) {
+                continue;
+            }
+            start += sent > 0 ? sent : 1;  /* an error is the first datagram's: drop it */
+        }
+    }
+    self->pending = 0;
+}
+
+/* Queue ``length`` bytes at ``data`` for ``fd`` to send to ``destination``. */
+static void
+queue(ChannelRelay *self, int fd, unsigned char *data, size_t length,
+      const struct sockaddr_storage *destination, socklen_t destination_length)
+{
+    if (self->pending == SLOTS) {
+        flush(self);
+    }
+    int n = self->pending++;
+    self->out_fd[n] = fd;
+    self->out_iov[n].iov_base = data;
+    self->out_iov[n].iov_len = length;
+    self->destinations[n] = *destination;
+    memset(&self->out[n], 0, sizeof(self->out[n]));
+    self->out[n].msg_hdr.msg_name = &self->destinations[n];
+    self->out[n].msg_hdr.msg_namelen = destination_length;
+    self->out[n].msg_hdr.msg_iov = &self->out_iov[n];
+    self->out[n].msg_hdr.msg_iovlen = 1;
+}
+
+/* Client to peer: the ChannelData in ``frame`` (``size`` bytes) queued for its peer if a
+ * lease covers it. */
+static int
+relay_to_peer(ChannelRelay *self, PyObject *leases, double now, unsigned char *key,
+              Py_ssize_t key_length, unsigned char *frame, Py_ssize_t size)
+{
+    if (size < HEADER || (frame[0] & 0xC0) != 0x40) {
+        return 0;
+    }
+    Py_ssize_t length = (frame[2] << 8) | frame[3];
+    Py_ssize_t end = HEADER + length;
+    if (size < end || size > ((end + 3) & ~3)) {
+        return 0;
+    }
+    memcpy(key + key_length, frame, 2);
+    PyObject *lease = live_lease(leases, key, key_length + 2, 3, now);
+    if (lease == NULL) {
+        return 0;
+    }
+    struct sockaddr_storage peer;
+    socklen_t peer_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &peer);
+    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
+    if (peer_length == 0 || fd < 0) {
+        return 0;
+    }
+    queue(self, fd, frame + HEADER, (size_t)length, &peer, peer_length);
+    self->to_peers++;
+    self->bytes_to_peers += (unsigned long long)length;
+    return 1;
+}
+
+/* Peer to client: ``data`` (``size`` bytes, with HEADER free bytes before it) queued for the
+ * client as ChannelData if a lease covers its source. */
+static int
+relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned char *key,
+                Py_ssize_t key_length, unsigned char *data, Py_ssize_t size)
+{
+    PyObject *lease = live_lease(leases, key, key_length, 4, now);
+    if (lease == NULL || size > 0xFFFF) {
+        return 0;
+    }
+    struct sockaddr_storage client;
+    socklen_t client_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &client);
+    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
+    long channel = lease_int(lease, 3, 0x4000, 0x7FFF);
+    if (client_length == 0 || fd < 0 || channel < 0) {
+        return 0;
+    }
+    unsigned char *frame = data - HEADER;
+    frame[0] = (unsigned char)(channel >> 8);
+    frame[1] = (unsigned char)channel;
+    frame[2] = (unsigned char)(size >> 8);
+    frame[3] = (unsigned char)size;
+    queue(self, fd, frame, (size_t)(HEADER + size), &client, client_length);
+    self->to_clients++;
+    self->bytes_to_clients += (unsigned long long)size;
+    return 1;
+}
+
+/* Give a datagram to its Python handler; what the handler raises goes to on_error. */
+static void
+hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_ssize_t size,
+          const struct sockaddr_storage *source)
+{
+    PyObject *address = source_address(source);
+    PyObject *datagram = address == NULL
+        ? NULL : PyBytes_FromStringAndSize((const char *)data, size);
+    PyObject *result = datagram == NULL
+        ? NULL : PyObject_CallFunctionObjArgs(received, datagram, address, NULL);
+    Py_XDECREF(address);
+    Py_XDECREF(datagram);
+    if (result != NULL) {
+        Py_DECREF(result);
+        return;
+    }
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    PyObject *reported = PyObject_CallOneArg(self->on_error, value);
+    if (reported == NULL) {
+        PyErr_WriteUnraisable(self->on_error);
+    }
+    Py_XDECREF(reported);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+}
+
+/* Read up to ``limit`` datagrams from ``fd`` at once: relay the leased ones, hand the others
+ * to ``received``. How many were read. */
 static int
 read_socket(ChannelRelay *self, int fd, PyObject *leases, double now, int limit,
             PyObject *received, int from_peers)
 {
-    unsigned char buffer[HEADER + MAX_DATAGRAM];
-    unsigned char *data = buffer + HEADER;
+    if (limit > SLOTS) {
+        limit = SLOTS;
+    }
+    if (SLOTS - self->used < limit) {
+        flush(self);
+        self->used = 0;
+    }
+    int first = self->used;
+    for (int i = 0; i < limit; i++) {
+        int slot = first + i;
+        self->in_iov[i].iov_base = self->slots[slot].bytes + HEADER;
+        self->in_iov[i].iov_len = MAX_DATAGRAM;
+        memset(&self->in[i].msg_hdr, 0, sizeof(self->in[i].msg_hdr));
+        self->in[i].msg_hdr.msg_name = &self->sources[i];
+        self->in[i].msg_hdr.msg_namelen = sizeof(self->sources[i]);
+        self->in[i].msg_hdr.msg_iov = &self->in_iov[i];
+        self->in[i].msg_hdr.msg_iovlen = 1;
+    }
+    int count;
+    do {
+        count = recvmmsg(fd, self->in, (unsigned int)limit, MSG_DONTWAIT, NULL);
+    } while (count < 0 && errno == EINTR);
+    if (count <= 0) {
+        return 0;  /* EAGAIN, or an ICMP error reported for an earlier send */
+    }
+    self->used += count;
     unsigned char key[KEY_MAX];
-    int count = 0;
-    while (count < limit) {
-        struct sockaddr_storage source;
-        socklen_t source_length = sizeof(source);
-        ssize_t size = recvfrom(fd, data, MAX_DATAGRAM, 0, (struct sockaddr *)&source,
-                                &source_length);
-        if (size < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            break;  /* EAGAIN, or an ICMP error reported for an earlier send */
-        }
-        count++;
-        Py_ssize_t key_length = pack_source(&source, key);
+    for (int i = 0; i < count; i++) {
+        unsigned char *data = self->slots[first + i].bytes + HEADER;
+        Py_ssize_t size = (Py_ssize_t)self->in[i].msg_len;
+        Py_ssize_t key_length = pack_source(&self->sources[i], key);
         if (key_length == 0) {
             continue;  /* no IP datagram: nothing the server can answer */
         }
         int relayed = from_peers
             ? relay_to_client(self, leases, now, key, key_length, data, size)
             : relay_to_peer(self, leases, now, key, key_length, data, size);
-        if (relayed) {
-            continue;
+        if (!relayed) {
+            flush(self);  /* what came before goes first */
+            hand_over(self, received, data, size, &self->sources[i]);
         }
-        PyObject *address = source_address(&source);
-        if (address == NULL) {
-            return -1;
-        }
-        PyObject *datagram = PyBytes_FromStringAndSize((const char *)data, size);
-        if (datagram == NULL) {
-            Py_DECREF(address);
-            return -1;
-        }
-        PyObject *result = PyObject_CallFunctionObjArgs(received, datagram, address, NULL);
-        Py_DECREF(datagram);
-        Py_DECREF(address);
-        if (result == NULL) {
-            return -1;
-        }
-        Py_DECREF(result);
+    }
+    if (self->pending == 0) {
+        self->used = 0;
     }
     return count;
 }
@@ -294,16 +393,27 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
                           &budget, &per_socket)) {
         return NULL;
     }
+    if (self->slots == NULL || self->on_error == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ChannelRelay.__init__ was not called");
+        return NULL;
+    }
+    if (per_socket < 1) {
+        PyErr_SetString(PyExc_ValueError, "per_socket must be at least 1");
+        return NULL;
+    }
     struct epoll_event events[READY_MAX];
     int total = 0, spent = 0;  /* datagrams read; the budget spent, a turn at least per socket */
-    while (spent < budget) {
+    int failed = 0;  /* an exception is set */
+    while (spent < budget && !failed) {
         int wanted = budget - spent < READY_MAX ? budget - spent : READY_MAX;
         int ready = epoll_wait(epoll_fd, events, wanted, 0);
         if (ready < 0 && errno == EINTR) {
             continue;
         }
         if (ready < 0) {
-            return PyErr_SetFromErrno(PyExc_OSError);
+            PyErr_SetFromErrno(PyExc_OSError);
+            failed = 1;
+            break;
         }
         if (ready == 0) {
             break;
@@ -313,35 +423,72 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
             PyObject *entry = reader_of(readers, fd);
             if (entry == NULL) {
                 if (PyErr_Occurred()) {
-                    return NULL;
+                    failed = 1;
+                    break;
                 }
                 spent++;  /* removed by an earlier datagram's handler */
                 continue;
             }
             int from_peers = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2));
-            int count = from_peers < 0 ? -1 : read_socket(
+            int count = from_peers < 0 ? 0 : read_socket(
                 self, fd, PyTuple_GET_ITEM(entry, 0), now, per_socket,
                 PyTuple_GET_ITEM(entry, 1), from_peers);
             Py_DECREF(entry);
-            if (count < 0) {
-                return NULL;
+            if (from_peers < 0) {
+                failed = 1;
+                break;
             }
             total += count;
             spent += count > 0 ? count : 1;
         }
     }
-    return PyLong_FromLong(total);
+    flush(self);
+    self->used = 0;
+    return failed ? NULL : PyLong_FromLong(total);
 }
 
 static PyMethodDef ChannelRelay_methods[] = {
     {"drain", (PyCFunction)ChannelRelay_drain, METH_VARARGS,
      "drain(epoll_fd, readers, now, budget, per_socket) -> datagrams read\n\n"
      "Read the sockets the epoll object reports ready, up to per_socket datagrams from one at\n"
-     "a time and budget in all, until none is ready. readers maps each socket's descriptor to\n"
-     "(leases, handler, from_peers): leased datagrams are relayed, the others handed to\n"
-     "handler(data, (host, port)); an exception from a handler ends the call."},
+     "a time, until none is ready or about budget datagrams were read (a ready socket with\n"
+     "nothing to read counts as one). readers maps each socket's descriptor to (leases,\n"
+     "handler, from_peers): leased datagrams are relayed, the others handed to\n"
+     "handler(data, (host, port)); what a handler raises goes to on_error."},
     {NULL, NULL, 0, NULL},
 };
+
+static int
+ChannelRelay_init(ChannelRelay *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"on_error", NULL};
+    PyObject *on_error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:ChannelRelay", keywords, &on_error)) {
+        return -1;
+    }
+    if (!PyCallable_Check(on_error)) {
+        PyErr_SetString(PyExc_TypeError, "on_error must be callable");
+        return -1;
+    }
+    if (self->slots == NULL) {
+        self->slots = PyMem_Calloc(SLOTS, sizeof(Slot));
+        if (self->slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    Py_INCREF(on_error);
+    Py_XSETREF(self->on_error, on_error);
+    return 0;
+}
+
+static void
+ChannelRelay_dealloc(ChannelRelay *self)
+{
+    Py_XDECREF(self->on_error);
+    PyMem_Free(self->slots);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
 
 static PyMemberDef ChannelRelay_members[] = {
     {"to_peers", T_ULONGLONG, offsetof(ChannelRelay, to_peers), READONLY,
@@ -358,10 +505,13 @@ static PyMemberDef ChannelRelay_members[] = {
 static PyTypeObject ChannelRelayType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "vw.turn._channelrelay.ChannelRelay",
-    .tp_doc = PyDoc_STR("Relays leased ChannelData between UDP sockets; counts what it relays."),
+    .tp_doc = PyDoc_STR("ChannelRelay(on_error)\n\n"
+                        "Relays leased ChannelData between UDP sockets; counts what it relays."),
     .tp_basicsize = sizeof(ChannelRelay),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ChannelRelay_init,
+    .tp_dealloc = (destructor)ChannelRelay_dealloc,
     .tp_methods = ChannelRelay_methods,
     .tp_members = ChannelRelay_members,
 };

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from vw.common.poller import READ_BATCH, Address, DatagramPoller, Receiver
 
@@ -57,7 +58,7 @@ class ChannelPoller(DatagramPoller):
         if ChannelRelay is None:
             raise RuntimeError("vw.turn._channelrelay is not built")
         super().__init__(reactor, name)
-        self.relay = ChannelRelay()
+        self.relay = ChannelRelay(self._handler_failed)
         self.now = now
         #: By socket: (its leases, its handler, whether it is a relay socket).
         self._readers: dict[int, tuple[dict[bytes, tuple], Receiver, bool]] = {}
@@ -83,14 +84,10 @@ class ChannelPoller(DatagramPoller):
         super().remove(sock)
 
     def _read(self) -> None:
-        budget, epoll_fd = READ_BATCH, self.fileno()
-        while budget > 0:
-            try:
-                self.relay.drain(epoll_fd, self._readers, self.now(), budget, SOCKET_BATCH)
-                return
-            except Exception:
-                log.failure("handling a datagram on {name}", name=self.name)
-                budget -= 1  # at least the datagram whose handler failed was read
+        self.relay.drain(self.fileno(), self._readers, self.now(), READ_BATCH, SOCKET_BATCH)
+
+    def _handler_failed(self, error: BaseException) -> None:
+        log.failure("handling a datagram on {name}", Failure(error), name=self.name)
 
     def lease_client(self, client: Address, channel: int, relay_fd: int, peer: Address,
                      until: float) -> None:

@@ -146,12 +146,13 @@ class TurnService(MultiService):
         for port, factory in listeners:
             proxied = ProxiedFactory(factory, settings.trusted_proxies, reactor,  # type: ignore
                                      refusals=self.core.stats.refusals)
-            internet.TCPServer(port, proxied, interface=bind).setServiceParent(self)
+            internet.TCPServer(port, proxied, interface=bind,
+                               reactor=reactor).setServiceParent(self)
         self.registry = CollectorRegistry()
         root = Resource()
         add_ops_resources(root, [], self.registry)
-        internet.TCPServer(settings.http_port, Site(root),
-                           interface="127.0.0.1").setServiceParent(self)
+        internet.TCPServer(settings.http_port, Site(root), interface="127.0.0.1",
+                           reactor=reactor).setServiceParent(self)
         timer = internet.TimerService(TICK, self.expire)
         timer.clock = reactor
         timer.setServiceParent(self)

@@ -1,0 +1,249 @@
+"""vw-turn's leases in the running service, with the compiled relay and without it: channels
+relay both ways alike, and a lease never outlives what the core decided."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
+
+from vw.config import load
+from vw.stun import (
+    TRANSPORT_UDP,
+    ChannelData,
+    ChannelNumber,
+    Lifetime,
+    Message,
+    MessageClass,
+    Method,
+    Nonce,
+    Realm,
+    RequestedTransport,
+    Username,
+    XorPeerAddress,
+    XorRelayedAddress,
+    long_term_key,
+)
+from vw.turn.auth import rest_password
+from vw.turn.leases import ChannelPoller, ChannelRelay
+from vw.turn.service import TurnService
+
+SECRET, REALM = "lease test secret", "leases.example"
+USER = f"{10 ** 10}:alice"
+KEY = long_term_key(USER, REALM, rest_password(SECRET, USER))
+CHANNEL = 0x4010
+
+
+class Turn:
+    """A TurnService on a memory reactor whose UDP sockets are real; the test turns the crank
+    (:meth:`pump`) and plays client and peer on loopback."""
+
+    def __init__(self, directory: Path, compiled: bool, extra: str = "") -> None:
+        path = directory / "vw.toml"
+        path.write_text(f"""
+[general]
+state_dir = "{directory / 'var'}"
+bind = "127.0.0.1"
+[xmpp.turn]
+secret = "{SECRET}"
+[turn]
+udp_port = 0
+realm = "{REALM}"
+allowed_peers = ["127.0.0.1/32"]
+{extra}
+""")
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_700_000_000)
+        self.service = TurnService(load(str(path)), self.clock, compiled=compiled)
+        self.service.privilegedStartService()
+        self.service.startService()
+        self.server = self.service.listener.address()
+        self.client, self.peer = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                                  for _ in range(2))
+        for sock in (self.client, self.peer):
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(2)
+        self.relay = ("", 0)
+
+    def pump(self) -> None:
+        """Let the datagrams sent so far arrive, and the service read them."""
+        time.sleep(0.01)
+        self.service.poller.doRead()
+
+    def request(self, method: int, *attributes: object) -> Message:
+        nonce = self.service.core.auth.nonces.issue(self.clock.seconds())
+        message = Message(method, MessageClass.REQUEST, attributes=[
+            *attributes, Username(USER), Realm(REALM), Nonce(nonce)])
+        self.client.sendto(message.bytes(KEY), self.server)
+        self.pump()
+        answer = Message.parse(self.client.recv(2000))
+        assert answer.message_class is MessageClass.SUCCESS, answer
+        return answer
+
+    def allocate_and_bind(self, lifetime: int = 600) -> None:
+        answer = self.request(Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP),
+                              Lifetime(lifetime))
+        relayed = answer.get(XorRelayedAddress)
+        assert relayed is not None
+        self.relay = relayed.address
+        self.request(Method.CHANNEL_BIND, ChannelNumber(CHANNEL),
+                     XorPeerAddress(*self.peer.getsockname()))
+
+    def to_peer(self, data: bytes) -> bytes | None:
+        """Send ChannelData from the client; what the peer got from the relay, if anything."""
+        self.client.sendto(ChannelData(CHANNEL, data).bytes(), self.server)
+        self.pump()
+        return received(self.peer, self.relay)
+
+    def to_client(self, data: bytes) -> bytes | None:
+        """Send from the peer to the relay; the ChannelData's data the client got, if any."""
+        self.peer.sendto(data, self.relay)
+        self.pump()
+        frame = received(self.client, self.server)
+        if frame is None:
+            return None
+        parsed = ChannelData.parse(frame)
+        assert parsed.channel == CHANNEL
+        return parsed.data
+
+    @property
+    def leases(self) -> int:
+        channels = self.service.channels
+        return 0 if channels is None else channels.leases
+
+    def close(self) -> None:
+        self.service.stopService()
+        self.clock.advance(60)
+        self.client.close()
+        self.peer.close()
+
+
+def received(sock: socket.socket, source: tuple[str, int]) -> bytes | None:
+    sock.setblocking(False)
+    try:
+        data, sender = sock.recvfrom(70000)
+    except BlockingIOError:
+        return None
+    finally:
+        sock.settimeout(2)
+    assert sender == source
+    return data
+
+
+MODES = [pytest.param(True, id="compiled", marks=pytest.mark.skipif(
+    ChannelRelay is None, reason="vw.turn._channelrelay not built")),
+    pytest.param(False, id="python")]
+
+
+@pytest.fixture(params=MODES)
+def turn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Turn]:
+    harness = Turn(tmp_path, request.param)
+    yield harness
+    harness.close()
+
+
+def test_channels_relay_both_ways_and_are_counted(turn: Turn) -> None:
+    turn.allocate_and_bind()
+    for n in range(3):
+        assert turn.to_peer(b"up %d" % n) == b"up %d" % n
+        assert turn.to_client(b"down %d" % n) == b"down %d" % n
+    service = turn.service
+    assert [service.relayed(key) for key in ("to_peers", "to_clients", "bytes_to_peers",
+                                             "bytes_to_clients")] == [3, 3, 12, 18]
+    if service.channels is not None:
+        # the first datagram each way went through Python, which leased the rest
+        assert turn.leases == 2
+        assert (service.channels.relay.to_peers, service.channels.relay.to_clients) == (2, 2)
+        assert (service.core.stats.to_peers, service.core.stats.to_clients) == (1, 1)
+
+
+def test_deleting_the_allocation_stops_relaying_at_once(turn: Turn) -> None:
+    turn.allocate_and_bind()
+    assert turn.to_peer(b"a") == b"a" and turn.to_client(b"b") == b"b"
+    turn.to_peer(b"leased")
+    turn.to_client(b"leased")
+    turn.request(Method.REFRESH, Lifetime(0))
+    assert turn.leases == 0
+    assert turn.to_peer(b"after") is None
+    assert turn.to_client(b"after") is None
+
+
+def test_a_refresh_revokes_and_the_next_datagram_leases_again(turn: Turn) -> None:
+    turn.allocate_and_bind()
+    assert turn.to_peer(b"a") == b"a"
+    turn.request(Method.REFRESH, Lifetime(900))
+    assert turn.leases == 0
+    assert turn.to_peer(b"b") == b"b"
+    assert turn.leases == (1 if turn.service.channels is not None else 0)
+
+
+def test_leases_end_with_the_permission(turn: Turn) -> None:
+    turn.allocate_and_bind()
+    assert turn.to_peer(b"a") == b"a" and turn.to_client(b"b") == b"b"
+    dropped = turn.service.core.stats.dropped
+    turn.clock.advance(301)  # the permission (300 s) lapses; the channel (600 s) does not
+    assert turn.to_peer(b"late") is None
+    assert turn.to_client(b"late") is None
+    assert turn.service.core.stats.dropped == dropped + 2
+    turn.request(Method.CHANNEL_BIND, ChannelNumber(CHANNEL),
+                 XorPeerAddress(*turn.peer.getsockname()))
+    assert turn.to_peer(b"again") == b"again"
+
+
+def test_an_expired_allocation_closes_its_relay_and_leases(turn: Turn) -> None:
+    turn.allocate_and_bind()
+    assert turn.to_peer(b"a") == b"a" and turn.to_client(b"b") == b"b"
+    turn.clock.advance(601)
+    turn.service.expire()
+    assert turn.service.relays == {} and turn.leases == 0
+    assert turn.to_peer(b"late") is None
+
+
+@pytest.mark.parametrize("compiled", MODES)
+def test_a_bandwidth_cap_takes_no_lease(tmp_path: Path, compiled: bool) -> None:
+    turn = Turn(tmp_path, compiled, "max_bandwidth = 100000")
+    try:
+        turn.allocate_and_bind()
+        for data in (b"one", b"two"):
+            assert turn.to_peer(data) == data and turn.to_client(data) == data
+        assert turn.leases == 0
+        assert turn.service.core.stats.to_peers == 2
+    finally:
+        turn.close()
+
+
+@pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
+def test_a_failing_handler_is_logged_and_the_others_are_served() -> None:
+    clock, handled, failures = MemoryReactorClock(), [], []
+
+    def fail(data: bytes, address: tuple[str, int]) -> None:
+        raise RuntimeError("handler failed")
+
+    def log(event: dict) -> None:
+        if event.get("log_level") == LogLevel.critical:
+            failures.append(event)
+
+    poller = ChannelPoller(clock, "test", clock.seconds)
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    globalLogPublisher.addObserver(log)
+    try:
+        for sock, handler in zip(sockets[:2], [fail, lambda d, a: handled.append(d)],
+                                 strict=True):
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            poller.add(sock, handler)
+        for sock in sockets[:2]:
+            for data in (b"1", b"2"):
+                sockets[2].sendto(data, sock.getsockname())
+        time.sleep(0.01)
+        poller.doRead()
+    finally:
+        globalLogPublisher.removeObserver(log)
+        for sock in sockets:
+            sock.close()
+    assert handled == [b"1", b"2"] and len(failures) == 2
