@@ -649,18 +649,17 @@ class Recorder:
 
 #: Where a sample's time goes, by its innermost frame and the frames above it.
 CATEGORIES = (
-    "logging (twisted.logger; e.g. 'RelayProtocol starting on' per relay port)",
-    "relay ports: open and close (listenUDP, bind, stopListening)",
-    "UDP sendto (Twisted Port.write)",
-    "Twisted address checks per write (isIPAddress, isIPv6Address)",
-    "UDP recvfrom loop (Twisted Port.doRead)",
+    "logging (twisted.logger)",
+    "relay ports: open and close (RelaySocket.bind, RelaySocket.close)",
+    "UDP sendto from Python (RelaySocket.send, UdpListener.send)",
+    "compiled relay: reading, relaying and its system calls (ChannelRelay.drain)",
+    "UDP recvfrom loop in Python (DatagramPoller._read)",
     "HMAC and hashing (credentials, nonces, integrity)",
     "STUN codec (vw/stun: parse, build, attributes)",
     "TURN core and service (vw/turn)",
     "Twisted reactor and dispatch, unattributed",
 )
-_PORT_FRAMES = ("PosixReactorBase.listenUDP ", "Port._bindSocket ", "Port.startListening ",
-                "Port.stopListening ", "Port.connectionLost ", "Port.loseConnection ")
+_PORT_FRAMES = ("RelaySocket.bind ", "RelaySocket.close ")
 
 
 def category(frames: list[str]) -> str:
@@ -670,11 +669,11 @@ def category(frames: list[str]) -> str:
         return CATEGORIES[0]
     if any(f.startswith(_PORT_FRAMES) for f in frames):
         return CATEGORIES[1]
-    if leaf.startswith("Port.write "):
+    if leaf.startswith(("RelaySocket.send ", "UdpListener.send ")):
         return CATEGORIES[2]
-    if leaf.startswith(("isIPAddress ", "isIPv6Address ")):
+    if leaf.startswith("ChannelPoller._read "):  # in C: the handlers it calls are frames above
         return CATEGORIES[3]
-    if leaf.startswith("Port.doRead "):
+    if leaf.startswith("DatagramPoller._read "):
         return CATEGORIES[4]
     if "hmac.py" in leaf or "hashlib" in leaf:
         return CATEGORIES[5]

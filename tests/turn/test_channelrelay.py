@@ -3,10 +3,12 @@ lease covers is relayed, everything else reaches the Python handler byte for byt
 
 from __future__ import annotations
 
+import gc
 import select
 import socket
 import struct
 import sys
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -69,6 +71,10 @@ class Handler:
         self.datagrams.append((data, address))
 
 
+def clock() -> float:
+    return NOW
+
+
 def fail_test(error: BaseException) -> None:
     raise AssertionError("no handler should fail here") from error
 
@@ -78,8 +84,8 @@ def read(relay: ChannelRelay, fd: int, leases: object, now: float, limit: int,
     """Drain the one socket ``fd`` through an epoll object, ``limit`` datagrams at most."""
     with select.epoll() as ready:
         ready.register(fd, select.EPOLLIN)
-        return relay.drain(ready.fileno(), {fd: (leases, handler, from_peers)}, now, limit,
-                           limit)
+        return relay.drain(ready.fileno(), {fd: (leases, handler, from_peers)}, lambda: now,
+                           limit, limit)
 
 
 def frame(data: bytes, channel: int = CHANNEL) -> bytes:
@@ -107,7 +113,7 @@ def test_leased_peer_data_goes_to_the_client_as_channel_data(sockets: Sockets) -
     for data in (b"media", b""):
         received, source = sockets.client.recvfrom(100)
         assert source == sockets.address(sockets.listening)
-        assert ChannelData.parse(received) == ChannelData(CHANNEL, data)
+        assert received == ChannelData(CHANNEL, data).bytes()  # no padding over UDP
     assert (relay.to_clients, relay.bytes_to_clients, relay.to_peers) == (2, 5, 0)
 
 
@@ -140,14 +146,19 @@ def test_an_unknown_or_expired_peer_reaches_the_handler(sockets: Sockets) -> Non
     assert handler.datagrams == [(b"one", peer), (b"two", peer)] and relay.to_clients == 0
 
 
-@pytest.mark.parametrize("lease", [
-    (b"not an fd", b"", NOW + 60), (-1, b"\x7f\0\0\1\0\1", NOW + 60),
-    (3, b"short", NOW + 60), (3, b"\x7f\0\0\1\0\1", NOW + 60 + 0j), (3, b"\x7f\0\0\1\0\1"),
-    (3, bytearray(b"\x7f\0\0\1\0\1"), NOW + 60), "not a tuple",
-])
-def test_malformed_leases_are_not_used(sockets: Sockets, lease: object) -> None:
+@pytest.mark.parametrize("broken", ["fd not an int", "negative fd", "address too short",
+                                    "address not bytes", "until not a float", "until missing",
+                                    "not a tuple"])
+def test_malformed_leases_are_not_used(sockets: Sockets, broken: str) -> None:
+    [(key, (fd, peer, until))] = sockets.client_leases().items()
+    lease = {
+        "fd not an int": (str(fd), peer, until), "negative fd": (-1, peer, until),
+        "address too short": (fd, peer[:5], until), "address not bytes": (fd, bytearray(peer),
+                                                                          until),
+        "until not a float": (fd, peer, int(until)), "until missing": (fd, peer),
+        "not a tuple": [fd, peer, until],
+    }[broken]
     relay, handler = ChannelRelay(fail_test), Handler()
-    key = pack(sockets.address(sockets.client)) + CHANNEL.to_bytes(2, "big")
     sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
     assert read(relay, sockets.listening.fileno(), {key: lease}, NOW, 16, handler, False) == 1
     assert len(handler.datagrams) == 1 and relay.to_peers == 0
@@ -217,9 +228,9 @@ def test_the_constructor_and_drain_check_their_arguments(sockets: Sockets) -> No
     with pytest.raises(TypeError, match="on_error must be callable"):
         ChannelRelay("not callable")
     with pytest.raises(RuntimeError, match="__init__ was not called"):
-        ChannelRelay.__new__(ChannelRelay).drain(0, {}, NOW, 16, 16)
+        ChannelRelay.__new__(ChannelRelay).drain(0, {}, clock, 16, 16)
     with pytest.raises(ValueError, match="per_socket"):
-        ChannelRelay(fail_test).drain(0, {}, NOW, 16, 0)
+        ChannelRelay(fail_test).drain(0, {}, clock, 16, 0)
 
 
 def test_bad_arguments_raise_type_error(sockets: Sockets) -> None:
@@ -231,13 +242,15 @@ def test_bad_arguments_raise_type_error(sockets: Sockets) -> None:
     with select.epoll() as ready:
         ready.register(fd, select.EPOLLIN)
         with pytest.raises(TypeError):
-            relay.drain("epoll", {}, NOW, 16, 16)
+            relay.drain("epoll", {}, clock, 16, 16)
         with pytest.raises(TypeError):
-            relay.drain(ready.fileno(), [], NOW, 16, 16)
+            relay.drain(ready.fileno(), [], clock, 16, 16)
         with pytest.raises(TypeError, match="not a .dict, handler, bool. tuple"):
-            relay.drain(ready.fileno(), {fd: "reader"}, NOW, 16, 16)
+            relay.drain(ready.fileno(), {fd: "reader"}, clock, 16, 16)
+        with pytest.raises(TypeError, match="must be real number"):
+            relay.drain(ready.fileno(), {fd: ({}, Handler(), False)}, lambda: "now", 16, 16)
         handler = Handler()
-        assert relay.drain(ready.fileno(), {fd: ({}, handler, False)}, NOW, 16, 16) == 1
+        assert relay.drain(ready.fileno(), {fd: ({}, handler, False)}, clock, 16, 16) == 1
     assert handler.datagrams == [(frame(b"x"), sockets.address(sockets.client))]
 
 
@@ -247,7 +260,7 @@ def test_sockets_without_a_reader_are_skipped(sockets: Sockets) -> None:
     sockets.peer.sendto(b"x", sockets.address(sockets.relay))
     with select.epoll() as ready:
         ready.register(sockets.relay.fileno(), select.EPOLLIN)
-        assert relay.drain(ready.fileno(), {}, NOW, 16, 16) == 0
+        assert relay.drain(ready.fileno(), {}, clock, 16, 16) == 0
     assert sockets.relay.recv(10) == b"x"
 
 
@@ -266,8 +279,8 @@ def test_ipv6() -> None:
         ends.peer.sendto(b"back", ends.address(ends.relay))
         assert read(relay, ends.relay.fileno(), ends.peer_leases(), NOW, 16, handler, True) == 1
         data, source = ends.client.recvfrom(100)
-        assert ChannelData.parse(data).data == b"back" and source[:2] == ends.address(
-            ends.listening)
+        assert data == ChannelData(CHANNEL, b"back").bytes()
+        assert source[:2] == ends.address(ends.listening)
         assert handler.datagrams == []
     finally:
         ends.close()
@@ -299,3 +312,112 @@ def test_fuzz_relayed_exactly_as_the_python_parser_reads_it(sockets: Sockets,
     else:
         assert handler.datagrams == [(datagram, sockets.address(sockets.client))]
         assert relay.to_peers == 0
+
+
+def test_batches_keep_order_and_every_datagram(sockets: Sockets) -> None:
+    """More datagrams than one socket's batch, from several relay sockets at once: the slots
+    fill, are sent and reused; every datagram arrives once, in order."""
+    relays = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(5)]
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(5)]
+    try:
+        readers = {}
+        for n, (relay_socket, client) in enumerate(zip(relays, clients, strict=True)):
+            relay_socket.bind(("127.0.0.1", 0))
+            relay_socket.setblocking(False)
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(2)
+            leases = {pack(sockets.address(sockets.peer)): (
+                sockets.listening.fileno(), pack(client.getsockname()), NOW + 60, CHANNEL + n)}
+            readers[relay_socket.fileno()] = (leases, fail_test, True)
+            for i in range(20):
+                sockets.peer.sendto(b"%d-%d" % (n, i), relay_socket.getsockname())
+        relay = ChannelRelay(fail_test)
+        with select.epoll() as ready:
+            for fd in readers:
+                ready.register(fd, select.EPOLLIN)
+            assert relay.drain(ready.fileno(), readers, clock, 1000, 16) == 100
+        for n, client in enumerate(clients):
+            got = [client.recv(100) for _ in range(20)]
+            assert got == [ChannelData(CHANNEL + n, b"%d-%d" % (n, i)).bytes()
+                           for i in range(20)]
+        assert relay.to_clients == 100
+    finally:
+        for sock in relays + clients:
+            sock.close()
+
+
+def test_a_handler_that_revokes_stops_the_rest_of_the_batch(sockets: Sockets) -> None:
+    leases = sockets.client_leases()
+    handler = Handler()
+
+    def revoke(data: bytes, address: tuple[str, int]) -> None:
+        handler(data, address)
+        leases.clear()
+
+    for datagram in (frame(b"one"), b"not channel data", frame(b"two")):
+        sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    relay = ChannelRelay(fail_test)
+    assert read(relay, sockets.listening.fileno(), leases, NOW, 16, revoke, False) == 3
+    assert sockets.peer.recv(100) == b"one"
+    assert [data for data, _ in handler.datagrams] == [b"not channel data", frame(b"two")]
+
+
+def test_the_clock_is_read_again_after_a_handler(sockets: Sockets) -> None:
+    """A lease ends when the clock passes it, also in the middle of a batch."""
+    now = [NOW]
+    handler = Handler()
+
+    def slow(data: bytes, address: tuple[str, int]) -> None:
+        handler(data, address)
+        now[0] = NOW + 61
+
+    for datagram in (frame(b"one"), b"slow request", frame(b"two")):
+        sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    relay, fd = ChannelRelay(fail_test), sockets.listening.fileno()
+    with select.epoll() as ready:
+        ready.register(fd, select.EPOLLIN)
+        readers = {fd: (sockets.client_leases(until=NOW + 60), slow, False)}
+        assert relay.drain(ready.fileno(), readers, lambda: now[0], 16, 16) == 3
+    assert [data for data, _ in handler.datagrams] == [b"slow request", frame(b"two")]
+    assert relay.to_peers == 1
+
+
+def test_drain_may_not_be_called_from_its_handlers(sockets: Sockets) -> None:
+    errors: list[BaseException] = []
+    relay = ChannelRelay(errors.append)
+    fd = sockets.listening.fileno()
+
+    def again(data: bytes, address: tuple[str, int]) -> None:
+        relay.drain(0, {}, clock, 16, 16)
+
+    sockets.client.sendto(b"x", sockets.address(sockets.listening))
+    assert read(relay, fd, {}, NOW, 16, again, False) == 1
+    assert [str(error) for error in errors] == ["drain called from one of its own handlers"]
+
+
+def test_keyboard_interrupt_and_system_exit_are_not_reported_but_raised(
+        sockets: Sockets) -> None:
+    def interrupt(data: bytes, address: tuple[str, int]) -> None:
+        raise KeyboardInterrupt
+
+    relay, fd = ChannelRelay(fail_test), sockets.listening.fileno()
+    sockets.client.sendto(frame(b"relayed"), sockets.address(sockets.listening))
+    sockets.client.sendto(b"x", sockets.address(sockets.listening))
+    with pytest.raises(KeyboardInterrupt):
+        read(relay, fd, sockets.client_leases(), NOW, 16, interrupt, False)
+    assert sockets.peer.recv(100) == b"relayed"  # what was relayed before went out
+
+
+def test_the_relay_and_what_it_reports_to_are_collected() -> None:
+    class Owner:
+        def __init__(self) -> None:
+            self.relay = ChannelRelay(self.report)
+
+        def report(self, error: BaseException) -> None:
+            pass
+
+    owner = Owner()
+    gone = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert gone() is None

@@ -12,6 +12,8 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 
+import tests.turn.test_allocations as unit
+from tests.turn.test_allocations import CLIENT, NOW, PEER, allocate, bind, make_core, signed
 from vw.config import load
 from vw.stun import (
     TRANSPORT_UDP,
@@ -29,6 +31,7 @@ from vw.stun import (
     XorRelayedAddress,
     long_term_key,
 )
+from vw.turn.allocations import Address
 from vw.turn.auth import rest_password
 from vw.turn.leases import ChannelPoller, ChannelRelay
 from vw.turn.service import TurnService
@@ -108,7 +111,7 @@ allowed_peers = ["127.0.0.1/32"]
         if frame is None:
             return None
         parsed = ChannelData.parse(frame)
-        assert parsed.channel == CHANNEL
+        assert frame == ChannelData(CHANNEL, parsed.data).bytes()  # no padding over UDP
         return parsed.data
 
     @property
@@ -124,6 +127,8 @@ allowed_peers = ["127.0.0.1/32"]
 
 
 def received(sock: socket.socket, source: tuple[str, int]) -> bytes | None:
+    """What ``sock`` holds from ``source``: loopback delivers a datagram within the sendto
+    that sends it, so nothing here means nothing was sent."""
     sock.setblocking(False)
     try:
         data, sender = sock.recvfrom(70000)
@@ -165,8 +170,7 @@ def test_channels_relay_both_ways_and_are_counted(turn: Turn) -> None:
 def test_deleting_the_allocation_stops_relaying_at_once(turn: Turn) -> None:
     turn.allocate_and_bind()
     assert turn.to_peer(b"a") == b"a" and turn.to_client(b"b") == b"b"
-    turn.to_peer(b"leased")
-    turn.to_client(b"leased")
+    assert turn.to_peer(b"leased") == b"leased" and turn.to_client(b"leased") == b"leased"
     turn.request(Method.REFRESH, Lifetime(0))
     assert turn.leases == 0
     assert turn.to_peer(b"after") is None
@@ -174,12 +178,13 @@ def test_deleting_the_allocation_stops_relaying_at_once(turn: Turn) -> None:
 
 
 def test_a_refresh_revokes_and_the_next_datagram_leases_again(turn: Turn) -> None:
-    turn.allocate_and_bind()
-    assert turn.to_peer(b"a") == b"a"
-    turn.request(Method.REFRESH, Lifetime(900))
+    turn.allocate_and_bind(lifetime=3600)
+    assert turn.to_peer(b"a") == b"a" and turn.to_client(b"b") == b"b"
+    assert turn.leases == (2 if turn.service.channels is not None else 0)
+    turn.request(Method.REFRESH, Lifetime(600))  # shorter: every lease ends
     assert turn.leases == 0
-    assert turn.to_peer(b"b") == b"b"
-    assert turn.leases == (1 if turn.service.channels is not None else 0)
+    assert turn.to_peer(b"c") == b"c" and turn.to_client(b"d") == b"d"
+    assert turn.leases == (2 if turn.service.channels is not None else 0)
 
 
 def test_leases_end_with_the_permission(turn: Turn) -> None:
@@ -247,3 +252,59 @@ def test_a_failing_handler_is_logged_and_the_others_are_served() -> None:
         for sock in sockets:
             sock.close()
     assert handled == [b"1", b"2"] and len(failures) == 2
+
+
+# --- the core's side: routes and when they change ---------------------------------------------
+
+
+def test_routes_last_until_the_first_expiry_of_allocation_channel_and_permission() -> None:
+    relays: list[Address] = []
+    core = make_core(routes_changed=relays.append)
+    relay = allocate(core).get(XorRelayedAddress).address  # expires NOW + 600
+    bind(core, CHANNEL, now=NOW + 100)  # channel NOW + 700, permission NOW + 400
+    assert core.channel_route(CLIENT, CHANNEL, NOW + 100) == (PEER, NOW + 400)
+    assert core.peer_route(relay, PEER, NOW + 100) == (CLIENT, CHANNEL, NOW + 400)
+    signed(core, Method.CREATE_PERMISSION, XorPeerAddress(PEER[0], 1), now=NOW + 350)
+    # the permission now lasts to NOW + 650: the allocation ends first
+    assert core.channel_route(CLIENT, CHANNEL, NOW + 350) == (PEER, NOW + 600)
+    signed(core, Method.REFRESH, Lifetime(600), now=NOW + 380)  # to NOW + 980
+    assert relays == [relay]
+    assert core.channel_route(CLIENT, CHANNEL, NOW + 380) == (PEER, NOW + 650)  # permission
+    signed(core, Method.CREATE_PERMISSION, XorPeerAddress(PEER[0], 1), now=NOW + 600)
+    assert core.channel_route(CLIENT, CHANNEL, NOW + 600) == (PEER, NOW + 700)  # the channel
+    assert core.peer_route(relay, PEER, NOW + 600) == (CLIENT, CHANNEL, NOW + 700)
+    assert core.channel_route(CLIENT, CHANNEL, NOW + 700) is None  # the end is exclusive
+    assert core.peer_route(relay, PEER, NOW + 700) is None
+
+
+def test_no_route_without_channel_or_permission_or_with_a_cap() -> None:
+    core = make_core()
+    relay = allocate(core).get(XorRelayedAddress).address
+    assert core.channel_route(CLIENT, CHANNEL, NOW) is None
+    assert core.peer_route(relay, PEER, NOW) is None
+    assert core.channel_route(("198.51.100.99", 1), CHANNEL, NOW) is None
+    assert core.peer_route(("192.0.2.99", 1), PEER, NOW) is None
+    capped = make_core(max_bandwidth=1000)
+    capped_relay = allocate(capped).get(XorRelayedAddress).address
+    bind(capped, CHANNEL)
+    assert capped.channel_route(CLIENT, CHANNEL, NOW) is None
+    assert capped.peer_route(capped_relay, PEER, NOW) is None
+
+
+@pytest.mark.parametrize("end", ["refresh 0", "expiry", "expired on use"])
+def test_the_core_says_when_an_allocation_ends(end: str) -> None:
+    relays: list[Address] = []
+    core = make_core(routes_changed=relays.append)
+    relay = allocate(core).get(XorRelayedAddress).address
+    bind(core, CHANNEL)
+    if end == "refresh 0":
+        request = Message(Method.REFRESH, MessageClass.REQUEST, attributes=[
+            Lifetime(0), Username(unit.USER), Realm(unit.REALM),
+            Nonce(core.auth.nonces.issue(NOW))])
+        core.client_datagram(request.bytes(unit.KEY), CLIENT, NOW)
+    elif end == "expiry":
+        core.expire(NOW + 601)
+    else:
+        core.client_datagram(ChannelData(CHANNEL, b"late").bytes(), CLIENT, NOW + 601)
+    assert relays == [relay]
+    assert core.channel_route(CLIENT, CHANNEL, NOW) is None

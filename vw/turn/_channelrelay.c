@@ -1,7 +1,7 @@
 /* ChannelData relaying for vw-turn's UDP sockets, compiled: the one loop of the TURN server
  * that runs for every media packet.
  *
- * ChannelRelay.drain(epoll_fd, readers, now, budget, per_socket) reads the UDP sockets an epoll
+ * ChannelRelay.drain(epoll_fd, readers, clock, budget, per_socket) reads the UDP sockets an epoll
  * object reports ready, as vw.common.poller.DatagramPoller does in Python. A datagram a lease
  * covers is relayed; every other one goes to its socket's Python handler, which decides
  * everything (the leases only repeat decisions it made). Python holds the leases in plain
@@ -12,7 +12,7 @@
  *   a relay socket (from_peers true): by peer address
  *     -> (listening fd, client address, until, channel)
  *
- * A lease is used only while ``now < until``; a ChannelData whose length field does not match
+ * A lease is used only while ``clock() < until``; a ChannelData whose length field does not match
  * its datagram as RFC 8656 section 12.4 allows is never relayed here.
  *
  * System calls come in batches: a socket is read with recvmmsg, and relayed datagrams wait in
@@ -27,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -52,6 +53,7 @@ typedef struct {
     unsigned long long bytes_to_peers;
     unsigned long long bytes_to_clients;
     PyObject *on_error;  /* called with an exception a handler raised */
+    int draining;  /* in drain(): a handler may not call it again */
     Slot *slots;
     int used;  /* slots holding datagrams not yet sent or handled */
     /* reading: one recvmmsg into slots[used...] */
@@ -66,7 +68,9 @@ typedef struct {
     struct sockaddr_storage destinations[SLOTS];
 } ChannelRelay;
 
-/* The packed address of ``source`` into ``key``: its length, or 0 for another family. */
+/* The packed address of ``source`` into ``key``: its length; 0 for a scoped (link-local)
+ * IPv6 address, which Python names with its scope and no lease covers; -1 for another
+ * family. */
 static Py_ssize_t
 pack_source(const struct sockaddr_storage *source, unsigned char *key)
 {
@@ -78,11 +82,14 @@ pack_source(const struct sockaddr_storage *source, unsigned char *key)
     }
     if (source->ss_family == AF_INET6) {
         const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)source;
+        if (v6->sin6_scope_id != 0) {
+            return 0;
+        }
         memcpy(key, &v6->sin6_addr, 16);
         memcpy(key + 16, &v6->sin6_port, 2);
         return 18;
     }
-    return 0;
+    return -1;
 }
 
 /* A packed address (bytes of 6 or 18) as a socket address; its length, or 0 if malformed. */
@@ -151,26 +158,40 @@ lease_int(PyObject *lease, Py_ssize_t index, long low, long high)
     return value < low || value > high ? -1 : value;
 }
 
-/* (host, port) of ``source``, as Python's socket.recvfrom gives its first two items. */
+/* (host, port) of ``source``, as Python's socket.recvfrom gives its first two items (a
+ * scoped IPv6 address with its %scope). */
 static PyObject *
 source_address(const struct sockaddr_storage *source)
 {
-    char host[INET6_ADDRSTRLEN];
-    const void *raw;
-    unsigned short port;
-    if (source->ss_family == AF_INET) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)source;
-        raw = &v4->sin_addr;
-        port = ntohs(v4->sin_port);
-    } else {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)source;
-        raw = &v6->sin6_addr;
-        port = ntohs(v6->sin6_port);
+    char host[NI_MAXHOST];
+    socklen_t length = source->ss_family == AF_INET
+        ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    unsigned short port = source->ss_family == AF_INET
+        ? ((const struct sockaddr_in *)source)->sin_port
+        : ((const struct sockaddr_in6 *)source)->sin6_port;
+    int error = getnameinfo((const struct sockaddr *)source, length, host, sizeof(host), NULL, 0,
+                            NI_NUMERICHOST);
+    if (error != 0) {
+        return PyErr_Format(PyExc_OSError, "getnameinfo: %s", gai_strerror(error));
     }
-    if (inet_ntop(source->ss_family, raw, host, sizeof(host)) == NULL) {
-        return PyErr_SetFromErrno(PyExc_OSError);
+    return Py_BuildValue("(si)", host, (int)ntohs(port));
+}
+
+/* The time ``clock()`` gives, into ``now``: 0, or -1 with an exception set. */
+static int
+read_clock(PyObject *clock, double *now)
+{
+    PyObject *value = PyObject_CallNoArgs(clock);
+    if (value == NULL) {
+        return -1;
     }
-    return Py_BuildValue("(si)", host, (int)port);
+    double seconds = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    *now = seconds;
+    return 0;
 }
 
 /* Send what waits, consecutive datagrams from one socket in one sendmmsg. */
@@ -274,8 +295,9 @@ relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned
     return 1;
 }
 
-/* Give a datagram to its Python handler; what the handler raises goes to on_error. */
-static void
+/* Give a datagram to its Python handler; an Exception it raises goes to on_error. 0, or -1
+ * with anything else it raised (KeyboardInterrupt, SystemExit) still set. */
+static int
 hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_ssize_t size,
           const struct sockaddr_storage *source)
 {
@@ -288,7 +310,10 @@ hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_
     Py_XDECREF(datagram);
     if (result != NULL) {
         Py_DECREF(result);
-        return;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
     }
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
@@ -296,22 +321,31 @@ hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_
     if (traceback != NULL) {
         PyException_SetTraceback(value, traceback);
     }
-    PyObject *reported = PyObject_CallOneArg(self->on_error, value);
+    PyObject *on_error = self->on_error;
+    Py_INCREF(on_error);
+    PyObject *reported = PyObject_CallOneArg(on_error, value);
     if (reported == NULL) {
-        PyErr_WriteUnraisable(self->on_error);
+        PyErr_WriteUnraisable(on_error);
     }
+    Py_DECREF(on_error);
     Py_XDECREF(reported);
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(traceback);
+    return 0;
 }
 
 /* Read up to ``limit`` datagrams from ``fd`` at once: relay the leased ones, hand the others
- * to ``received``. How many were read. */
+ * to ``received``. How many were read, or -1 with an exception set (the clock's, or one a
+ * handler raised that is no Exception). */
 static int
-read_socket(ChannelRelay *self, int fd, PyObject *leases, double now, int limit,
+read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int limit,
             PyObject *received, int from_peers)
 {
+    double now;
+    if (read_clock(clock, &now) < 0) {
+        return -1;
+    }
     if (limit > SLOTS) {
         limit = SLOTS;
     }
@@ -343,15 +377,18 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, double now, int limit,
         unsigned char *data = self->slots[first + i].bytes + HEADER;
         Py_ssize_t size = (Py_ssize_t)self->in[i].msg_len;
         Py_ssize_t key_length = pack_source(&self->sources[i], key);
-        if (key_length == 0) {
+        if (key_length < 0) {
             continue;  /* no IP datagram: nothing the server can answer */
         }
-        int relayed = from_peers
+        int relayed = key_length > 0 && (from_peers
             ? relay_to_client(self, leases, now, key, key_length, data, size)
-            : relay_to_peer(self, leases, now, key, key_length, data, size);
+            : relay_to_peer(self, leases, now, key, key_length, data, size));
         if (!relayed) {
             flush(self);  /* what came before goes first */
-            hand_over(self, received, data, size, &self->sources[i]);
+            if (hand_over(self, received, data, size, &self->sources[i]) < 0
+                    || read_clock(clock, &now) < 0) {
+                return -1;
+            }
         }
     }
     if (self->pending == 0) {
@@ -387,10 +424,13 @@ static PyObject *
 ChannelRelay_drain(ChannelRelay *self, PyObject *args)
 {
     int epoll_fd, budget, per_socket;
-    PyObject *readers;
-    double now;
-    if (!PyArg_ParseTuple(args, "iO!dii:drain", &epoll_fd, &PyDict_Type, &readers, &now,
+    PyObject *readers, *clock;
+    if (!PyArg_ParseTuple(args, "iO!Oii:drain", &epoll_fd, &PyDict_Type, &readers, &clock,
                           &budget, &per_socket)) {
+        return NULL;
+    }
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "drain called from one of its own handlers");
         return NULL;
     }
     if (self->slots == NULL || self->on_error == NULL) {
@@ -401,6 +441,7 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "per_socket must be at least 1");
         return NULL;
     }
+    self->draining = 1;
     struct epoll_event events[READY_MAX];
     int total = 0, spent = 0;  /* datagrams read; the budget spent, a turn at least per socket */
     int failed = 0;  /* an exception is set */
@@ -431,10 +472,10 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
             }
             int from_peers = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2));
             int count = from_peers < 0 ? 0 : read_socket(
-                self, fd, PyTuple_GET_ITEM(entry, 0), now, per_socket,
+                self, fd, PyTuple_GET_ITEM(entry, 0), clock, per_socket,
                 PyTuple_GET_ITEM(entry, 1), from_peers);
             Py_DECREF(entry);
-            if (from_peers < 0) {
+            if (from_peers < 0 || count < 0) {
                 failed = 1;
                 break;
             }
@@ -444,17 +485,19 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
     }
     flush(self);
     self->used = 0;
+    self->draining = 0;
     return failed ? NULL : PyLong_FromLong(total);
 }
 
 static PyMethodDef ChannelRelay_methods[] = {
     {"drain", (PyCFunction)ChannelRelay_drain, METH_VARARGS,
-     "drain(epoll_fd, readers, now, budget, per_socket) -> datagrams read\n\n"
+     "drain(epoll_fd, readers, clock, budget, per_socket) -> datagrams read\n\n"
      "Read the sockets the epoll object reports ready, up to per_socket datagrams from one at\n"
      "a time, until none is ready or about budget datagrams were read (a ready socket with\n"
      "nothing to read counts as one). readers maps each socket's descriptor to (leases,\n"
      "handler, from_peers): leased datagrams are relayed, the others handed to\n"
-     "handler(data, (host, port)); what a handler raises goes to on_error."},
+     "handler(data, (host, port)); an Exception a handler raises goes to on_error. Leases\n"
+     "are valid while clock() is before their end."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -482,10 +525,25 @@ ChannelRelay_init(ChannelRelay *self, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
+static int
+ChannelRelay_traverse(ChannelRelay *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->on_error);
+    return 0;
+}
+
+static int
+ChannelRelay_clear(ChannelRelay *self)
+{
+    Py_CLEAR(self->on_error);
+    return 0;
+}
+
 static void
 ChannelRelay_dealloc(ChannelRelay *self)
 {
-    Py_XDECREF(self->on_error);
+    PyObject_GC_UnTrack(self);
+    ChannelRelay_clear(self);
     PyMem_Free(self->slots);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -508,10 +566,12 @@ static PyTypeObject ChannelRelayType = {
     .tp_doc = PyDoc_STR("ChannelRelay(on_error)\n\n"
                         "Relays leased ChannelData between UDP sockets; counts what it relays."),
     .tp_basicsize = sizeof(ChannelRelay),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ChannelRelay_init,
     .tp_dealloc = (destructor)ChannelRelay_dealloc,
+    .tp_traverse = (traverseproc)ChannelRelay_traverse,
+    .tp_clear = (inquiry)ChannelRelay_clear,
     .tp_methods = ChannelRelay_methods,
     .tp_members = ChannelRelay_members,
 };

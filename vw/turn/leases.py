@@ -80,11 +80,16 @@ class ChannelPoller(DatagramPoller):
         """Stop reading ``sock`` and end the leases through it (before it is closed)."""
         fd = sock.fileno()
         self.revoke(fd)
-        self._readers.pop(fd, None)
+        reader = self._readers.pop(fd, None)
+        if reader is not None and not reader[2]:  # a listening port: every lease ends
+            self._clients.clear()
+            self._through.clear()
+            for relay in self._readers.values():
+                relay[0].clear()
         super().remove(sock)
 
     def _read(self) -> None:
-        self.relay.drain(self.fileno(), self._readers, self.now(), READ_BATCH, SOCKET_BATCH)
+        self.relay.drain(self.fileno(), self._readers, self.now, READ_BATCH, SOCKET_BATCH)
 
     def _handler_failed(self, error: BaseException) -> None:
         log.failure("handling a datagram on {name}", Failure(error), name=self.name)

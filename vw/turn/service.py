@@ -212,7 +212,7 @@ class TurnService(MultiService):
                         return
                     send(*hop)
                     if channels is not None and is_channel_data(hop[0]):
-                        self._lease_peer(relay, peer)
+                        self._lease_peer(relay, address, peer)
 
             relay = RelaySocket.bind(self.poller, address, received)
             return relay
@@ -255,9 +255,10 @@ class TurnService(MultiService):
         if route is not None and self.channels is not None:
             self.channels.lease_client(client, channel, relay.socket.fileno(), *route)
 
-    def _lease_peer(self, relay: RelaySocket, peer: Address) -> None:
-        """After the core relayed data from ``peer`` as ChannelData: lease what it decided."""
-        route = self.core.peer_route(relay.address, peer, self.now())
+    def _lease_peer(self, relay: RelaySocket, address: Address, peer: Address) -> None:
+        """After the core relayed data from ``peer`` to the relay port ``relay`` (at
+        ``address``, as the core knows it) as ChannelData: lease what it decided."""
+        route = self.core.peer_route(address, peer, self.now())
         if route is not None and self.channels is not None and self.listener.socket is not None:
             client, channel, until = route
             self.channels.lease_peer(relay.socket.fileno(), peer,
