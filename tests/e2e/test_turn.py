@@ -8,10 +8,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.turn_server import SECRET, Turn, free_udp_port, run_turn
+from vw.turn.leases import ChannelRelay
 
 pytestmark = pytest.mark.skipif(shutil.which("turnutils_uclient") is None,
                                 reason="Debian's coturn (turnutils) is missing")
@@ -54,6 +56,22 @@ def test_turnutils_uclient_relays(turn: Turn, transport: str, mode: str) -> None
     # The legs to and from turnutils_peer are UDP: on a busy machine a datagram may drop
     # there (uclient does not retransmit), whatever the client's transport.
     assert sent == 200 and received >= 196, output[-2000:]
+
+
+@pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
+def test_udp_channels_take_the_compiled_relay(turn: Turn) -> None:
+    before = turn.metrics()["vw_turn_compiled_relayed"]
+    test_turnutils_uclient_relays(turn, "udp", "channels")
+    # 2 clients x 100 messages, each relayed twice: all but the first each way in C
+    assert turn.metrics()["vw_turn_compiled_relayed"] - before >= 380
+
+
+def test_turnutils_uclient_relays_channels_in_python(tmp_path: Path) -> None:
+    """The same over UDP channels with the compiled relay turned off: the Python path."""
+    for turn in run_turn(tmp_path, "rfc5766_channels = true\ncompiled_relay = false"):
+        assert "vw_turn_compiled_relayed" not in turn.metrics()
+        test_turnutils_uclient_relays(turn, "udp", "channels")
+        assert turn.metrics()["vw_turn_to_peers"] >= 196
 
 
 def uclient_totals(output: str) -> tuple[int, int]:

@@ -58,11 +58,12 @@ secret = "{SECRET}"
 udp_port = 0
 realm = "{REALM}"
 allowed_peers = ["127.0.0.1/32"]
+compiled_relay = {'true' if compiled else 'false'}
 {extra}
 """)
         self.clock = MemoryReactorClock()
         self.clock.advance(1_700_000_000)
-        self.service = TurnService(load(str(path)), self.clock, compiled=compiled)
+        self.service = TurnService(load(str(path)), self.clock)
         self.service.privilegedStartService()
         self.service.startService()
         self.server = self.service.listener.address()
@@ -148,6 +149,7 @@ MODES = [pytest.param(True, id="compiled", marks=pytest.mark.skipif(
 @pytest.fixture(params=MODES)
 def turn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Turn]:
     harness = Turn(tmp_path, request.param)
+    assert (harness.service.channels is not None) is request.param
     yield harness
     harness.close()
 
@@ -185,6 +187,17 @@ def test_a_refresh_revokes_and_the_next_datagram_leases_again(turn: Turn) -> Non
     assert turn.leases == 0
     assert turn.to_peer(b"c") == b"c" and turn.to_client(b"d") == b"d"
     assert turn.leases == (2 if turn.service.channels is not None else 0)
+
+
+def test_ended_leases_are_pruned_every_tick(turn: Turn) -> None:
+    turn.allocate_and_bind()
+    assert turn.to_peer(b"a") == b"a" and turn.to_client(b"b") == b"b"
+    turn.clock.advance(299)
+    turn.service.expire()
+    assert turn.leases == (2 if turn.service.channels is not None else 0)
+    turn.clock.advance(1)  # the permission's 300 s are up
+    turn.service.expire()
+    assert turn.leases == 0
 
 
 def test_leases_end_with_the_permission(turn: Turn) -> None:

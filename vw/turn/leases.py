@@ -118,6 +118,18 @@ class ChannelPoller(DatagramPoller):
         if reader is not None and reader[2]:
             reader[0].clear()
 
+    def prune(self, now: float) -> None:
+        """Drop the leases that ended (a client or peer that stopped sending leaves its
+        lease behind until its relay closes, else)."""
+        for key, lease in list(self._clients.items()):
+            if lease[2] <= now:
+                del self._clients[key]
+                self._through.get(lease[0], set()).discard(key)
+        for leases, _, from_peers in self._readers.values():
+            if from_peers:
+                for key in [key for key, lease in leases.items() if lease[2] <= now]:
+                    del leases[key]
+
     @property
     def leases(self) -> int:
         """Leases held (clients' and peers')."""

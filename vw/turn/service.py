@@ -93,12 +93,9 @@ class RefusalCollector(Collector):
 
 
 class TurnService(MultiService):
-    """vw-turn: one TurnCore, its listening ports, its relay ports and its HTTP port.
+    """vw-turn: one TurnCore, its listening ports, its relay ports and its HTTP port."""
 
-    ``compiled`` False keeps every datagram in Python even where the compiled relay is built.
-    """
-
-    def __init__(self, config: Config, reactor: IReactorUDP, *, compiled: bool = True) -> None:
+    def __init__(self, config: Config, reactor: IReactorUDP) -> None:
         super().__init__()
         self.setName("turn")
         self.reactor = reactor
@@ -132,7 +129,7 @@ class TurnService(MultiService):
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
         #: The poller of the compiled ChannelData relay, if it is built and wanted.
         self.channels: ChannelPoller | None = None
-        if compiled and ChannelRelay is not None:
+        if settings.compiled_relay and ChannelRelay is not None:
             self.channels = ChannelPoller(reactor, "turn-udp", self.now)  # type: ignore[arg-type]
         self.poller = self.channels or DatagramPoller(reactor, "turn-udp")  # type: ignore
         self.listener = UdpListener(self.poller, settings.udp_port, bind, self._client_received)
@@ -320,7 +317,10 @@ class TurnService(MultiService):
             port.close()
 
     def expire(self) -> None:
-        self.perform(self.core.expire(self.now()))
+        now = self.now()
+        self.perform(self.core.expire(now))
+        if self.channels is not None:
+            self.channels.prune(now)
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -360,6 +360,11 @@ class TurnService(MultiService):
             leases = Gauge("vw_turn_leases", "ChannelData routes the compiled relay holds",
                            registry=self.registry)
             leases.set_function(lambda: self.channels.leases)  # type: ignore[union-attr]
+            compiled = Gauge("vw_turn_compiled_relayed",
+                             "Datagrams the compiled relay relayed (in to_peers and to_clients)",
+                             registry=self.registry)
+            relay = self.channels.relay
+            compiled.set_function(lambda: relay.to_peers + relay.to_clients)
         for key in ("malformed", "dropped", "to_peers", "to_clients", "bytes_to_peers",
                     "bytes_to_clients"):
             gauge = Gauge(f"vw_turn_{key}", f"TURN {key.replace('_', ' ')}",
