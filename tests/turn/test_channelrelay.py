@@ -75,8 +75,8 @@ def clock() -> float:
     return NOW
 
 
-def fail_test(error: BaseException) -> None:
-    raise AssertionError("no handler should fail here") from error
+def fail_test(error: BaseException, address: object) -> None:
+    raise AssertionError(f"no handler should fail here ({address})") from error
 
 
 def read(relay: ChannelRelay, fd: int, leases: object, now: float, limit: int,
@@ -189,7 +189,12 @@ def test_limit_and_an_empty_socket(sockets: Sockets) -> None:
 
 def test_a_failing_handler_is_reported_and_the_rest_is_read(sockets: Sockets) -> None:
     errors: list[BaseException] = []
-    relay = ChannelRelay(errors.append)
+
+    def report(error: BaseException, address: tuple[str, int]) -> None:
+        assert address == sockets.address(sockets.client)
+        errors.append(error)
+
+    relay = ChannelRelay(report)
 
     def fail(data: bytes, address: tuple[str, int]) -> None:
         raise RuntimeError(f"handler failed on {data!r}")
@@ -206,7 +211,7 @@ def test_a_failing_handler_is_reported_and_the_rest_is_read(sockets: Sockets) ->
 
 
 def test_a_failing_error_reporter_is_unraisable(sockets: Sockets) -> None:
-    def broken(error: BaseException) -> None:
+    def broken(error: BaseException, address: object) -> None:
         raise ValueError("reporter failed")
 
     def fail(data: bytes, address: tuple[str, int]) -> None:
@@ -384,7 +389,7 @@ def test_the_clock_is_read_again_after_a_handler(sockets: Sockets) -> None:
 
 def test_drain_may_not_be_called_from_its_handlers(sockets: Sockets) -> None:
     errors: list[BaseException] = []
-    relay = ChannelRelay(errors.append)
+    relay = ChannelRelay(lambda error, address: errors.append(error))
     fd = sockets.listening.fileno()
 
     def again(data: bytes, address: tuple[str, int]) -> None:
@@ -413,7 +418,7 @@ def test_the_relay_and_what_it_reports_to_are_collected() -> None:
         def __init__(self) -> None:
             self.relay = ChannelRelay(self.report)
 
-        def report(self, error: BaseException) -> None:
+        def report(self, error: BaseException, address: object) -> None:
             pass
 
     owner = Owner()

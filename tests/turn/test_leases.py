@@ -260,11 +260,12 @@ def test_a_failing_handler_is_logged_and_the_others_are_served() -> None:
                 sockets[2].sendto(data, sock.getsockname())
         time.sleep(0.01)
         poller.doRead()
+        sender = sockets[2].getsockname()
     finally:
         globalLogPublisher.removeObserver(log)
         for sock in sockets:
             sock.close()
-    assert handled == [b"1", b"2"] and len(failures) == 2
+    assert handled == [b"1", b"2"] and [event["address"] for event in failures] == [sender] * 2
 
 
 # --- the core's side: routes and when they change ---------------------------------------------

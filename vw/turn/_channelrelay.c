@@ -52,7 +52,7 @@ typedef struct {
     unsigned long long to_clients;
     unsigned long long bytes_to_peers;
     unsigned long long bytes_to_clients;
-    PyObject *on_error;  /* called with an exception a handler raised */
+    PyObject *on_error;  /* called with an exception a handler raised, and the source */
     int draining;  /* in drain(): a handler may not call it again */
     Slot *slots;
     int used;  /* slots holding datagrams not yet sent or handled */
@@ -295,8 +295,9 @@ relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned
     return 1;
 }
 
-/* Give a datagram to its Python handler; an Exception it raises goes to on_error. 0, or -1
- * with anything else it raised (KeyboardInterrupt, SystemExit) still set. */
+/* Give a datagram to its Python handler; an Exception it raises goes to on_error, with the
+ * datagram's (host, port). 0, or -1 with anything else it raised (KeyboardInterrupt,
+ * SystemExit) still set. */
 static int
 hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_ssize_t size,
           const struct sockaddr_storage *source)
@@ -306,13 +307,14 @@ hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_
         ? NULL : PyBytes_FromStringAndSize((const char *)data, size);
     PyObject *result = datagram == NULL
         ? NULL : PyObject_CallFunctionObjArgs(received, datagram, address, NULL);
-    Py_XDECREF(address);
     Py_XDECREF(datagram);
     if (result != NULL) {
         Py_DECREF(result);
+        Py_DECREF(address);
         return 0;
     }
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        Py_XDECREF(address);
         return -1;
     }
     PyObject *type, *value, *traceback;
@@ -323,11 +325,13 @@ hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_
     }
     PyObject *on_error = self->on_error;
     Py_INCREF(on_error);
-    PyObject *reported = PyObject_CallOneArg(on_error, value);
+    PyObject *reported = PyObject_CallFunctionObjArgs(on_error, value,
+                                                      address != NULL ? address : Py_None, NULL);
     if (reported == NULL) {
         PyErr_WriteUnraisable(on_error);
     }
     Py_DECREF(on_error);
+    Py_XDECREF(address);
     Py_XDECREF(reported);
     Py_XDECREF(type);
     Py_XDECREF(value);
@@ -496,7 +500,8 @@ static PyMethodDef ChannelRelay_methods[] = {
      "a time, until none is ready or about budget datagrams were read (a ready socket with\n"
      "nothing to read counts as one). readers maps each socket's descriptor to (leases,\n"
      "handler, from_peers): leased datagrams are relayed, the others handed to\n"
-     "handler(data, (host, port)); an Exception a handler raises goes to on_error. Leases\n"
+     "handler(data, (host, port)); an Exception a handler raises goes to\n"
+     "on_error(exception, (host, port)). Leases\n"
      "are valid while clock() is before their end."},
     {NULL, NULL, 0, NULL},
 };

@@ -91,8 +91,8 @@ class ChannelPoller(DatagramPoller):
     def _read(self) -> None:
         self.relay.drain(self.fileno(), self._readers, self.now, READ_BATCH, SOCKET_BATCH)
 
-    def _handler_failed(self, error: BaseException) -> None:
-        log.failure("handling a datagram on {name}", Failure(error), name=self.name)
+    def _handler_failed(self, error: BaseException, address: Address | None) -> None:
+        log.failure("handling a datagram from {address}", Failure(error), address=address)
 
     def lease_client(self, client: Address, channel: int, relay_fd: int, peer: Address,
                      until: float) -> None:
