@@ -13,6 +13,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTCP
 from twisted.internet.protocol import ServerFactory
 
+from vw.common.networks import family_of
 from vw.common.streampoller import PolledServer, StreamPoller
 
 #: Connections the kernel queues before they are accepted.
@@ -39,8 +40,7 @@ def check_free(interface: str, port: int) -> int:
     """Bind ``port`` without sharing it, and let go: the port, or the one the kernel chose
     for port 0. Raises CannotListenError when another process listens there, shared or not
     (a second server started by mistake would otherwise take half the connections)."""
-    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(family_of(interface), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((interface, port))

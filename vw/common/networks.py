@@ -1,9 +1,16 @@
-"""A set of IP networks from CIDR strings, asked whether an address belongs to it."""
+"""A set of IP networks from CIDR strings, asked whether an address belongs to it; the socket
+family of a textual address."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    """AF_INET6 for an IPv6 address (or interface) in text, else AF_INET."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 class Networks:

@@ -10,6 +10,7 @@ from twisted.application.service import Service
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from vw.common.networks import family_of
 from vw.common.poller import Address, DatagramPoller, Receiver
 
 log = Logger()
@@ -37,7 +38,7 @@ class UdpListener(Service):
 
     @property
     def family(self) -> socket.AddressFamily:
-        return socket.AF_INET6 if ":" in self.interface else socket.AF_INET
+        return family_of(self.interface)
 
     def privilegedStartService(self) -> None:
         """Bind the port (it may be privileged)."""

@@ -715,10 +715,10 @@ class TurnCore:
     @staticmethod
     def _route_until(allocation: Allocation, peer: Address, now: float) -> float | None:
         """When the first of the allocation, the peer's channel and its permission expires,
-        or None if one has (or the allocation is no UDP relay)."""
+        or None if one has (channels are bound on UDP allocations only)."""
         channel = allocation.channels[allocation.peer_channels[peer]]
         permission = allocation.permissions.get(peer[0])
-        if permission is None or allocation.transport != TRANSPORT_UDP:
+        if permission is None:
             return None
         until = min(allocation.expires, channel[1], permission)
         return until if until > now else None

@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from vw.common.networks import family_of
 from vw.common.poller import READ_BATCH, Address, DatagramPoller, Receiver
 
 try:
@@ -45,8 +46,7 @@ SOCKET_BATCH = 16
 def pack(address: Address) -> bytes:
     """An address as the compiled relay keys it: the packed IP, then the port (2 bytes)."""
     host, port = address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.inet_pton(family, host) + port.to_bytes(2, "big")
+    return socket.inet_pton(family_of(host), host) + port.to_bytes(2, "big")
 
 
 class ChannelPoller(DatagramPoller):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 
+from vw.common.networks import family_of
 from vw.common.poller import Address, DatagramPoller, Receiver
 
 #: Receive buffer of a relay socket, in bytes (up to the kernel's net.core.rmem_max).
@@ -28,8 +29,7 @@ class RelaySocket:
     @classmethod
     def bind(cls, poller: DatagramPoller, address: Address, received: Receiver) -> RelaySocket:
         """Bind a socket to ``address`` and start reading it; OSError if the port is taken."""
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(family_of(address[0]), socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
