@@ -8,6 +8,8 @@ import select
 import socket
 import struct
 import sys
+import threading
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -236,6 +238,8 @@ def test_the_constructor_and_drain_check_their_arguments(sockets: Sockets) -> No
         ChannelRelay.__new__(ChannelRelay).drain(0, {}, clock, 16, 16)
     with pytest.raises(ValueError, match="per_socket"):
         ChannelRelay(fail_test).drain(0, {}, clock, 16, 0)
+    with pytest.raises(ValueError, match="wait_fd"):
+        ChannelRelay(fail_test).drain(5, {}, clock, 16, 16, 5, 1.0)
 
 
 def test_bad_arguments_raise_type_error(sockets: Sockets) -> None:
@@ -426,3 +430,85 @@ def test_the_relay_and_what_it_reports_to_are_collected() -> None:
     del owner
     gc.collect()
     assert gone() is None
+
+
+class EventLoop:
+    """An event loop's epoll object watching the relay's (as the reactor's does) and one
+    descriptor of its own, ``wake``, that gives it other work."""
+
+    def __init__(self, sockets: Sockets) -> None:
+        self.relayed = select.epoll()
+        self.relayed.register(sockets.listening.fileno(), select.EPOLLIN)
+        self.loop = select.epoll()
+        self.loop.register(self.relayed.fileno(), select.EPOLLIN)
+        self.wake_reader, self.wake_writer = socket.socketpair()
+        self.loop.register(self.wake_reader.fileno(), select.EPOLLIN)
+        self.readers = {sockets.listening.fileno(): (sockets.client_leases(), Handler(), False)}
+
+    def drain(self, relay: ChannelRelay, wait: float) -> int:
+        return relay.drain(self.relayed.fileno(), self.readers, clock, 64, 16,
+                           self.loop.fileno(), wait)
+
+    def close(self) -> None:
+        for closable in (self.relayed, self.loop, self.wake_reader, self.wake_writer):
+            closable.close()
+
+
+@pytest.fixture
+def loop(sockets: Sockets) -> Iterator[EventLoop]:
+    event_loop = EventLoop(sockets)
+    yield event_loop
+    event_loop.close()
+
+
+def in_thread(work: object) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_lingering_relays_until_the_event_loop_has_other_work(sockets: Sockets,
+                                                              loop: EventLoop) -> None:
+    """After a wake-up that only relayed, drain() waits on the event loop's epoll object
+    and relays what comes next, until another of the loop's descriptors is ready."""
+    seen: list[bytes] = []
+
+    def client() -> None:
+        for data in (b"one", b"two", b"three"):
+            sockets.client.sendto(frame(data), sockets.address(sockets.listening))
+            seen.append(sockets.peer.recv(100))
+            time.sleep(0.05)  # the first pass of drain() is long over
+        loop.wake_writer.send(b"!")
+
+    thread = in_thread(client)
+    assert loop.drain(ChannelRelay(fail_test), 30.0) == 3
+    thread.join()
+    assert seen == [b"one", b"two", b"three"]
+
+
+def test_lingering_ends_at_the_deadline(sockets: Sockets, loop: EventLoop) -> None:
+    sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
+    assert loop.drain(ChannelRelay(fail_test), 0.05) == 1
+    assert sockets.peer.recv(100) == b"x"
+    assert loop.drain(ChannelRelay(fail_test), 0.0) == 0
+
+
+def test_a_datagram_for_python_ends_lingering(sockets: Sockets, loop: EventLoop) -> None:
+    """What a handler did (a timer set, a lease changed) is the event loop's to see: drain()
+    returns after it, with no other descriptor ready."""
+    woken = threading.Event()
+
+    def client() -> None:
+        time.sleep(0.05)
+        sockets.client.sendto(b"not leased", sockets.address(sockets.listening))
+        if not done.wait(10):  # a broken linger returns only when woken
+            woken.set()
+            loop.wake_writer.send(b"!")
+
+    done = threading.Event()
+    thread = in_thread(client)
+    assert loop.drain(ChannelRelay(fail_test), 30.0) == 1
+    done.set()
+    thread.join()
+    handler = loop.readers[sockets.listening.fileno()][1]
+    assert not woken.is_set() and [data for data, _ in handler.datagrams] == [b"not leased"]

@@ -4,11 +4,13 @@ relay both ways alike, and a lease never outlives what the core decided."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 
@@ -266,6 +268,50 @@ def test_a_failing_handler_is_logged_and_the_others_are_served() -> None:
         for sock in sockets:
             sock.close()
     assert handled == [b"1", b"2"] and [event["address"] for event in failures] == [sender] * 2
+
+
+@pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
+def test_the_reactor_keeps_its_timers_and_threads_while_the_relay_lingers() -> None:
+    """Under a real epoll reactor a stream of leased ChannelData is relayed in few wake-ups,
+    and the reactor's timers and calls from other threads still run in time."""
+    reactor = EPollReactor()
+    poller = ChannelPoller(reactor, "test", reactor.seconds)
+    reads = []
+    counted_read = poller.doRead
+    poller.doRead = lambda: (reads.append(1), counted_read())[-1]  # type: ignore[method-assign]
+    listening, relay, client, peer = sockets = [
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+    poller.add(listening, lambda data, address: None)
+    poller.serve_clients(listening)
+    poller.add(relay, lambda data, address: None)
+    poller.lease_client(client.getsockname(), CHANNEL, relay.fileno(), peer.getsockname(),
+                        time.time() + 60)
+    sent, timers, stopping = [], [], threading.Event()
+
+    def stream() -> None:
+        while not stopping.is_set() and len(sent) < 20_000:
+            client.sendto(ChannelData(CHANNEL, b"media").bytes(), listening.getsockname())
+            sent.append(1)
+            if len(sent) == 100:
+                reactor.callFromThread(timers.append, "from a thread")
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=stream, daemon=True)
+    reactor.callWhenRunning(thread.start)
+    reactor.callLater(0.5, timers.append, "timer")
+    reactor.callLater(1.0, reactor.stop)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        stopping.set()
+        thread.join()
+        for sock in sockets:
+            sock.close()
+    assert sorted(timers) == ["from a thread", "timer"]
+    assert poller.relay.to_peers > 200 and len(reads) < poller.relay.to_peers / 10
 
 
 # --- the core's side: routes and when they change ---------------------------------------------

@@ -15,6 +15,10 @@
  * A lease is used only while ``clock() < until``; a ChannelData whose length field does not match
  * its datagram as RFC 8656 section 12.4 allows is never relayed here.
  *
+ * Given its event loop's epoll object, drain() lingers: after a wake-up that only relayed, it
+ * waits there (without the GIL) and drains again while its own epoll object is all that is
+ * ready, until the loop's next timer. A media relay's wake-ups then cost no Python.
+ *
  * System calls come in batches: a socket is read with recvmmsg, and relayed datagrams wait in
  * the object's slots until the socket's batch is done, a handler is about to run, or the
  * slots are full; then consecutive ones leaving by the same socket go in one sendmmsg. Send
@@ -32,6 +36,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* As vw.common.poller.MAX_DATAGRAM: a larger datagram is cut. */
 #define MAX_DATAGRAM 8192
@@ -54,6 +59,7 @@ typedef struct {
     unsigned long long bytes_to_clients;
     PyObject *on_error;  /* called with an exception a handler raised, and the source */
     int draining;  /* in drain(): a handler may not call it again */
+    int handed;  /* datagrams given to Python handlers in this drain() */
     Slot *slots;
     int used;  /* slots holding datagrams not yet sent or handled */
     /* reading: one recvmmsg into slots[used...] */
@@ -302,6 +308,7 @@ static int
 hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_ssize_t size,
           const struct sockaddr_storage *source)
 {
+    self->handed++;
     PyObject *address = source_address(source);
     PyObject *datagram = address == NULL
         ? NULL : PyBytes_FromStringAndSize((const char *)data, size);
@@ -424,30 +431,14 @@ reader_of(PyObject *readers, int fd)
     return entry;
 }
 
-static PyObject *
-ChannelRelay_drain(ChannelRelay *self, PyObject *args)
+/* One pass over the sockets ``epoll_fd`` reports ready (see drain()), adding the datagrams read
+ * to ``*total``; what it relayed is sent before it returns. 0, or -1 with an exception set. */
+static int
+drain_ready(ChannelRelay *self, int epoll_fd, PyObject *readers, PyObject *clock, int budget,
+            int per_socket, int *total)
 {
-    int epoll_fd, budget, per_socket;
-    PyObject *readers, *clock;
-    if (!PyArg_ParseTuple(args, "iO!Oii:drain", &epoll_fd, &PyDict_Type, &readers, &clock,
-                          &budget, &per_socket)) {
-        return NULL;
-    }
-    if (self->draining) {
-        PyErr_SetString(PyExc_RuntimeError, "drain called from one of its own handlers");
-        return NULL;
-    }
-    if (self->slots == NULL || self->on_error == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "ChannelRelay.__init__ was not called");
-        return NULL;
-    }
-    if (per_socket < 1) {
-        PyErr_SetString(PyExc_ValueError, "per_socket must be at least 1");
-        return NULL;
-    }
-    self->draining = 1;
     struct epoll_event events[READY_MAX];
-    int total = 0, spent = 0;  /* datagrams read; the budget spent, a turn at least per socket */
+    int spent = 0;  /* the budget spent, a turn at least per socket */
     int failed = 0;  /* an exception is set */
     while (spent < budget && !failed) {
         int wanted = budget - spent < READY_MAX ? budget - spent : READY_MAX;
@@ -483,12 +474,86 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
                 failed = 1;
                 break;
             }
-            total += count;
+            *total += count;
             spent += count > 0 ? count : 1;
         }
     }
     flush(self);
     self->used = 0;
+    return failed ? -1 : 0;
+}
+
+static double
+monotonic(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + now.tv_nsec / 1e9;
+}
+
+/* Wait, without the GIL, until ``wait_fd`` reports ready descriptors or ``deadline`` passes:
+ * 1 if ``epoll_fd`` is the only one ready, else 0 (the caller's event loop has work). */
+static int
+only_mine_ready(int wait_fd, int epoll_fd, double deadline)
+{
+    double left = deadline - monotonic();
+    if (!(left > 0)) {  /* NaN too */
+        return 0;
+    }
+    int milliseconds = left >= INT_MAX / 1000 ? INT_MAX : (int)(left * 1000.0) + 1;
+    struct epoll_event events[READY_MAX];
+    int ready;
+    Py_BEGIN_ALLOW_THREADS
+    ready = epoll_wait(wait_fd, events, READY_MAX, milliseconds);
+    Py_END_ALLOW_THREADS
+    if (ready <= 0) {
+        return 0;  /* the deadline; a signal, which Python must see; or an error the loop sees */
+    }
+    for (int i = 0; i < ready; i++) {
+        if (events[i].data.fd != epoll_fd) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+ChannelRelay_drain(ChannelRelay *self, PyObject *args)
+{
+    int epoll_fd, budget, per_socket, wait_fd = -1;
+    double wait = 0.0;
+    PyObject *readers, *clock;
+    if (!PyArg_ParseTuple(args, "iO!Oii|id:drain", &epoll_fd, &PyDict_Type, &readers, &clock,
+                          &budget, &per_socket, &wait_fd, &wait)) {
+        return NULL;
+    }
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "drain called from one of its own handlers");
+        return NULL;
+    }
+    if (self->slots == NULL || self->on_error == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ChannelRelay.__init__ was not called");
+        return NULL;
+    }
+    if (per_socket < 1) {
+        PyErr_SetString(PyExc_ValueError, "per_socket must be at least 1");
+        return NULL;
+    }
+    if (wait_fd == epoll_fd && wait_fd >= 0) {
+        PyErr_SetString(PyExc_ValueError, "wait_fd must be the event loop's, not epoll_fd");
+        return NULL;
+    }
+    self->draining = 1;
+    self->handed = 0;
+    int total = 0;
+    double deadline = monotonic() + wait;
+    int failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total);
+    /* Lingering: while nothing but relaying was done and no other descriptor of the event
+     * loop (its waker, a signal's, a listener's) is ready, go on without a return to it. */
+    while (!failed && wait_fd >= 0 && self->handed == 0
+            && only_mine_ready(wait_fd, epoll_fd, deadline)) {
+        failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total);
+    }
     self->draining = 0;
     return failed ? NULL : PyLong_FromLong(total);
 }
@@ -502,7 +567,11 @@ static PyMethodDef ChannelRelay_methods[] = {
      "handler, from_peers): leased datagrams are relayed, the others handed to\n"
      "handler(data, (host, port)); an Exception a handler raises goes to\n"
      "on_error(exception, (host, port)). Leases\n"
-     "are valid while clock() is before their end."},
+     "are valid while clock() is before their end.\n\n"
+     "drain(..., wait_fd, wait) lingers: wait_fd is the epoll object of the event loop that\n"
+     "watches epoll_fd. While only leased datagrams came and only epoll_fd is ready there, it\n"
+     "drains again, for up to wait seconds (the loop's next timer), without the GIL while it\n"
+     "waits; it returns as soon as the loop has anything else to do."},
     {NULL, NULL, 0, NULL},
 };
 
