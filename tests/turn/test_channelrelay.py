@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import gc
 import select
+import signal
 import socket
 import struct
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -401,7 +402,8 @@ def test_drain_may_not_be_called_from_its_handlers(sockets: Sockets) -> None:
 
     sockets.client.sendto(b"x", sockets.address(sockets.listening))
     assert read(relay, fd, {}, NOW, 16, again, False) == 1
-    assert [str(error) for error in errors] == ["drain called from one of its own handlers"]
+    assert [str(error) for error in errors] == [
+        "drain is running already (called from a handler or another thread)"]
 
 
 def test_keyboard_interrupt_and_system_exit_are_not_reported_but_raised(
@@ -433,8 +435,9 @@ def test_the_relay_and_what_it_reports_to_are_collected() -> None:
 
 
 class EventLoop:
-    """An event loop's epoll object watching the relay's (as the reactor's does) and one
-    descriptor of its own, ``wake``, that gives it other work."""
+    """An event loop's epoll object watching the relay's (as the reactor's does), one
+    descriptor of its own, ``wake``, that gives it other work, and its queue of calls from
+    other threads."""
 
     def __init__(self, sockets: Sockets) -> None:
         self.relayed = select.epoll()
@@ -443,11 +446,12 @@ class EventLoop:
         self.loop.register(self.relayed.fileno(), select.EPOLLIN)
         self.wake_reader, self.wake_writer = socket.socketpair()
         self.loop.register(self.wake_reader.fileno(), select.EPOLLIN)
+        self.calls: list[object] = []
         self.readers = {sockets.listening.fileno(): (sockets.client_leases(), Handler(), False)}
 
     def drain(self, relay: ChannelRelay, wait: float) -> int:
         return relay.drain(self.relayed.fileno(), self.readers, clock, 64, 16,
-                           self.loop.fileno(), wait)
+                           self.loop.fileno(), wait, self.calls)
 
     def close(self) -> None:
         for closable in (self.relayed, self.loop, self.wake_reader, self.wake_writer):
@@ -461,16 +465,35 @@ def loop(sockets: Sockets) -> Iterator[EventLoop]:
     event_loop.close()
 
 
-def in_thread(work: object) -> threading.Thread:
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
+class Driver:
+    """Work done on another thread while drain() runs on this one; ``late`` is set if drain()
+    had not returned ``patience`` seconds after the work was done (then the driver wakes the
+    event loop itself, so that the test ends)."""
+
+    def __init__(self, loop: EventLoop, work: Callable[[], None], patience: float = 10) -> None:
+        self.loop, self.work, self.patience = loop, work, patience
+        self.returned, self.late = threading.Event(), False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.work()
+        if not self.returned.wait(self.patience):
+            self.late = True
+            self.loop.wake_writer.send(b"!")
+
+    def drain(self, relay: ChannelRelay, wait: float = 30.0) -> int:
+        try:
+            return self.loop.drain(relay, wait)
+        finally:
+            self.returned.set()
+            self.thread.join()
 
 
 def test_lingering_relays_until_the_event_loop_has_other_work(sockets: Sockets,
                                                               loop: EventLoop) -> None:
-    """After a wake-up that only relayed, drain() waits on the event loop's epoll object
-    and relays what comes next, until another of the loop's descriptors is ready."""
+    """After a wake-up that only relayed, drain() waits on the event loop's epoll object and
+    relays what comes next, until another of the loop's descriptors is ready."""
     seen: list[bytes] = []
 
     def client() -> None:
@@ -480,35 +503,61 @@ def test_lingering_relays_until_the_event_loop_has_other_work(sockets: Sockets,
             time.sleep(0.05)  # the first pass of drain() is long over
         loop.wake_writer.send(b"!")
 
-    thread = in_thread(client)
-    assert loop.drain(ChannelRelay(fail_test), 30.0) == 3
-    thread.join()
-    assert seen == [b"one", b"two", b"three"]
+    driver = Driver(loop, client)
+    assert driver.drain(ChannelRelay(fail_test)) == 3
+    assert seen == [b"one", b"two", b"three"] and not driver.late
 
 
 def test_lingering_ends_at_the_deadline(sockets: Sockets, loop: EventLoop) -> None:
-    sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
-    assert loop.drain(ChannelRelay(fail_test), 0.05) == 1
-    assert sockets.peer.recv(100) == b"x"
+    def client() -> None:
+        sockets.client.sendto(frame(b"now"), sockets.address(sockets.listening))
+        time.sleep(0.05)
+        sockets.client.sendto(frame(b"later"), sockets.address(sockets.listening))
+
+    driver = Driver(loop, client)
+    assert driver.drain(ChannelRelay(fail_test), 1.0) == 2 and not driver.late
+    assert [sockets.peer.recv(100) for _ in range(2)] == [b"now", b"later"]
     assert loop.drain(ChannelRelay(fail_test), 0.0) == 0
 
 
 def test_a_datagram_for_python_ends_lingering(sockets: Sockets, loop: EventLoop) -> None:
     """What a handler did (a timer set, a lease changed) is the event loop's to see: drain()
     returns after it, with no other descriptor ready."""
-    woken = threading.Event()
-
     def client() -> None:
         time.sleep(0.05)
         sockets.client.sendto(b"not leased", sockets.address(sockets.listening))
-        if not done.wait(10):  # a broken linger returns only when woken
-            woken.set()
-            loop.wake_writer.send(b"!")
 
-    done = threading.Event()
-    thread = in_thread(client)
-    assert loop.drain(ChannelRelay(fail_test), 30.0) == 1
-    done.set()
-    thread.join()
+    driver = Driver(loop, client)
+    assert driver.drain(ChannelRelay(fail_test)) == 1 and not driver.late
     handler = loop.readers[sockets.listening.fileno()][1]
-    assert not woken.is_set() and [data for data, _ in handler.datagrams] == [b"not leased"]
+    assert [data for data, _ in handler.datagrams] == [b"not leased"]
+
+
+def test_a_call_from_another_thread_ends_lingering(sockets: Sockets, loop: EventLoop) -> None:
+    """A call queued without a wake-up (one queued while the loop's waker was being read) is
+    seen at the relay's next wake-up; a queue holding calls already means no lingering."""
+    def queue_then_send() -> None:
+        time.sleep(0.05)
+        loop.calls.append("a call")
+        sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
+
+    driver = Driver(loop, queue_then_send)
+    assert driver.drain(ChannelRelay(fail_test)) == 0 and not driver.late
+    driver = Driver(loop, lambda: None, patience=5)
+    assert driver.drain(ChannelRelay(fail_test)) == 1 and not driver.late  # the waiting "x"
+
+
+def test_a_signal_handlers_exception_comes_out_of_a_lingering_drain(
+        sockets: Sockets, loop: EventLoop) -> None:
+    def interrupted(number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, interrupted)
+    main = threading.get_ident()
+    try:
+        driver = Driver(loop, lambda: (time.sleep(0.05), signal.pthread_kill(main, signal.SIGUSR1)))
+        with pytest.raises(KeyboardInterrupt):
+            driver.drain(ChannelRelay(fail_test))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not driver.late

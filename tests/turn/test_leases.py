@@ -270,48 +270,100 @@ def test_a_failing_handler_is_logged_and_the_others_are_served() -> None:
     assert handled == [b"1", b"2"] and [event["address"] for event in failures] == [sender] * 2
 
 
-@pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
-def test_the_reactor_keeps_its_timers_and_threads_while_the_relay_lingers() -> None:
+class LeasedStream:
+    """A ChannelPoller on a fresh epoll reactor, relaying one leased channel from ``client``
+    to ``peer``; its wake-ups (``doRead`` calls) are counted."""
+
+    def __init__(self) -> None:
+        self.reactor = EPollReactor()
+        self.poller = ChannelPoller(self.reactor, "test", self.reactor.seconds)
+        self.reads = 0
+        self.sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+        self.listening, relay, self.client, self.peer = self.sockets
+        for sock in self.sockets:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+        self.poller.add(self.listening, lambda data, address: None)
+        self.poller.serve_clients(self.listening)
+        self.poller.add(relay, lambda data, address: None)
+        self.poller.lease_client(self.client.getsockname(), CHANNEL, relay.fileno(),
+                                 self.peer.getsockname(), time.time() + 60)
+        counted_read = self.poller.doRead
+
+        def read() -> None:
+            self.reads += 1
+            counted_read()
+
+        self.poller.doRead = read  # type: ignore[method-assign]
+
+    def send(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.client.sendto(ChannelData(CHANNEL, b"media").bytes(),
+                               self.listening.getsockname())
+
+    def close(self) -> None:
+        self.reactor.waker.connectionLost(None)
+        self.reactor._poller.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.fixture
+def stream() -> Iterator[LeasedStream]:
+    if ChannelRelay is None:
+        pytest.skip("vw.turn._channelrelay not built")
+    leased = LeasedStream()
+    yield leased
+    leased.close()
+
+
+def test_the_reactor_keeps_its_timers_and_threads_while_the_relay_lingers(
+        stream: LeasedStream) -> None:
     """Under a real epoll reactor a stream of leased ChannelData is relayed in few wake-ups,
     and the reactor's timers and calls from other threads still run in time."""
-    reactor = EPollReactor()
-    poller = ChannelPoller(reactor, "test", reactor.seconds)
-    reads = []
-    counted_read = poller.doRead
-    poller.doRead = lambda: (reads.append(1), counted_read())[-1]  # type: ignore[method-assign]
-    listening, relay, client, peer = sockets = [
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-    poller.add(listening, lambda data, address: None)
-    poller.serve_clients(listening)
-    poller.add(relay, lambda data, address: None)
-    poller.lease_client(client.getsockname(), CHANNEL, relay.fileno(), peer.getsockname(),
-                        time.time() + 60)
-    sent, timers, stopping = [], [], threading.Event()
+    reactor, stopping, lateness = stream.reactor, threading.Event(), {}
 
-    def stream() -> None:
-        while not stopping.is_set() and len(sent) < 20_000:
-            client.sendto(ChannelData(CHANNEL, b"media").bytes(), listening.getsockname())
-            sent.append(1)
-            if len(sent) == 100:
-                reactor.callFromThread(timers.append, "from a thread")
-            time.sleep(0.0005)
+    def note(what: str, due: float) -> None:
+        lateness[what] = reactor.seconds() - due
 
-    thread = threading.Thread(target=stream, daemon=True)
+    def media() -> None:
+        for burst in range(2_000):
+            if stopping.is_set():
+                return
+            stream.send(10)
+            if burst == 10:
+                reactor.callFromThread(note, "thread", time.time())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=media, daemon=True)
     reactor.callWhenRunning(thread.start)
-    reactor.callLater(0.5, timers.append, "timer")
+    reactor.callLater(0.5, note, "timer", reactor.seconds() + 0.5)
     reactor.callLater(1.0, reactor.stop)
     try:
         reactor.run(installSignalHandlers=False)
     finally:
         stopping.set()
         thread.join()
-        for sock in sockets:
-            sock.close()
-    assert sorted(timers) == ["from a thread", "timer"]
-    assert poller.relay.to_peers > 200 and len(reads) < poller.relay.to_peers / 10
+    relayed = stream.poller.relay.to_peers
+    assert sorted(lateness) == ["thread", "timer"] and max(lateness.values()) < 0.25
+    assert relayed > 100 and stream.reads < relayed / 10
+
+
+def test_a_call_queued_while_the_waker_is_read_does_not_wait_for_the_linger(
+        stream: LeasedStream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waker and the relay ready at once: the waker's read empties its pipe, and the
+    call it announced is still queued when the relay would linger."""
+    monkeypatch.setattr("vw.turn.leases.LINGER_MAX", 30.0)
+    reactor, called = stream.reactor, []
+    reactor.running = True  # as within reactor.run(), which would run the call at once
+    reactor.callFromThread(called.append, "call")
+    stream.send()
+    time.sleep(0.05)
+    started = time.monotonic()
+    reactor.doIteration(5)
+    assert time.monotonic() - started < 10 and stream.poller.relay.to_peers == 1
+    reactor.runUntilCurrent()
+    assert called == ["call"]
 
 
 # --- the core's side: routes and when they change ---------------------------------------------

@@ -517,18 +517,26 @@ only_mine_ready(int wait_fd, int epoll_fd, double deadline)
     return 1;
 }
 
+/* Whether drain() may go on: no handler ran and ``calls`` (a list or NULL) is empty. */
+static int
+may_linger(ChannelRelay *self, PyObject *calls)
+{
+    return self->handed == 0 && (calls == NULL || PyList_GET_SIZE(calls) == 0);
+}
+
 static PyObject *
 ChannelRelay_drain(ChannelRelay *self, PyObject *args)
 {
     int epoll_fd, budget, per_socket, wait_fd = -1;
     double wait = 0.0;
-    PyObject *readers, *clock;
-    if (!PyArg_ParseTuple(args, "iO!Oii|id:drain", &epoll_fd, &PyDict_Type, &readers, &clock,
-                          &budget, &per_socket, &wait_fd, &wait)) {
+    PyObject *readers, *clock, *calls = NULL;
+    if (!PyArg_ParseTuple(args, "iO!Oii|idO!:drain", &epoll_fd, &PyDict_Type, &readers, &clock,
+                          &budget, &per_socket, &wait_fd, &wait, &PyList_Type, &calls)) {
         return NULL;
     }
     if (self->draining) {
-        PyErr_SetString(PyExc_RuntimeError, "drain called from one of its own handlers");
+        PyErr_SetString(PyExc_RuntimeError,
+                        "drain is running already (called from a handler or another thread)");
         return NULL;
     }
     if (self->slots == NULL || self->on_error == NULL) {
@@ -547,12 +555,18 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
     self->handed = 0;
     int total = 0;
     double deadline = monotonic() + wait;
-    int failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total);
-    /* Lingering: while nothing but relaying was done and no other descriptor of the event
-     * loop (its waker, a signal's, a listener's) is ready, go on without a return to it. */
-    while (!failed && wait_fd >= 0 && self->handed == 0
+    int failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total) < 0;
+    /* Lingering: while nothing but relaying was done, no call from another thread waits and
+     * no other descriptor of the event loop (its waker, a signal's, a listener's) is ready,
+     * go on without a return to it. A signal's Python handler runs between passes. */
+    while (!failed && wait_fd >= 0 && may_linger(self, calls)
             && only_mine_ready(wait_fd, epoll_fd, deadline)) {
-        failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total);
+        if (PyErr_CheckSignals() < 0) {
+            failed = 1;
+        }
+        else if (may_linger(self, calls)) {
+            failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total) < 0;
+        }
     }
     self->draining = 0;
     return failed ? NULL : PyLong_FromLong(total);
@@ -568,10 +582,11 @@ static PyMethodDef ChannelRelay_methods[] = {
      "handler(data, (host, port)); an Exception a handler raises goes to\n"
      "on_error(exception, (host, port)). Leases\n"
      "are valid while clock() is before their end.\n\n"
-     "drain(..., wait_fd, wait) lingers: wait_fd is the epoll object of the event loop that\n"
-     "watches epoll_fd. While only leased datagrams came and only epoll_fd is ready there, it\n"
-     "drains again, for up to wait seconds (the loop's next timer), without the GIL while it\n"
-     "waits; it returns as soon as the loop has anything else to do."},
+     "drain(..., wait_fd, wait, calls) lingers: wait_fd is the epoll object of the event loop\n"
+     "that watches epoll_fd, calls the list other threads queue its work on. While only leased\n"
+     "datagrams came, calls is empty and only epoll_fd is ready at wait_fd, it drains again\n"
+     "(a new budget each pass), for up to wait seconds (the loop's next timer), without the GIL\n"
+     "while it waits; it returns as soon as the loop has anything else to do."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -104,15 +104,22 @@ class ChannelPoller(DatagramPoller):
         super().remove(sock)
 
     def _read(self) -> None:
-        self.relay.drain(self.fileno(), self._readers, self.now, READ_BATCH, SOCKET_BATCH,
-                         self._reactor_epoll, self._linger())
+        if self._reactor_epoll < 0:
+            self.relay.drain(self.fileno(), self._readers, self.now, READ_BATCH, SOCKET_BATCH)
+        else:
+            self.relay.drain(self.fileno(), self._readers, self.now, READ_BATCH, SOCKET_BATCH,
+                             self._reactor_epoll, self._linger(), self.reactor.threadCallQueue)
 
     def _linger(self) -> float:
-        """How long the relay may linger: until the reactor's next timer, not at all while
-        it stops or when a wake-up's end has work of its own."""
-        if self._reactor_epoll < 0 or self._after_reading or self.reactor._justStopped:
+        """How long the relay may linger: until the reactor's next timer; not at all when
+        the reactor is not running its loop or has just been told to stop, when calls from
+        other threads wait (drain() watches that list as it lingers) or when a wake-up's end
+        has work of its own."""
+        reactor = self.reactor
+        if (self._after_reading or not reactor.running
+                or reactor._justStopped or reactor.threadCallQueue):
             return 0.0
-        timeout = self.reactor.timeout()
+        timeout = reactor.timeout()
         return LINGER_MAX if timeout is None else min(timeout, LINGER_MAX)
 
     def _handler_failed(self, error: BaseException, address: Address | None) -> None:
