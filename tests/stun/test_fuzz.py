@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 from hypothesis import HealthCheck, given, settings
@@ -58,8 +59,10 @@ def test_message_parse_raises_only_stun_errors(data: bytes) -> None:
         return
     # Whatever parses serializes and parses back to the same attributes.
     assert Message.parse(message.bytes()) == message
-    check_integrity(message, b"key")
-    check_fingerprint(message)
+    # A parsed message is checked on the walk of its bytes that parsing made: as its bytes.
+    assert message.layout is not None
+    assert check_integrity(message, b"key") == check_integrity(data, b"key")
+    assert check_fingerprint(message) == check_fingerprint(data)
 
 
 @fuzz
@@ -111,14 +114,17 @@ def test_tampering_never_passes_integrity(
     sample: tuple[bytes, bytes, int], data: st.DataObject
 ) -> None:
     message, key, integrity_end = sample
-    assert check_integrity(message, key)
-    assert check_fingerprint(message)
+    assert check_integrity(message, key) and check_integrity(Message.parse(message), key)
+    assert check_fingerprint(message) and check_fingerprint(Message.parse(message))
     position = data.draw(st.integers(0, integrity_end - 1))
     flip = data.draw(st.integers(1, 255))
     tampered = bytearray(message)
     tampered[position] ^= flip
     assert not check_integrity(bytes(tampered), key)
     assert not check_fingerprint(bytes(tampered))
+    with contextlib.suppress(StunError):  # the parsed form, checked on its walk of the bytes
+        parsed = Message.parse(bytes(tampered))
+        assert not check_integrity(parsed, key) and not check_fingerprint(parsed)
 
 
 @fuzz

@@ -239,8 +239,9 @@ def test_the_constructor_and_drain_check_their_arguments(sockets: Sockets) -> No
         ChannelRelay.__new__(ChannelRelay).drain(0, {}, clock, 16, 16)
     with pytest.raises(ValueError, match="per_socket"):
         ChannelRelay(fail_test).drain(0, {}, clock, 16, 0)
-    with pytest.raises(ValueError, match="wait_fd"):
-        ChannelRelay(fail_test).drain(5, {}, clock, 16, 16, 5, 1.0)
+    for lingering in [(5, lambda: 1.0, []), (6, None, []), (6, lambda: 1.0)]:
+        with pytest.raises(ValueError, match="lingering takes"):
+            ChannelRelay(fail_test).drain(5, {}, clock, 16, 16, *lingering)
 
 
 def test_bad_arguments_raise_type_error(sockets: Sockets) -> None:
@@ -449,9 +450,17 @@ class EventLoop:
         self.calls: list[object] = []
         self.readers = {sockets.listening.fileno(): (sockets.client_leases(), Handler(), False)}
 
-    def drain(self, relay: ChannelRelay, wait: float) -> int:
+    def drain(self, relay: ChannelRelay, *spans: float) -> int:
+        """Drain, lingering for each of ``spans`` in turn when asked, then the last one."""
+        answers = list(spans)
+        self.asked = 0
+
+        def linger() -> float:
+            self.asked += 1
+            return answers.pop(0) if len(answers) > 1 else answers[0]
+
         return relay.drain(self.relayed.fileno(), self.readers, clock, 64, 16,
-                           self.loop.fileno(), wait, self.calls)
+                           self.loop.fileno(), linger, self.calls)
 
     def close(self) -> None:
         for closable in (self.relayed, self.loop, self.wake_reader, self.wake_writer):
@@ -482,9 +491,9 @@ class Driver:
             self.late = True
             self.loop.wake_writer.send(b"!")
 
-    def drain(self, relay: ChannelRelay, wait: float = 30.0) -> int:
+    def drain(self, relay: ChannelRelay, *spans: float) -> int:
         try:
-            return self.loop.drain(relay, wait)
+            return self.loop.drain(relay, *(spans or (30.0,)))
         finally:
             self.returned.set()
             self.thread.join()
@@ -520,17 +529,45 @@ def test_lingering_ends_at_the_deadline(sockets: Sockets, loop: EventLoop) -> No
     assert loop.drain(ChannelRelay(fail_test), 0.0) == 0
 
 
-def test_a_datagram_for_python_ends_lingering(sockets: Sockets, loop: EventLoop) -> None:
-    """What a handler did (a timer set, a lease changed) is the event loop's to see: drain()
-    returns after it, with no other descriptor ready."""
+def test_linger_is_asked_again_after_handlers_ran(sockets: Sockets, loop: EventLoop) -> None:
+    """A handler may have set a timer: drain() asks how long it may stay once handlers ran
+    (and returns if no longer), not after passes that only relayed."""
     def client() -> None:
         time.sleep(0.05)
+        sockets.client.sendto(frame(b"leased"), sockets.address(sockets.listening))
+        assert sockets.peer.recv(100) == b"leased"
         sockets.client.sendto(b"not leased", sockets.address(sockets.listening))
 
     driver = Driver(loop, client)
-    assert driver.drain(ChannelRelay(fail_test)) == 1 and not driver.late
+    assert driver.drain(ChannelRelay(fail_test), 30.0, 0.0) == 2 and not driver.late
+    assert loop.asked == 2
     handler = loop.readers[sockets.listening.fileno()][1]
     assert [data for data, _ in handler.datagrams] == [b"not leased"]
+
+
+def test_lingering_goes_on_after_handlers_while_linger_allows(sockets: Sockets,
+                                                             loop: EventLoop) -> None:
+    def client() -> None:
+        for data in (b"first", b"second"):
+            time.sleep(0.05)
+            sockets.client.sendto(data, sockets.address(sockets.listening))
+        time.sleep(0.05)
+        loop.wake_writer.send(b"!")
+
+    driver = Driver(loop, client)
+    assert driver.drain(ChannelRelay(fail_test), 30.0) == 2 and not driver.late
+    handler = loop.readers[sockets.listening.fileno()][1]
+    assert [data for data, _ in handler.datagrams] == [b"first", b"second"]
+    assert loop.asked == 3
+
+
+def test_a_failing_linger_is_raised(sockets: Sockets, loop: EventLoop) -> None:
+    def broken() -> float:
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        ChannelRelay(fail_test).drain(loop.relayed.fileno(), loop.readers, clock, 64, 16,
+                                      loop.loop.fileno(), broken, loop.calls)
 
 
 def test_a_call_from_another_thread_ends_lingering(sockets: Sockets, loop: EventLoop) -> None:

@@ -21,10 +21,22 @@ _ALGORITHMS: dict[str | int, Callable[[bytes], Any]] = {
 }
 
 
-def _raw(message: bytes | bytearray | memoryview | Message) -> bytes:
+def _raw_and_layout(
+    message: bytes | bytearray | memoryview | Message,
+) -> tuple[bytes, list[tuple[int, int, int]]] | None:
+    """A message's bytes and its attributes' (type, offset, length), walked once for a parsed
+    :class:`Message`; None if it is malformed."""
     if isinstance(message, Message):
-        return message.raw if message.raw is not None else message.bytes()
-    return bytes(message)
+        if message.raw is not None and message.layout is not None:
+            return message.raw, message.layout
+        data = message.raw if message.raw is not None else message.bytes()
+    else:
+        data = bytes(message)
+    try:
+        wire.check_header(data)
+        return data, list(wire.walk(data))
+    except StunError:
+        return None
 
 
 def check_integrity(
@@ -42,12 +54,10 @@ def check_integrity(
     is checked on the bytes it was parsed from. Malformed input is False, never an exception.
     Compared in constant time.
     """
-    data = _raw(message)
-    try:
-        wire.check_header(data)
-        attributes = list(wire.walk(data))
-    except StunError:
+    parsed = _raw_and_layout(message)
+    if parsed is None:
         return False
+    data, attributes = parsed
     found: dict[int, tuple[int, int]] = {}
     for index in wire.effective([t for t, _, _ in attributes]):
         attr_type, offset, length = attributes[index]
@@ -70,12 +80,10 @@ def check_integrity(
 
 def check_fingerprint(message: bytes | bytearray | memoryview | Message) -> bool:
     """Whether a message ends with a FINGERPRINT attribute, and its CRC-32 is right."""
-    data = _raw(message)
-    try:
-        wire.check_header(data)
-        attributes = list(wire.walk(data))
-    except StunError:
+    parsed = _raw_and_layout(message)
+    if parsed is None:
         return False
+    data, attributes = parsed
     if not attributes:
         return False
     attr_type, offset, length = attributes[-1]

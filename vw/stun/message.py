@@ -63,6 +63,9 @@ class Message:
     #: (attributes, their count, the heeded ones): computed once per attribute list.
     _heeded: tuple[list[Attribute], int, list[Attribute]] | None = field(
         default=None, init=False, compare=False, repr=False)
+    #: (type, value offset, length) of each attribute in ``raw``, as :func:`wire.walk` gives.
+    layout: list[tuple[int, int, int]] | None = field(
+        default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.method <= 0xFFF:
@@ -84,7 +87,8 @@ class Message:
         message_type, transaction_id = wire.check_header(data)
         classes = ATTRIBUTE_CLASSES
         attributes: list[Attribute] = []
-        for attr_type, offset, length in wire.walk(data):
+        layout = list(wire.walk(data))
+        for attr_type, offset, length in layout:
             value = data[offset : offset + length]
             decoder = classes.get(attr_type)
             if decoder is None:
@@ -92,13 +96,15 @@ class Message:
             else:
                 attributes.append(decoder.decode(value, transaction_id))
         method, message_class = wire.decode_type(message_type)
-        return cls(
+        message = cls(
             _METHODS.get(method, method),
             _CLASSES[message_class],
             transaction_id,
             attributes,
             data,
         )
+        message.layout = layout
+        return message
 
     # --- reading -------------------------------------------------------------------------
 

@@ -15,9 +15,10 @@
  * A lease is used only while ``clock() < until``; a ChannelData whose length field does not match
  * its datagram as RFC 8656 section 12.4 allows is never relayed here.
  *
- * Given its event loop's epoll object, drain() lingers: after a wake-up that only relayed, it
- * waits there (without the GIL) and drains again while its own epoll object is all that is
- * ready, until the loop's next timer. A media relay's wake-ups then cost no Python.
+ * Given its event loop's epoll object, drain() lingers: after a wake-up, it waits there
+ * (without the GIL) and drains again while its own epoll object is all that is ready, until
+ * the loop's next timer. A media relay's wake-ups then cost no Python, and a busy server's
+ * requests none of the event loop's.
  *
  * System calls come in batches: a socket is read with recvmmsg, and relayed datagrams wait in
  * the object's slots until the socket's batch is done, a handler is about to run, or the
@@ -183,20 +184,21 @@ source_address(const struct sockaddr_storage *source)
     return Py_BuildValue("(si)", host, (int)ntohs(port));
 }
 
-/* The time ``clock()`` gives, into ``now``: 0, or -1 with an exception set. */
+/* The seconds ``source()`` gives (a clock's time, a span), into ``seconds``: 0, or -1 with an
+ * exception set. */
 static int
-read_clock(PyObject *clock, double *now)
+seconds_from(PyObject *source, double *seconds)
 {
-    PyObject *value = PyObject_CallNoArgs(clock);
+    PyObject *value = PyObject_CallNoArgs(source);
     if (value == NULL) {
         return -1;
     }
-    double seconds = PyFloat_AsDouble(value);
+    double number = PyFloat_AsDouble(value);
     Py_DECREF(value);
-    if (seconds == -1.0 && PyErr_Occurred()) {
+    if (number == -1.0 && PyErr_Occurred()) {
         return -1;
     }
-    *now = seconds;
+    *seconds = number;
     return 0;
 }
 
@@ -354,7 +356,7 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
             PyObject *received, int from_peers)
 {
     double now;
-    if (read_clock(clock, &now) < 0) {
+    if (seconds_from(clock, &now) < 0) {
         return -1;
     }
     if (limit > SLOTS) {
@@ -397,7 +399,7 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
         if (!relayed) {
             flush(self);  /* what came before goes first */
             if (hand_over(self, received, data, size, &self->sources[i]) < 0
-                    || read_clock(clock, &now) < 0) {
+                    || seconds_from(clock, &now) < 0) {
                 return -1;
             }
         }
@@ -517,21 +519,26 @@ only_mine_ready(int wait_fd, int epoll_fd, double deadline)
     return 1;
 }
 
-/* Whether drain() may go on: no handler ran and ``calls`` (a list or NULL) is empty. */
+/* When drain() must stop lingering, into ``deadline``: monotonic() plus the seconds
+ * ``linger()`` gives. 0, or -1 with an exception set. */
 static int
-may_linger(ChannelRelay *self, PyObject *calls)
+ask_deadline(PyObject *linger, double *deadline)
 {
-    return self->handed == 0 && (calls == NULL || PyList_GET_SIZE(calls) == 0);
+    double seconds;
+    if (seconds_from(linger, &seconds) < 0) {
+        return -1;
+    }
+    *deadline = monotonic() + seconds;
+    return 0;
 }
 
 static PyObject *
 ChannelRelay_drain(ChannelRelay *self, PyObject *args)
 {
     int epoll_fd, budget, per_socket, wait_fd = -1;
-    double wait = 0.0;
-    PyObject *readers, *clock, *calls = NULL;
-    if (!PyArg_ParseTuple(args, "iO!Oii|idO!:drain", &epoll_fd, &PyDict_Type, &readers, &clock,
-                          &budget, &per_socket, &wait_fd, &wait, &PyList_Type, &calls)) {
+    PyObject *readers, *clock, *linger = NULL, *calls = NULL;
+    if (!PyArg_ParseTuple(args, "iO!Oii|iOO!:drain", &epoll_fd, &PyDict_Type, &readers, &clock,
+                          &budget, &per_socket, &wait_fd, &linger, &PyList_Type, &calls)) {
         return NULL;
     }
     if (self->draining) {
@@ -547,26 +554,35 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "per_socket must be at least 1");
         return NULL;
     }
-    if (wait_fd == epoll_fd && wait_fd >= 0) {
-        PyErr_SetString(PyExc_ValueError, "wait_fd must be the event loop's, not epoll_fd");
+    if (wait_fd >= 0 && (wait_fd == epoll_fd || calls == NULL
+                         || linger == NULL || !PyCallable_Check(linger))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "lingering takes the event loop's epoll descriptor, linger and calls");
         return NULL;
     }
     self->draining = 1;
     self->handed = 0;
     int total = 0;
-    double deadline = monotonic() + wait;
-    int failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total) < 0;
-    /* Lingering: while nothing but relaying was done, no call from another thread waits and
-     * no other descriptor of the event loop (its waker, a signal's, a listener's) is ready,
-     * go on without a return to it. A signal's Python handler runs between passes. */
-    while (!failed && wait_fd >= 0 && may_linger(self, calls)
-            && only_mine_ready(wait_fd, epoll_fd, deadline)) {
-        if (PyErr_CheckSignals() < 0) {
-            failed = 1;
+    double deadline = 0;
+    int failed = (wait_fd >= 0 && ask_deadline(linger, &deadline) < 0)
+        || drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total) < 0;
+    /* Lingering: while no call from another thread waits and no other descriptor of the event
+     * loop (its waker, a signal's, a listener's) is ready, go on without a return to it, until
+     * the deadline linger() gave, asked again after Python handlers ran (they may have set a
+     * timer). A signal's Python handler runs between passes. */
+    while (!failed && wait_fd >= 0 && PyList_GET_SIZE(calls) == 0) {
+        if (self->handed > 0) {
+            self->handed = 0;
+            if (ask_deadline(linger, &deadline) < 0) {
+                failed = 1;
+                break;
+            }
         }
-        else if (may_linger(self, calls)) {
-            failed = drain_ready(self, epoll_fd, readers, clock, budget, per_socket, &total) < 0;
+        if (!only_mine_ready(wait_fd, epoll_fd, deadline)) {
+            break;
         }
+        failed = PyErr_CheckSignals() < 0 || (PyList_GET_SIZE(calls) == 0 && drain_ready(
+            self, epoll_fd, readers, clock, budget, per_socket, &total) < 0);
     }
     self->draining = 0;
     return failed ? NULL : PyLong_FromLong(total);
@@ -582,11 +598,12 @@ static PyMethodDef ChannelRelay_methods[] = {
      "handler(data, (host, port)); an Exception a handler raises goes to\n"
      "on_error(exception, (host, port)). Leases\n"
      "are valid while clock() is before their end.\n\n"
-     "drain(..., wait_fd, wait, calls) lingers: wait_fd is the epoll object of the event loop\n"
-     "that watches epoll_fd, calls the list other threads queue its work on. While only leased\n"
-     "datagrams came, calls is empty and only epoll_fd is ready at wait_fd, it drains again\n"
-     "(a new budget each pass), for up to wait seconds (the loop's next timer), without the GIL\n"
-     "while it waits; it returns as soon as the loop has anything else to do."},
+     "drain(..., wait_fd, linger, calls) lingers: wait_fd is the epoll object of the event\n"
+     "loop that watches epoll_fd, calls the list other threads queue its work on, linger() how\n"
+     "many seconds it may stay (until the loop's next timer), asked first and again after\n"
+     "handlers ran. While calls is empty and only epoll_fd is ready at wait_fd, it drains\n"
+     "again (a new budget each pass), without the GIL while it waits; it returns as soon as the\n"
+     "loop has anything else to do."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -329,7 +329,7 @@ class TurnCore:
             return self._bad_attribute(data, client, now)
         except ValueError:
             return self._malformed()
-        if message.get(Fingerprint) is not None and not check_fingerprint(data):
+        if message.get(Fingerprint) is not None and not check_fingerprint(message):
             return self._malformed()
         if message.message_class is MessageClass.INDICATION:
             return self._indication(message, client, now)

@@ -59,6 +59,7 @@ def _rest_key(secret: str, realm: str, username: str) -> bytes:
     return long_term_key(username, realm, rest_password(secret, username))
 
 
+@lru_cache(64)
 def _nonce_mac(secret: bytes, issued: str) -> str:
     return hmac.digest(secret, issued.encode(), "sha256").hex()[:16]
 
@@ -191,8 +192,9 @@ class Authenticator:
         username, realm, nonce = message.get(Username), message.get(Realm), message.get(Nonce)
         if username is None or realm is None or nonce is None:
             return AuthResult(400)
+        signed = message if message.raw is raw else raw  # a parsed message: walked once
         for key in self.keys_for(username.value, now):
-            if check_integrity(raw, key):
+            if check_integrity(signed, key):
                 break
         else:
             return self.challenge(401, now)

@@ -15,9 +15,10 @@ that long. Allocations with a bandwidth cap get no lease. When the core shortens
 allocation it tells the service, which revokes the leases through its relay; a relay socket's
 leases go before it closes, so no lease outlives the descriptor it sends from.
 
-Under Twisted's epoll reactor the relay also lingers: after a wake-up that only relayed, it
-waits on the reactor's own epoll object and relays again while nothing else is ready there,
-up to the reactor's next timer, so a stream of media costs no Python per wake-up.
+Under Twisted's epoll reactor the relay also lingers: after a wake-up, it waits on the
+reactor's own epoll object and reads again while nothing else is ready there, up to the
+reactor's next timer, so a stream of media costs no Python per wake-up and a stream of
+requests none of the reactor's.
 """
 
 from __future__ import annotations
@@ -108,13 +109,13 @@ class ChannelPoller(DatagramPoller):
             self.relay.drain(self.fileno(), self._readers, self.now, READ_BATCH, SOCKET_BATCH)
         else:
             self.relay.drain(self.fileno(), self._readers, self.now, READ_BATCH, SOCKET_BATCH,
-                             self._reactor_epoll, self._linger(), self.reactor.threadCallQueue)
+                             self._reactor_epoll, self._linger, self.reactor.threadCallQueue)
 
     def _linger(self) -> float:
-        """How long the relay may linger: until the reactor's next timer; not at all when
-        the reactor is not running its loop or has just been told to stop, when calls from
-        other threads wait (drain() watches that list as it lingers) or when a wake-up's end
-        has work of its own."""
+        """How long the relay may linger, asked as it starts and after handlers ran: until
+        the reactor's next timer; not at all when the reactor is not running its loop or has
+        just been told to stop, when calls from other threads wait (drain() watches that list
+        as it lingers) or when a wake-up's end has work of its own."""
         reactor = self.reactor
         if (self._after_reading or not reactor.running
                 or reactor._justStopped or reactor.threadCallQueue):
