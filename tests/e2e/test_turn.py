@@ -59,9 +59,10 @@ def test_turnutils_uclient_relays(turn: Turn, transport: str, mode: str) -> None
 
 
 @pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
-def test_udp_channels_take_the_compiled_relay(turn: Turn) -> None:
+@pytest.mark.parametrize("mode", ["channels", "send-indications"])
+def test_udp_media_takes_the_compiled_relay(turn: Turn, mode: str) -> None:
     before = turn.metrics()["vw_turn_compiled_relayed"]
-    test_turnutils_uclient_relays(turn, "udp", "channels")
+    test_turnutils_uclient_relays(turn, "udp", mode)
     # 2 clients x 100 messages, each relayed twice: all but the first each way in C
     assert turn.metrics()["vw_turn_compiled_relayed"] - before >= 380
 

@@ -18,7 +18,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vw.stun import ChannelData, StunError
+from vw.stun import (
+    ChannelData,
+    Data,
+    DontFragment,
+    Message,
+    MessageClass,
+    Method,
+    RawAttribute,
+    StunError,
+    XorPeerAddress,
+)
+from vw.turn.fastpath import data_indication, parse_send
 from vw.turn.leases import ChannelRelay, pack
 
 pytestmark = pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
@@ -47,6 +58,10 @@ class Sockets:
     def client_leases(self, until: float = NOW + 60, channel: int = CHANNEL) -> dict:
         key = pack(self.address(self.client)) + channel.to_bytes(2, "big")
         return {key: (self.relay.fileno(), pack(self.address(self.peer)), until)}
+
+    def send_leases(self, until: float = NOW + 60) -> dict:
+        peer = pack(self.address(self.peer))
+        return {pack(self.address(self.client)) + peer: (self.relay.fileno(), peer, until)}
 
     def peer_leases(self, until: float = NOW + 60, channel: int = CHANNEL) -> dict:
         return {pack(self.address(self.peer)): (self.listening.fileno(),
@@ -292,6 +307,11 @@ def test_ipv6() -> None:
         data, source = ends.client.recvfrom(100)
         assert data == ChannelData(CHANNEL, b"back").bytes()
         assert source[:2] == ends.address(ends.listening)
+        ends.peer.sendto(b"indicated", ends.address(ends.relay))
+        assert read(relay, ends.relay.fileno(), ends.peer_leases(channel=0), NOW, 16, handler,
+                    True) == 1
+        assert same_but_id(ends.client.recv(200), data_indication(ends.address(ends.peer),
+                                                                  b"indicated"))
         assert handler.datagrams == []
     finally:
         ends.close()
@@ -598,3 +618,119 @@ def test_a_signal_handlers_exception_comes_out_of_a_lingering_drain(
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert not driver.late
+
+
+# --- Send and Data indications -------------------------------------------------------------
+
+
+def send_indication(peer: tuple[str, int], data: bytes, *, fingerprint: bool = False,
+                    extra: list | None = None, data_first: bool = False) -> bytes:
+    attributes = [XorPeerAddress(*peer), Data(data)]
+    if data_first:
+        attributes.reverse()
+    message = Message(Method.SEND, MessageClass.INDICATION,
+                      attributes=attributes + (extra or []))
+    return message.bytes(fingerprint=fingerprint)
+
+
+def same_but_id(message: bytes, expected: bytes) -> bool:
+    """Whether two STUN messages say the same but for their transaction ids (which the
+    XOR-PEER-ADDRESS of an IPv6 peer is masked with), padded alike with zeros."""
+    got, wanted = Message.parse(message), Message.parse(expected)
+    return (got.method, got.message_class, got.attributes, len(message)) == (
+        wanted.method, wanted.message_class, wanted.attributes, len(expected)
+    ) and got.bytes() == message
+
+
+@pytest.mark.parametrize("form", ["plain", "fingerprint", "data first", "dont fragment"])
+def test_a_leased_send_indication_goes_to_the_peer(sockets: Sockets, form: str) -> None:
+    relay, handler = ChannelRelay(fail_test), Handler()
+    peer = sockets.address(sockets.peer)
+    datagram = send_indication(peer, b"sent", fingerprint=form == "fingerprint",
+                               data_first=form == "data first",
+                               extra=[DontFragment()] if form == "dont fragment" else None)
+    assert parse_send(datagram) == (peer, b"sent")
+    sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    assert read(relay, sockets.listening.fileno(), sockets.send_leases(), NOW, 16, handler,
+                False) == 1
+    assert handler.datagrams == []
+    assert sockets.peer.recvfrom(100) == (b"sent", sockets.address(sockets.relay))
+    assert (relay.to_peers, relay.bytes_to_peers) == (1, 4)
+
+
+@pytest.mark.parametrize("case", ["bad fingerprint", "other peer", "expired", "unknown attribute",
+                                  "two peers", "no data", "request"])
+def test_any_other_send_indication_reaches_the_handler(sockets: Sockets, case: str) -> None:
+    peer = sockets.address(sockets.peer)
+    until = NOW - 1 if case == "expired" else NOW + 60
+    datagram = {
+        "bad fingerprint": send_indication(peer, b"x", fingerprint=True)[:-1] + b"\0",
+        "other peer": send_indication((peer[0], peer[1] ^ 1), b"x"),
+        "expired": send_indication(peer, b"x"),
+        "unknown attribute": send_indication(peer, b"x", extra=[RawAttribute(0x8030, b"?")]),
+        "two peers": send_indication(peer, b"x", extra=[XorPeerAddress(*peer)]),
+        "no data": Message(Method.SEND, MessageClass.INDICATION,
+                           attributes=[XorPeerAddress(*peer)]).bytes(),
+        "request": Message(Method.SEND, MessageClass.REQUEST,
+                           attributes=[XorPeerAddress(*peer), Data(b"x")]).bytes(),
+    }[case]
+    relay, handler = ChannelRelay(fail_test), Handler()
+    sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    assert read(relay, sockets.listening.fileno(), sockets.send_leases(until), NOW, 16, handler,
+                False) == 1
+    assert handler.datagrams == [(datagram, sockets.address(sockets.client))]
+    assert relay.to_peers == 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 1200])
+def test_peer_data_goes_to_the_client_as_a_data_indication(sockets: Sockets, size: int) -> None:
+    relay, handler = ChannelRelay(fail_test), Handler()
+    payload = bytes(range(256)) * 5
+    payload = payload[:size]
+    sockets.peer.sendto(payload, sockets.address(sockets.relay))
+    assert read(relay, sockets.relay.fileno(), sockets.peer_leases(channel=0), NOW, 16, handler,
+                True) == 1
+    indication, source = sockets.client.recvfrom(2000)
+    assert source == sockets.address(sockets.listening) and handler.datagrams == []
+    assert same_but_id(indication, data_indication(sockets.address(sockets.peer), payload))
+    assert (relay.to_clients, relay.bytes_to_clients) == (1, size)
+
+
+def test_data_indications_have_fresh_transaction_ids(sockets: Sockets) -> None:
+    relay = ChannelRelay(fail_test)
+    for _ in range(20):
+        sockets.peer.sendto(b"x", sockets.address(sockets.relay))
+    assert read(relay, sockets.relay.fileno(), sockets.peer_leases(channel=0), NOW, 32,
+                Handler(), True) == 20
+    ids = {sockets.client.recv(100)[8:20] for _ in range(20)}
+    assert len(ids) == 20
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["peer", "data", "dont fragment", "fingerprint",
+                                 "bad fingerprint", "other"]), max_size=5),
+       st.binary(max_size=12), st.integers(0, 3))
+def test_fuzz_send_indications_relayed_exactly_as_the_python_fast_path_reads_them(
+        sockets: Sockets, parts: list[str], payload: bytes, cut: int) -> None:
+    """The compiled relay takes a Send indication only if vw.turn.fastpath.parse_send reads it
+    (and its peer is leased), and then relays exactly the data parse_send reads."""
+    peer = sockets.address(sockets.peer)
+    attributes = {"peer": XorPeerAddress(*peer), "data": Data(payload),
+                  "dont fragment": DontFragment(), "other": RawAttribute(0x0024, b"1234")}
+    body = Message(Method.SEND, MessageClass.INDICATION,
+                   attributes=[attributes[p] for p in parts if p in attributes])
+    fingerprint = "fingerprint" in parts or "bad fingerprint" in parts
+    datagram = body.bytes(fingerprint=fingerprint)
+    if "bad fingerprint" in parts:
+        datagram = datagram[:-1] + bytes([datagram[-1] ^ 1])
+    datagram = datagram[:len(datagram) - cut] if cut < 3 else datagram
+    relay, handler = ChannelRelay(fail_test), Handler()
+    sockets.client.sendto(datagram, sockets.address(sockets.listening))
+    assert read(relay, sockets.listening.fileno(), sockets.send_leases(), NOW, 16, handler,
+                False) == 1
+    fast = parse_send(datagram)
+    if fast is not None and fast[0] == peer:
+        assert handler.datagrams == [] and sockets.peer.recvfrom(100)[0] == fast[1]
+    else:
+        assert handler.datagrams == [(datagram, sockets.address(sockets.client))]

@@ -21,6 +21,7 @@ from vw.stun import (
     TRANSPORT_UDP,
     ChannelData,
     ChannelNumber,
+    Data,
     Lifetime,
     Message,
     MessageClass,
@@ -106,16 +107,45 @@ compiled_relay = {'true' if compiled else 'false'}
         self.pump()
         return received(self.peer, self.relay)
 
-    def to_client(self, data: bytes) -> bytes | None:
-        """Send from the peer to the relay; the ChannelData's data the client got, if any."""
+    def from_peer(self, data: bytes) -> bytes | None:
+        """Send from the peer to the relay; what the client got from the server, if anything."""
         self.peer.sendto(data, self.relay)
         self.pump()
-        frame = received(self.client, self.server)
+        return received(self.client, self.server)
+
+    def to_client(self, data: bytes) -> bytes | None:
+        """Send from the peer to the relay; the ChannelData's data the client got, if any."""
+        frame = self.from_peer(data)
         if frame is None:
             return None
         parsed = ChannelData.parse(frame)
         assert frame == ChannelData(CHANNEL, parsed.data).bytes()  # no padding over UDP
         return parsed.data
+
+    def allocate_and_permit(self) -> None:
+        answer = self.request(Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP))
+        self.relay = answer.get(XorRelayedAddress).address  # type: ignore[union-attr]
+        self.request(Method.CREATE_PERMISSION, XorPeerAddress(*self.peer.getsockname()))
+
+    def send_to_peer(self, data: bytes) -> bytes | None:
+        """A Send indication from the client; what the peer got from the relay, if anything."""
+        message = Message(Method.SEND, MessageClass.INDICATION, attributes=[
+            XorPeerAddress(*self.peer.getsockname()), Data(data)])
+        self.client.sendto(message.bytes(fingerprint=True), self.server)
+        self.pump()
+        return received(self.peer, self.relay)
+
+    def indicated_to_client(self, data: bytes) -> bytes | None:
+        """Send from the peer to the relay; the Data indication's data the client got."""
+        indication = self.from_peer(data)
+        if indication is None:
+            return None
+        message = Message.parse(indication)
+        assert (message.method, message.message_class) == (Method.DATA,
+                                                           MessageClass.INDICATION)
+        assert [type(a) for a in message.attributes] == [XorPeerAddress, Data]
+        assert message.get(XorPeerAddress).address == self.peer.getsockname()  # type: ignore
+        return message.get(Data).value  # type: ignore[union-attr]
 
     @property
     def leases(self) -> int:
@@ -156,19 +186,36 @@ def turn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Turn]:
     harness.close()
 
 
-def test_channels_relay_both_ways_and_are_counted(turn: Turn) -> None:
-    turn.allocate_and_bind()
+@pytest.mark.parametrize("media", ["channels", "indications"])
+def test_media_relays_both_ways_and_is_counted(turn: Turn, media: str) -> None:
+    if media == "channels":
+        turn.allocate_and_bind()
+        up, down = turn.to_peer, turn.to_client
+    else:
+        turn.allocate_and_permit()
+        up, down = turn.send_to_peer, turn.indicated_to_client
     for n in range(3):
-        assert turn.to_peer(b"up %d" % n) == b"up %d" % n
-        assert turn.to_client(b"down %d" % n) == b"down %d" % n
+        assert up(b"up %d" % n) == b"up %d" % n
+        assert down(b"down %d!" % n) == b"down %d!" % n
     service = turn.service
     assert [service.relayed(key) for key in ("to_peers", "to_clients", "bytes_to_peers",
-                                             "bytes_to_clients")] == [3, 3, 12, 18]
+                                             "bytes_to_clients")] == [3, 3, 12, 21]
     if service.channels is not None:
         # the first datagram each way went through Python, which leased the rest
         assert turn.leases == 2
         assert (service.channels.relay.to_peers, service.channels.relay.to_clients) == (2, 2)
         assert (service.core.stats.to_peers, service.core.stats.to_clients) == (1, 1)
+
+
+def test_binding_a_channel_ends_the_data_indications(turn: Turn) -> None:
+    turn.allocate_and_permit()
+    assert turn.send_to_peer(b"a") == b"a"
+    assert turn.indicated_to_client(b"b") == b"b"
+    assert turn.indicated_to_client(b"leased") == b"leased"
+    turn.request(Method.CHANNEL_BIND, ChannelNumber(CHANNEL),
+                 XorPeerAddress(*turn.peer.getsockname()))
+    assert turn.to_client(b"as ChannelData") == b"as ChannelData"
+    assert turn.send_to_peer(b"Send goes on") == b"Send goes on"
 
 
 def test_deleting_the_allocation_stops_relaying_at_once(turn: Turn) -> None:
@@ -374,7 +421,10 @@ def test_routes_last_until_the_first_expiry_of_allocation_channel_and_permission
     core = make_core(routes_changed=relays.append)
     relay = allocate(core).get(XorRelayedAddress).address  # expires NOW + 600
     bind(core, CHANNEL, now=NOW + 100)  # channel NOW + 700, permission NOW + 400
+    assert relays == [relay]  # the peer's data now goes as ChannelData
+    relays.clear()
     assert core.channel_route(CLIENT, CHANNEL, NOW + 100) == (PEER, NOW + 400)
+    assert core.send_route(CLIENT, PEER, NOW + 100) == NOW + 400
     assert core.peer_route(relay, PEER, NOW + 100) == (CLIENT, CHANNEL, NOW + 400)
     signed(core, Method.CREATE_PERMISSION, XorPeerAddress(PEER[0], 1), now=NOW + 350)
     # the permission now lasts to NOW + 650: the allocation ends first
@@ -386,7 +436,26 @@ def test_routes_last_until_the_first_expiry_of_allocation_channel_and_permission
     assert core.channel_route(CLIENT, CHANNEL, NOW + 600) == (PEER, NOW + 700)  # the channel
     assert core.peer_route(relay, PEER, NOW + 600) == (CLIENT, CHANNEL, NOW + 700)
     assert core.channel_route(CLIENT, CHANNEL, NOW + 700) is None  # the end is exclusive
-    assert core.peer_route(relay, PEER, NOW + 700) is None
+    # the channel gone, the peer's data goes in Data indications while it is permitted
+    assert core.peer_route(relay, PEER, NOW + 700) == (CLIENT, 0, NOW + 900)
+    assert core.send_route(CLIENT, PEER, NOW + 700) == NOW + 900
+    assert core.send_route(CLIENT, PEER, NOW + 900) is None
+
+
+def test_indications_route_while_the_peer_is_permitted_and_no_channel_is_bound() -> None:
+    relays: list[Address] = []
+    core = make_core(routes_changed=relays.append)
+    relay = allocate(core).get(XorRelayedAddress).address  # expires NOW + 600
+    signed(core, Method.CREATE_PERMISSION, XorPeerAddress(PEER[0], 1), now=NOW + 100)
+    assert core.send_route(CLIENT, PEER, NOW + 100) == NOW + 400
+    assert core.send_route(CLIENT, ("127.0.0.1", PEER[1] + 1), NOW + 100) == NOW + 400
+    assert core.send_route(CLIENT, ("127.0.0.2", PEER[1]), NOW + 100) is None  # no permission
+    assert core.send_route(("198.51.100.99", 1), PEER, NOW + 100) is None  # no allocation
+    assert core.peer_route(relay, PEER, NOW + 100) == (CLIENT, 0, NOW + 400)
+    assert relays == []
+    bind(core, CHANNEL, now=NOW + 200)
+    assert relays == [relay]  # the Data indication lease ends with the binding
+    assert core.peer_route(relay, PEER, NOW + 200) == (CLIENT, CHANNEL, NOW + 500)
 
 
 def test_no_route_without_channel_or_permission_or_with_a_cap() -> None:
@@ -401,6 +470,7 @@ def test_no_route_without_channel_or_permission_or_with_a_cap() -> None:
     bind(capped, CHANNEL)
     assert capped.channel_route(CLIENT, CHANNEL, NOW) is None
     assert capped.peer_route(capped_relay, PEER, NOW) is None
+    assert capped.send_route(CLIENT, PEER, NOW) is None
 
 
 @pytest.mark.parametrize("end", ["refresh 0", "expiry", "expired on use"])
@@ -409,6 +479,7 @@ def test_the_core_says_when_an_allocation_ends(end: str) -> None:
     core = make_core(routes_changed=relays.append)
     relay = allocate(core).get(XorRelayedAddress).address
     bind(core, CHANNEL)
+    relays.clear()
     if end == "refresh 0":
         request = Message(Method.REFRESH, MessageClass.REQUEST, attributes=[
             Lifetime(0), Username(unit.USER), Realm(unit.REALM),

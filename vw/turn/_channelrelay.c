@@ -8,9 +8,10 @@
  * dicts (see vw/turn/leases.py); an address is its packed IP and 2-byte port:
  *
  *   the listening socket (from_peers false): by client address and the ChannelData's 2-byte
- *     channel number -> (relay fd, peer address, until)
+ *     channel number, or by client address and the peer address of a Send indication
+ *     -> (relay fd, peer address, until)
  *   a relay socket (from_peers true): by peer address
- *     -> (listening fd, client address, until, channel)
+ *     -> (listening fd, client address, until, channel), channel 0 for Data indications
  *
  * A lease is used only while ``clock() < until``; a ChannelData whose length field does not match
  * its datagram as RFC 8656 section 12.4 allows is never relayed here.
@@ -34,22 +35,37 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 
 /* As vw.common.poller.MAX_DATAGRAM: a larger datagram is cut. */
 #define MAX_DATAGRAM 8192
 #define HEADER 4
-#define KEY_MAX (16 + 2 + 2)
+/* Free bytes before a datagram read: room for a Data indication's head with an IPv6 peer. */
+#define HEADROOM (STUN_HEADER + 4 + 20 + 4)
+#define STUN_HEADER 20
+#define MAGIC_COOKIE 0x2112A442u
+#define FINGERPRINT_XOR 0x5354554Eu
+#define SEND_INDICATION 0x0016
+#define DATA_INDICATION 0x0017
+#define XOR_PEER_ADDRESS 0x0012
+#define DATA 0x0013
+#define DONT_FRAGMENT 0x001A
+#define FINGERPRINT 0x8028
+/* The longest lease key: a client's IPv6 address and port, then a peer's. */
+#define KEY_MAX (18 + 18)
 /* Ready sockets taken from the epoll object at a time. */
 #define READY_MAX 64
 /* Datagrams held at once: read in one recvmmsg, or relayed and waiting to be sent. */
 #define SLOTS 64
 
 typedef struct {
-    unsigned char bytes[HEADER + MAX_DATAGRAM];  /* HEADER free bytes, then the datagram */
+    /* HEADROOM free bytes, the datagram, then room for a STUN attribute's padding */
+    unsigned char bytes[HEADROOM + MAX_DATAGRAM + 4];
 } Slot;
 
 typedef struct {
@@ -61,6 +77,7 @@ typedef struct {
     PyObject *on_error;  /* called with an exception a handler raised, and the source */
     int draining;  /* in drain(): a handler may not call it again */
     int handed;  /* datagrams given to Python handlers in this drain() */
+    uint64_t random[2];  /* xorshift128+ state, for Data indications' transaction ids */
     Slot *slots;
     int used;  /* slots holding datagrams not yet sent or handled */
     /* reading: one recvmmsg into slots[used...] */
@@ -74,6 +91,68 @@ typedef struct {
     struct iovec out_iov[SLOTS];
     struct sockaddr_storage destinations[SLOTS];
 } ChannelRelay;
+
+static uint32_t crc_table[256];
+
+static void
+crc_table_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) {
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        crc_table[n] = c;
+    }
+}
+
+/* CRC-32 (ISO 3309, as FINGERPRINT uses it) of ``length`` bytes at ``data``. */
+static uint32_t
+crc32_of(const unsigned char *data, Py_ssize_t length)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        c = crc_table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static unsigned
+get16(const unsigned char *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+put16(unsigned char *p, unsigned value)
+{
+    p[0] = (unsigned char)(value >> 8);
+    p[1] = (unsigned char)value;
+}
+
+static void
+put32(unsigned char *p, uint32_t value)
+{
+    put16(p, value >> 16);
+    put16(p + 2, value & 0xFFFF);
+}
+
+static uint64_t
+next_random(ChannelRelay *self)
+{
+    uint64_t s1 = self->random[0];
+    const uint64_t s0 = self->random[1];
+    self->random[0] = s0;
+    s1 ^= s1 << 23;
+    self->random[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
+    return self->random[1] + s0;
+}
 
 /* The packed address of ``source`` into ``key``: its length; 0 for a scoped (link-local)
  * IPv6 address, which Python names with its scope and no lease covers; -1 for another
@@ -244,6 +323,28 @@ queue(ChannelRelay *self, int fd, unsigned char *data, size_t length,
     self->out[n].msg_hdr.msg_iovlen = 1;
 }
 
+/* Client to peer: ``length`` bytes at ``payload`` queued for the peer of the live client lease
+ * under ``key`` (``key_length`` bytes), if there is one. */
+static int
+relay_leased_to_peer(ChannelRelay *self, PyObject *leases, double now, const unsigned char *key,
+                     Py_ssize_t key_length, unsigned char *payload, Py_ssize_t length)
+{
+    PyObject *lease = live_lease(leases, key, key_length, 3, now);
+    if (lease == NULL) {
+        return 0;
+    }
+    struct sockaddr_storage peer;
+    socklen_t peer_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &peer);
+    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
+    if (peer_length == 0 || fd < 0) {
+        return 0;
+    }
+    queue(self, fd, payload, (size_t)length, &peer, peer_length);
+    self->to_peers++;
+    self->bytes_to_peers += (unsigned long long)length;
+    return 1;
+}
+
 /* Client to peer: the ChannelData in ``frame`` (``size`` bytes) queued for its peer if a
  * lease covers it. */
 static int
@@ -259,24 +360,102 @@ relay_to_peer(ChannelRelay *self, PyObject *leases, double now, unsigned char *k
         return 0;
     }
     memcpy(key + key_length, frame, 2);
-    PyObject *lease = live_lease(leases, key, key_length + 2, 3, now);
-    if (lease == NULL) {
+    return relay_leased_to_peer(self, leases, now, key, key_length + 2, frame + HEADER, length);
+}
+
+/* Client to peer: a Send indication of the usual form (RFC 8656 section 11: XOR-PEER-ADDRESS
+ * with an IPv4 address and DATA, in either order, perhaps DONT-FRAGMENT, then perhaps a
+ * FINGERPRINT that checks; vw/turn/fastpath.py reads the same form in Python) queued for its
+ * peer if a lease covers the client and peer. Anything else is Python's to decide. */
+static int
+relay_send(ChannelRelay *self, PyObject *leases, double now, unsigned char *key,
+           Py_ssize_t key_length, unsigned char *message, Py_ssize_t size)
+{
+    if (size < STUN_HEADER || size % 4 != 0 || get16(message) != SEND_INDICATION
+            || get32(message + 4) != MAGIC_COOKIE
+            || (Py_ssize_t)get16(message + 2) != size - STUN_HEADER) {
         return 0;
     }
-    struct sockaddr_storage peer;
-    socklen_t peer_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &peer);
-    int fd = (int)lease_int(lease, 0, 0, INT_MAX);
-    if (peer_length == 0 || fd < 0) {
+    const unsigned char *peer = NULL;
+    unsigned char *payload = NULL;
+    Py_ssize_t payload_length = 0;
+    Py_ssize_t position = STUN_HEADER;
+    while (position < size) {  /* both multiples of 4: an attribute header fits */
+        unsigned type = get16(message + position);
+        Py_ssize_t length = get16(message + position + 2);
+        position += 4;
+        Py_ssize_t end = position + length;
+        if (end > size) {
+            return 0;
+        }
+        if (type == XOR_PEER_ADDRESS && peer == NULL) {
+            if (length != 8 || message[position + 1] != 0x01) {
+                return 0;
+            }
+            peer = message + position;
+        }
+        else if (type == DATA && payload == NULL) {
+            payload = message + position;
+            payload_length = length;
+        }
+        else if (!(type == DONT_FRAGMENT && length == 0)
+                 && !(type == FINGERPRINT && length == 4 && end == size
+                      && get32(message + position)
+                         == (crc32_of(message, position - 4) ^ FINGERPRINT_XOR))) {
+            return 0;
+        }
+        position = (end + 3) & ~3;
+    }
+    if (peer == NULL || payload == NULL) {
         return 0;
     }
-    queue(self, fd, frame + HEADER, (size_t)length, &peer, peer_length);
-    self->to_peers++;
-    self->bytes_to_peers += (unsigned long long)length;
+    unsigned char *packed_peer = key + key_length;
+    put32(packed_peer, get32(peer + 4) ^ MAGIC_COOKIE);
+    put16(packed_peer + 4, get16(peer + 2) ^ (MAGIC_COOKIE >> 16));
+    return relay_leased_to_peer(self, leases, now, key, key_length + 6, payload, payload_length);
+}
+
+/* Peer to client as a Data indication: ``data`` (``size`` bytes, HEADROOM free bytes before
+ * it and room for padding after) from the peer packed in ``key`` (``key_length`` bytes), sent
+ * by ``fd`` to ``client``. */
+static int
+queue_data_indication(ChannelRelay *self, int fd, const unsigned char *key, Py_ssize_t key_length,
+                      unsigned char *data, Py_ssize_t size,
+                      const struct sockaddr_storage *client, socklen_t client_length)
+{
+    Py_ssize_t address_length = key_length == 6 ? 8 : 20;
+    Py_ssize_t head = STUN_HEADER + 4 + address_length + 4;
+    Py_ssize_t padding = -size & 3;
+    Py_ssize_t body = head - STUN_HEADER + size + padding;
+    if (body > 0xFFFF) {
+        return 0;
+    }
+    unsigned char *message = data - head;
+    put16(message, DATA_INDICATION);
+    put16(message + 2, (unsigned)body);
+    put32(message + 4, MAGIC_COOKIE);
+    uint64_t id_high = next_random(self), id_low = next_random(self);
+    memcpy(message + 8, &id_high, 8);
+    memcpy(message + 16, &id_low, 4);
+    unsigned char *address = message + STUN_HEADER;
+    put16(address, XOR_PEER_ADDRESS);
+    put16(address + 2, (unsigned)address_length);
+    address[4] = 0;
+    address[5] = key_length == 6 ? 0x01 : 0x02;
+    put16(address + 6, get16(key + key_length - 2) ^ (MAGIC_COOKIE >> 16));
+    for (Py_ssize_t i = 0; i < key_length - 2; i++) {  /* XORed with the cookie, then the id */
+        address[8 + i] = key[i] ^ message[4 + i];
+    }
+    put16(address + 4 + address_length, DATA);
+    put16(address + 4 + address_length + 2, (unsigned)size);
+    memset(data + size, 0, (size_t)padding);
+    queue(self, fd, message, (size_t)(head + size + padding), client, client_length);
     return 1;
 }
 
-/* Peer to client: ``data`` (``size`` bytes, with HEADER free bytes before it) queued for the
- * client as ChannelData if a lease covers its source. */
+/* Peer to client: ``data`` (``size`` bytes, with HEADROOM free bytes before it) queued for the
+ * client as ChannelData, or a Data indication where the lease's channel is 0, if a lease covers
+ * its source. */
 static int
 relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned char *key,
                 Py_ssize_t key_length, unsigned char *data, Py_ssize_t size)
@@ -288,9 +467,18 @@ relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned
     struct sockaddr_storage client;
     socklen_t client_length = unpack_destination(PyTuple_GET_ITEM(lease, 1), &client);
     int fd = (int)lease_int(lease, 0, 0, INT_MAX);
-    long channel = lease_int(lease, 3, 0x4000, 0x7FFF);
-    if (client_length == 0 || fd < 0 || channel < 0) {
+    long channel = lease_int(lease, 3, 0, 0x7FFF);
+    if (client_length == 0 || fd < 0 || channel < 0 || (channel > 0 && channel < 0x4000)) {
         return 0;
+    }
+    if (channel == 0) {
+        if (!queue_data_indication(self, fd, key, key_length, data, size, &client,
+                                   client_length)) {
+            return 0;
+        }
+        self->to_clients++;
+        self->bytes_to_clients += (unsigned long long)size;
+        return 1;
     }
     unsigned char *frame = data - HEADER;
     frame[0] = (unsigned char)(channel >> 8);
@@ -369,7 +557,7 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
     int first = self->used;
     for (int i = 0; i < limit; i++) {
         int slot = first + i;
-        self->in_iov[i].iov_base = self->slots[slot].bytes + HEADER;
+        self->in_iov[i].iov_base = self->slots[slot].bytes + HEADROOM;
         self->in_iov[i].iov_len = MAX_DATAGRAM;
         memset(&self->in[i].msg_hdr, 0, sizeof(self->in[i].msg_hdr));
         self->in[i].msg_hdr.msg_name = &self->sources[i];
@@ -387,7 +575,7 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
     self->used += count;
     unsigned char key[KEY_MAX];
     for (int i = 0; i < count; i++) {
-        unsigned char *data = self->slots[first + i].bytes + HEADER;
+        unsigned char *data = self->slots[first + i].bytes + HEADROOM;
         Py_ssize_t size = (Py_ssize_t)self->in[i].msg_len;
         Py_ssize_t key_length = pack_source(&self->sources[i], key);
         if (key_length < 0) {
@@ -395,6 +583,8 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
         }
         int relayed = key_length > 0 && (from_peers
             ? relay_to_client(self, leases, now, key, key_length, data, size)
+            : size > 0 && data[0] == 0
+            ? relay_send(self, leases, now, key, key_length, data, size)
             : relay_to_peer(self, leases, now, key, key_length, data, size));
         if (!relayed) {
             flush(self);  /* what came before goes first */
@@ -619,6 +809,11 @@ ChannelRelay_init(ChannelRelay *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "on_error must be callable");
         return -1;
     }
+    if (getrandom(self->random, sizeof(self->random), 0) != sizeof(self->random)) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    self->random[0] |= 1;  /* never all zero */
     if (self->slots == NULL) {
         self->slots = PyMem_Calloc(SLOTS, sizeof(Slot));
         if (self->slots == NULL) {
@@ -695,6 +890,7 @@ PyInit__channelrelay(void)
     if (PyType_Ready(&ChannelRelayType) < 0) {
         return NULL;
     }
+    crc_table_init();
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
         return NULL;

@@ -22,6 +22,7 @@ to the client as a :data:`ClientHop`.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -543,6 +544,7 @@ class TurnCore:
         allocation.channels[channel] = (address, now + self.channel_lifetime)
         allocation.peer_channels[address] = channel
         allocation.permissions[peer.host] = now + self.permission_lifetime
+        self.routes_changed(allocation.relay)  # the peer's data now goes as ChannelData
         return request.success_response()
 
     def _connect(
@@ -696,31 +698,42 @@ class TurnCore:
         if bound is None:
             return None
         peer = bound[0]
-        until = self._route_until(allocation, peer, now)
+        until = self._route_until(allocation, peer, bound, now)
         return None if until is None else (peer, until)
+
+    def send_route(self, client: Address, peer: Address, now: float) -> float | None:
+        """Until when Send indications from ``client`` to ``peer`` are relayed, as
+        :meth:`channel_route`."""
+        allocation = self._by_client.get(client)
+        if (allocation is None or allocation.bandwidth is not None
+                or allocation.transport != TRANSPORT_UDP):
+            return None
+        return self._route_until(allocation, peer, None, now)
 
     def peer_route(self, relay: Address, peer: Address,
                    now: float) -> tuple[Address, int, float] | None:
         """The client and channel data from ``peer`` on the UDP relay port ``relay`` goes to as
-        ChannelData, and until when, as :meth:`channel_route`."""
+        ChannelData (channel 0: in Data indications, while no channel is bound to the peer),
+        and until when, as :meth:`channel_route`. Binding a channel changes the route."""
         allocation = self._by_relay.get(relay)
         if allocation is None or allocation.bandwidth is not None:
             return None
         channel = allocation.peer_channels.get(peer)
-        if channel is None:
-            return None
-        until = self._route_until(allocation, peer, now)
+        bound = None if channel is None else allocation.channels[channel]
+        if bound is None or bound[1] <= now:
+            channel, bound = 0, None
+        until = self._route_until(allocation, peer, bound, now)
         return None if until is None else (allocation.client, channel, until)
 
     @staticmethod
-    def _route_until(allocation: Allocation, peer: Address, now: float) -> float | None:
-        """When the first of the allocation, the peer's channel and its permission expires,
-        or None if one has (channels are bound on UDP allocations only)."""
-        channel = allocation.channels[allocation.peer_channels[peer]]
+    def _route_until(allocation: Allocation, peer: Address, bound: tuple[Address, float] | None,
+                     now: float) -> float | None:
+        """When the first of the allocation, the ``bound`` channel (if any) and the peer's
+        permission expires, or None if one has."""
         permission = allocation.permissions.get(peer[0])
         if permission is None:
             return None
-        until = min(allocation.expires, channel[1], permission)
+        until = min(allocation.expires, permission, bound[1] if bound is not None else math.inf)
         return until if until > now else None
 
     def peer_connected(self, connection_id: int, now: float) -> list[Output]:

@@ -1,14 +1,15 @@
-"""ChannelData relayed by compiled code, on leases from the TURN core.
+"""Media relayed by compiled code, on leases from the TURN core.
 
-Nearly every datagram a TURN server sees is ChannelData: media between a client and a peer
-over a bound channel. Python costs more per datagram than the system calls that move it, so
-vw-turn's UDP sockets are read by ``vw.turn._channelrelay`` (C, built when vw is installed
-with a compiler at hand; without it everything stays in Python). It relays a datagram only
-when a lease covers it, and hands every other one to the Python handlers, which decide as
-before.
+Nearly every datagram a TURN server sees is media between a client and a peer: ChannelData
+over a bound channel, else Send and Data indications. Python costs more per datagram than
+the system calls that move it, so vw-turn's UDP sockets are read by
+``vw.turn._channelrelay`` (C, built when vw is installed with a compiler at hand; without it
+everything stays in Python). It relays a datagram only when a lease covers it, and hands
+every other one to the Python handlers, which decide as before.
 
-A lease repeats a decision the core made: once the core relayed a channel's data, the service
-asks it (:meth:`~vw.turn.allocations.TurnCore.channel_route`,
+A lease repeats a decision the core made: once the core relayed a channel's data or a Send
+indication, the service asks it (:meth:`~vw.turn.allocations.TurnCore.channel_route`,
+:meth:`~vw.turn.allocations.TurnCore.send_route`,
 :meth:`~vw.turn.allocations.TurnCore.peer_route`) until when the same answer holds (the
 allocation's, the channel's and the permission's expiry, whichever comes first) and leases it
 that long. Allocations with a bandwidth cap get no lease. When the core shortens or ends an
@@ -43,7 +44,8 @@ log = Logger()
 
 #: A client's lease: (relay socket's descriptor, packed peer address, until).
 ClientLease = tuple[int, bytes, float]
-#: A peer's lease: (listening socket's descriptor, packed client address, until, channel).
+#: A peer's lease: (listening socket's descriptor, packed client address, until, channel);
+#: channel 0 sends Data indications.
 PeerLease = tuple[int, bytes, float, int]
 #: Datagrams read from one ready socket at a time.
 SOCKET_BATCH = 16
@@ -66,8 +68,8 @@ def reactor_epoll(reactor: IReactorFDSet) -> int:
 
 class ChannelPoller(DatagramPoller):
     """A :class:`~vw.common.poller.DatagramPoller` whose sockets the compiled relay reads, with
-    the leases it relays on: by client address and channel number on the listening socket
-    (:meth:`serve_clients`), by peer address on each relay socket."""
+    the leases it relays on: by client address and channel number or peer address on the
+    listening socket (:meth:`serve_clients`), by peer address on each relay socket."""
 
     def __init__(self, reactor: IReactorFDSet, name: str, now: Callable[[], float]) -> None:
         if ChannelRelay is None:
@@ -130,14 +132,20 @@ class ChannelPoller(DatagramPoller):
                      until: float) -> None:
         """ChannelData from ``client`` on ``channel`` goes from ``relay_fd`` to ``peer``
         until ``until``."""
-        key = pack(client) + channel.to_bytes(2, "big")
+        self._lease_client(pack(client) + channel.to_bytes(2, "big"), relay_fd, peer, until)
+
+    def lease_send(self, client: Address, peer: Address, relay_fd: int, until: float) -> None:
+        """Send indications from ``client`` to ``peer`` go from ``relay_fd`` until ``until``."""
+        self._lease_client(pack(client) + pack(peer), relay_fd, peer, until)
+
+    def _lease_client(self, key: bytes, relay_fd: int, peer: Address, until: float) -> None:
         self._clients[key] = (relay_fd, pack(peer), float(until))
         self._through.setdefault(relay_fd, set()).add(key)
 
     def lease_peer(self, relay_fd: int, peer: Address, listening_fd: int, client: Address,
                    channel: int, until: float) -> None:
-        """Data from ``peer`` on ``relay_fd`` goes to ``client`` on ``channel`` until
-        ``until``."""
+        """Data from ``peer`` on ``relay_fd`` goes to ``client`` on ``channel`` (0: in Data
+        indications) until ``until``."""
         reader = self._readers.get(relay_fd)
         if reader is not None and reader[2]:
             reader[0][pack(peer)] = (listening_fd, pack(client), float(until), channel)

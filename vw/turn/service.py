@@ -208,7 +208,7 @@ class TurnService(MultiService):
                         stream.write_frame(hop[0])
                         return
                     send(*hop)
-                    if channels is not None and is_channel_data(hop[0]):
+                    if channels is not None:
                         self._lease_peer(relay, address, peer)
 
             relay = RelaySocket.bind(self.poller, address, received)
@@ -239,22 +239,31 @@ class TurnService(MultiService):
             relay = self.relays.get(result[0])
             if relay is not None:
                 relay.send(result[1], result[2])  # type: ignore[union-attr]
-                if self.channels is not None and is_channel_data(data):
-                    self._lease_client(client, int.from_bytes(data[:2], "big"), relay)
+                if self.channels is not None:
+                    self._lease_client(data, client, result[2], relay)  # type: ignore[arg-type]
         elif result:
             self.perform(result)  # type: ignore[arg-type]
 
     # --- leases of the compiled relay (vw.turn.leases) ---------------------------------------
 
-    def _lease_client(self, client: Address, channel: int, relay: RelaySocket) -> None:
-        """After the core relayed ChannelData from ``client``: lease what it decided."""
-        route = self.core.channel_route(client, channel, self.now())
-        if route is not None and self.channels is not None:
-            self.channels.lease_client(client, channel, relay.socket.fileno(), *route)
+    def _lease_client(self, data: bytes, client: Address, peer: Address,
+                      relay: RelaySocket) -> None:
+        """After the core relayed ``data`` (ChannelData or a Send indication) from ``client``
+        to ``peer``: lease what it decided."""
+        assert self.channels is not None
+        if is_channel_data(data):
+            channel = int.from_bytes(data[:2], "big")
+            route = self.core.channel_route(client, channel, self.now())
+            if route is not None:
+                self.channels.lease_client(client, channel, relay.socket.fileno(), *route)
+        else:
+            until = self.core.send_route(client, peer, self.now())
+            if until is not None:
+                self.channels.lease_send(client, peer, relay.socket.fileno(), until)
 
     def _lease_peer(self, relay: RelaySocket, address: Address, peer: Address) -> None:
         """After the core relayed data from ``peer`` to the relay port ``relay`` (at
-        ``address``, as the core knows it) as ChannelData: lease what it decided."""
+        ``address``, as the core knows it): lease what it decided."""
         route = self.core.peer_route(address, peer, self.now())
         if route is not None and self.channels is not None and self.listener.socket is not None:
             client, channel, until = route
