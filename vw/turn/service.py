@@ -366,7 +366,7 @@ class TurnService(MultiService):
                             registry=self.registry)
         connections.set_function(lambda: len(self.core.connections))
         if self.channels is not None:
-            leases = Gauge("vw_turn_leases", "ChannelData routes the compiled relay holds",
+            leases = Gauge("vw_turn_leases", "Media routes the compiled relay holds",
                            registry=self.registry)
             leases.set_function(lambda: self.channels.leases)  # type: ignore[union-attr]
             compiled = Gauge("vw_turn_compiled_relayed",
