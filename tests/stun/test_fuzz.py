@@ -60,7 +60,7 @@ def test_message_parse_raises_only_stun_errors(data: bytes) -> None:
     # Whatever parses serializes and parses back to the same attributes.
     assert Message.parse(message.bytes()) == message
     # A parsed message is checked on the walk of its bytes that parsing made: as its bytes.
-    assert message.layout is not None
+    assert message.layout is not None and message.layout[0] is message.raw
     assert check_integrity(message, b"key") == check_integrity(data, b"key")
     assert check_fingerprint(message) == check_fingerprint(data)
 
@@ -138,3 +138,12 @@ def test_tampering_after_integrity_only_breaks_fingerprint(
     tampered[position] ^= data.draw(st.integers(1, 255))
     assert check_integrity(bytes(tampered), key)
     assert not check_fingerprint(bytes(tampered))
+
+
+def test_a_parsed_message_given_other_bytes_is_checked_on_those() -> None:
+    key = b"key"
+    message = Message.parse(Message(Method.BINDING, MessageClass.REQUEST, bytes(12)).bytes(
+        key, fingerprint=True))
+    assert check_integrity(message, key) and check_fingerprint(message)
+    message.raw = Message(Method.BINDING, MessageClass.REQUEST, bytes(12)).bytes()
+    assert not check_integrity(message, key) and not check_fingerprint(message)

@@ -633,6 +633,10 @@ def send_indication(peer: tuple[str, int], data: bytes, *, fingerprint: bool = F
     return message.bytes(fingerprint=fingerprint)
 
 
+def flip_last_bit(datagram: bytes) -> bytes:
+    return datagram[:-1] + bytes([datagram[-1] ^ 1])
+
+
 def same_but_id(message: bytes, expected: bytes) -> bool:
     """Whether two STUN messages say the same but for their transaction ids (which the
     XOR-PEER-ADDRESS of an IPv6 peer is masked with), padded alike with zeros."""
@@ -664,7 +668,7 @@ def test_any_other_send_indication_reaches_the_handler(sockets: Sockets, case: s
     peer = sockets.address(sockets.peer)
     until = NOW - 1 if case == "expired" else NOW + 60
     datagram = {
-        "bad fingerprint": send_indication(peer, b"x", fingerprint=True)[:-1] + b"\0",
+        "bad fingerprint": flip_last_bit(send_indication(peer, b"x", fingerprint=True)),
         "other peer": send_indication((peer[0], peer[1] ^ 1), b"x"),
         "expired": send_indication(peer, b"x"),
         "unknown attribute": send_indication(peer, b"x", extra=[RawAttribute(0x8030, b"?")]),
@@ -706,25 +710,33 @@ def test_data_indications_have_fresh_transaction_ids(sockets: Sockets) -> None:
     assert len(ids) == 20
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=500, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["peer", "data", "dont fragment", "fingerprint",
-                                 "bad fingerprint", "other"]), max_size=5),
-       st.binary(max_size=12), st.integers(0, 3))
+                                 "bad fingerprint", "peer6", "other"]), max_size=5),
+       st.binary(max_size=12), st.sampled_from([0, 1, 2, 4, 8]),
+       st.none() | st.tuples(st.integers(0, 80), st.integers(1, 255)))
 def test_fuzz_send_indications_relayed_exactly_as_the_python_fast_path_reads_them(
-        sockets: Sockets, parts: list[str], payload: bytes, cut: int) -> None:
+        sockets: Sockets, parts: list[str], payload: bytes, cut: int,
+        flip: tuple[int, int] | None) -> None:
     """The compiled relay takes a Send indication only if vw.turn.fastpath.parse_send reads it
-    (and its peer is leased), and then relays exactly the data parse_send reads."""
+    (and its peer is leased), and then relays exactly the data parse_send reads: for
+    well-formed ones, cut ones and ones with a byte changed anywhere (lengths, padding, the
+    address family, the fingerprint)."""
     peer = sockets.address(sockets.peer)
     attributes = {"peer": XorPeerAddress(*peer), "data": Data(payload),
+                  "peer6": XorPeerAddress("::1", peer[1]),
                   "dont fragment": DontFragment(), "other": RawAttribute(0x0024, b"1234")}
     body = Message(Method.SEND, MessageClass.INDICATION,
                    attributes=[attributes[p] for p in parts if p in attributes])
-    fingerprint = "fingerprint" in parts or "bad fingerprint" in parts
-    datagram = body.bytes(fingerprint=fingerprint)
+    datagram = body.bytes(fingerprint="fingerprint" in parts or "bad fingerprint" in parts)
     if "bad fingerprint" in parts:
-        datagram = datagram[:-1] + bytes([datagram[-1] ^ 1])
-    datagram = datagram[:len(datagram) - cut] if cut < 3 else datagram
+        datagram = flip_last_bit(datagram)
+    datagram = datagram[:len(datagram) - cut]
+    if flip is not None and flip[0] < len(datagram):
+        changed = bytearray(datagram)
+        changed[flip[0]] ^= flip[1]
+        datagram = bytes(changed)
     relay, handler = ChannelRelay(fail_test), Handler()
     sockets.client.sendto(datagram, sockets.address(sockets.listening))
     assert read(relay, sockets.listening.fileno(), sockets.send_leases(), NOW, 16, handler,

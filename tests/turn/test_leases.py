@@ -36,7 +36,7 @@ from vw.stun import (
 )
 from vw.turn.allocations import Address
 from vw.turn.auth import rest_password
-from vw.turn.leases import ChannelPoller, ChannelRelay
+from vw.turn.leases import MAX_LEASES_PER_RELAY, ChannelPoller, ChannelRelay
 from vw.turn.service import TurnService
 
 SECRET, REALM = "lease test secret", "leases.example"
@@ -205,6 +205,29 @@ def test_media_relays_both_ways_and_is_counted(turn: Turn, media: str) -> None:
         assert turn.leases == 2
         assert (service.channels.relay.to_peers, service.channels.relay.to_clients) == (2, 2)
         assert (service.core.stats.to_peers, service.core.stats.to_clients) == (1, 1)
+
+
+@pytest.mark.skipif(ChannelRelay is None, reason="vw.turn._channelrelay not built")
+def test_leases_through_a_relay_are_capped_and_scoped_or_ipv6_sends_not_leased() -> None:
+    """A permission covers every port of its peer: leases per relay socket stop at a cap."""
+    poller = ChannelPoller(MemoryReactorClock(), "test", time.time)
+    relay = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        poller.add(relay, lambda data, address: None)
+        client, until = ("192.0.2.1", 4000), time.time() + 60
+        for port in range(1, 2 * MAX_LEASES_PER_RELAY):
+            poller.lease_send(client, ("198.51.100.1", port), relay.fileno(), until)
+            poller.lease_peer(relay.fileno(), ("198.51.100.1", port), 99, client, 0, until)
+        assert poller.leases == 2 * MAX_LEASES_PER_RELAY
+        poller.revoke(relay.fileno())
+        poller.lease_send(client, ("2001:db8::1", 1), relay.fileno(), until)
+        poller.lease_send(("fe80::1%lo", 1), ("198.51.100.1", 1), relay.fileno(), until)
+        poller.lease_peer(relay.fileno(), ("fe80::2%lo", 1), 99, client, 0, until)
+        assert poller.leases == 0
+        poller.lease_send(client, ("198.51.100.1", 1), relay.fileno(), until)
+        assert poller.leases == 1
+    finally:
+        relay.close()
 
 
 def test_binding_a_channel_ends_the_data_indications(turn: Turn) -> None:

@@ -27,8 +27,8 @@ def _raw_and_layout(
     """A message's bytes and its attributes' (type, offset, length), walked once for a parsed
     :class:`Message`; None if it is malformed."""
     if isinstance(message, Message):
-        if message.raw is not None and message.layout is not None:
-            return message.raw, message.layout
+        if message.layout is not None and message.layout[0] is message.raw:
+            return message.layout
         data = message.raw if message.raw is not None else message.bytes()
     else:
         data = bytes(message)

@@ -63,8 +63,9 @@ class Message:
     #: (attributes, their count, the heeded ones): computed once per attribute list.
     _heeded: tuple[list[Attribute], int, list[Attribute]] | None = field(
         default=None, init=False, compare=False, repr=False)
-    #: (type, value offset, length) of each attribute in ``raw``, as :func:`wire.walk` gives.
-    layout: list[tuple[int, int, int]] | None = field(
+    #: The bytes parsed and the (type, value offset, length) of each attribute in them, as
+    #: :func:`wire.walk` gives: good while ``raw`` is those bytes.
+    layout: tuple[bytes, list[tuple[int, int, int]]] | None = field(
         default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -103,7 +104,7 @@ class Message:
             attributes,
             data,
         )
-        message.layout = layout
+        message.layout = (data, layout)
         return message
 
     # --- reading -------------------------------------------------------------------------

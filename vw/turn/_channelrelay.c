@@ -48,6 +48,7 @@
 /* Free bytes before a datagram read: room for a Data indication's head with an IPv6 peer. */
 #define HEADROOM (STUN_HEADER + 4 + 20 + 4)
 #define STUN_HEADER 20
+#define TRANSACTION_ID 12
 #define MAGIC_COOKIE 0x2112A442u
 #define FINGERPRINT_XOR 0x5354554Eu
 #define SEND_INDICATION 0x0016
@@ -77,7 +78,9 @@ typedef struct {
     PyObject *on_error;  /* called with an exception a handler raised, and the source */
     int draining;  /* in drain(): a handler may not call it again */
     int handed;  /* datagrams given to Python handlers in this drain() */
-    uint64_t random[2];  /* xorshift128+ state, for Data indications' transaction ids */
+    /* random bytes from getrandom(), for Data indications' transaction ids */
+    unsigned char random[TRANSACTION_ID * 256];
+    size_t random_used;
     Slot *slots;
     int used;  /* slots holding datagrams not yet sent or handled */
     /* reading: one recvmmsg into slots[used...] */
@@ -143,15 +146,21 @@ put32(unsigned char *p, uint32_t value)
     put16(p + 2, value & 0xFFFF);
 }
 
-static uint64_t
-next_random(ChannelRelay *self)
+/* A fresh transaction id (RFC 8489 section 6: cryptographically random) into ``id``: 0, or -1
+ * if the kernel gave no random bytes. */
+static int
+new_transaction_id(ChannelRelay *self, unsigned char *id)
 {
-    uint64_t s1 = self->random[0];
-    const uint64_t s0 = self->random[1];
-    self->random[0] = s0;
-    s1 ^= s1 << 23;
-    self->random[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
-    return self->random[1] + s0;
+    if (self->random_used == sizeof(self->random)) {
+        if (getrandom(self->random, sizeof(self->random), GRND_NONBLOCK)
+                != (ssize_t)sizeof(self->random)) {
+            return -1;
+        }
+        self->random_used = 0;
+    }
+    memcpy(id, self->random + self->random_used, TRANSACTION_ID);
+    self->random_used += TRANSACTION_ID;
+    return 0;
 }
 
 /* The packed address of ``source`` into ``key``: its length; 0 for a scoped (link-local)
@@ -427,16 +436,13 @@ queue_data_indication(ChannelRelay *self, int fd, const unsigned char *key, Py_s
     Py_ssize_t head = STUN_HEADER + 4 + address_length + 4;
     Py_ssize_t padding = -size & 3;
     Py_ssize_t body = head - STUN_HEADER + size + padding;
-    if (body > 0xFFFF) {
+    unsigned char *message = data - head;
+    if (body > 0xFFFF || new_transaction_id(self, message + 8) < 0) {
         return 0;
     }
-    unsigned char *message = data - head;
     put16(message, DATA_INDICATION);
     put16(message + 2, (unsigned)body);
     put32(message + 4, MAGIC_COOKIE);
-    uint64_t id_high = next_random(self), id_low = next_random(self);
-    memcpy(message + 8, &id_high, 8);
-    memcpy(message + 16, &id_low, 4);
     unsigned char *address = message + STUN_HEADER;
     put16(address, XOR_PEER_ADDRESS);
     put16(address + 2, (unsigned)address_length);
@@ -809,11 +815,7 @@ ChannelRelay_init(ChannelRelay *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "on_error must be callable");
         return -1;
     }
-    if (getrandom(self->random, sizeof(self->random), 0) != sizeof(self->random)) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    self->random[0] |= 1;  /* never all zero */
+    self->random_used = sizeof(self->random);  /* drawn when first needed */
     if (self->slots == NULL) {
         self->slots = PyMem_Calloc(SLOTS, sizeof(Slot));
         if (self->slots == NULL) {

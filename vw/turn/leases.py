@@ -51,6 +51,15 @@ PeerLease = tuple[int, bytes, float, int]
 SOCKET_BATCH = 16
 #: The longest the relay stays away from an idle reactor with no timer due, in seconds.
 LINGER_MAX = 1.0
+#: Leases through one relay socket, each way: a permission covers every port of its peer's
+#: address, so each port could take one; past these, datagrams go through Python.
+MAX_LEASES_PER_RELAY = 256
+
+
+def leasable(*addresses: Address) -> bool:
+    """Whether the compiled relay can name these addresses: a scoped (link-local) IPv6 one
+    always reaches Python, which names it with its scope."""
+    return not any("%" in host for host, _ in addresses)
 
 
 def pack(address: Address) -> bytes:
@@ -132,23 +141,31 @@ class ChannelPoller(DatagramPoller):
                      until: float) -> None:
         """ChannelData from ``client`` on ``channel`` goes from ``relay_fd`` to ``peer``
         until ``until``."""
-        self._lease_client(pack(client) + channel.to_bytes(2, "big"), relay_fd, peer, until)
+        if leasable(client, peer):
+            self._lease_client(pack(client) + channel.to_bytes(2, "big"), relay_fd, peer, until)
 
     def lease_send(self, client: Address, peer: Address, relay_fd: int, until: float) -> None:
-        """Send indications from ``client`` to ``peer`` go from ``relay_fd`` until ``until``."""
-        self._lease_client(pack(client) + pack(peer), relay_fd, peer, until)
+        """Send indications from ``client`` to ``peer`` (the compiled relay reads those to
+        IPv4 peers) go from ``relay_fd`` until ``until``."""
+        if leasable(client, peer) and family_of(peer[0]) == socket.AF_INET:
+            self._lease_client(pack(client) + pack(peer), relay_fd, peer, until)
 
     def _lease_client(self, key: bytes, relay_fd: int, peer: Address, until: float) -> None:
-        self._clients[key] = (relay_fd, pack(peer), float(until))
-        self._through.setdefault(relay_fd, set()).add(key)
+        through = self._through.setdefault(relay_fd, set())
+        if key in through or len(through) < MAX_LEASES_PER_RELAY:
+            self._clients[key] = (relay_fd, pack(peer), float(until))
+            through.add(key)
 
     def lease_peer(self, relay_fd: int, peer: Address, listening_fd: int, client: Address,
                    channel: int, until: float) -> None:
         """Data from ``peer`` on ``relay_fd`` goes to ``client`` on ``channel`` (0: in Data
         indications) until ``until``."""
         reader = self._readers.get(relay_fd)
-        if reader is not None and reader[2]:
-            reader[0][pack(peer)] = (listening_fd, pack(client), float(until), channel)
+        if reader is None or not reader[2] or not leasable(client, peer):
+            return
+        key, leases = pack(peer), reader[0]
+        if key in leases or len(leases) < MAX_LEASES_PER_RELAY:
+            leases[key] = (listening_fd, pack(client), float(until), channel)
 
     def revoke(self, relay_fd: int) -> None:
         """End every lease through the relay socket ``relay_fd``."""
