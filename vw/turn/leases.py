@@ -53,7 +53,7 @@ SOCKET_BATCH = 16
 LINGER_MAX = 1.0
 #: Leases through one relay socket, each way: a permission covers every port of its peer's
 #: address, so each port could take one; past these, datagrams go through Python.
-MAX_LEASES_PER_RELAY = 256
+MAX_LEASES_PER_RELAY = 64
 
 
 def leasable(*addresses: Address) -> bool:
