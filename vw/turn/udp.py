@@ -23,15 +23,18 @@ class RelaySocket:
     def __init__(self, poller: DatagramPoller, sock: socket.socket) -> None:
         self.poller = poller
         self.socket = sock
-        host, port = sock.getsockname()[:2]
-        self.address: Address = (host, port)
+
+    @property
+    def address(self) -> Address:
+        """The (host, port) the socket is bound to."""
+        host, port = self.socket.getsockname()[:2]
+        return host, port
 
     @classmethod
     def bind(cls, poller: DatagramPoller, address: Address, received: Receiver) -> RelaySocket:
         """Bind a socket to ``address`` and start reading it; OSError if the port is taken."""
-        sock = socket.socket(family_of(address[0]), socket.SOCK_DGRAM)
+        sock = socket.socket(family_of(address[0]), socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         try:
-            sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             sock.bind(address)
         except OSError:
