@@ -497,16 +497,20 @@ def loop(sockets: Sockets) -> Iterator[EventLoop]:
 class Driver:
     """Work done on another thread while drain() runs on this one; ``late`` is set if drain()
     had not returned ``patience`` seconds after the work was done (then the driver wakes the
-    event loop itself, so that the test ends)."""
+    event loop itself, so that the test ends). What the work raised is raised again here."""
 
     def __init__(self, loop: EventLoop, work: Callable[[], None], patience: float = 10) -> None:
         self.loop, self.work, self.patience = loop, work, patience
         self.returned, self.late = threading.Event(), False
+        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        self.work()
+        try:
+            self.work()
+        except BaseException as error:  # noqa: BLE001 - raised again on the test's thread
+            self.error = error
         if not self.returned.wait(self.patience):
             self.late = True
             self.loop.wake_writer.send(b"!")
@@ -517,6 +521,8 @@ class Driver:
         finally:
             self.returned.set()
             self.thread.join()
+            if self.error is not None:
+                raise self.error
 
 
 def test_lingering_relays_until_the_event_loop_has_other_work(sockets: Sockets,
@@ -593,31 +599,49 @@ def test_a_failing_linger_is_raised(sockets: Sockets, loop: EventLoop) -> None:
 def test_a_call_from_another_thread_ends_lingering(sockets: Sockets, loop: EventLoop) -> None:
     """A call queued without a wake-up (one queued while the loop's waker was being read) is
     seen at the relay's next wake-up; a queue holding calls already means no lingering."""
-    def queue_then_send() -> None:
+    def relay_then_queue_then_send() -> None:
         time.sleep(0.05)
+        sockets.client.sendto(frame(b"relayed"), sockets.address(sockets.listening))
+        assert sockets.peer.recv(100) == b"relayed"  # drain() is lingering now
         loop.calls.append("a call")
-        sockets.client.sendto(frame(b"x"), sockets.address(sockets.listening))
+        sockets.client.sendto(frame(b"left"), sockets.address(sockets.listening))
 
-    driver = Driver(loop, queue_then_send)
-    assert driver.drain(ChannelRelay(fail_test)) == 0 and not driver.late
+    driver = Driver(loop, relay_then_queue_then_send)
+    assert driver.drain(ChannelRelay(fail_test)) == 1 and not driver.late
     driver = Driver(loop, lambda: None, patience=5)
-    assert driver.drain(ChannelRelay(fail_test)) == 1 and not driver.late  # the waiting "x"
+    assert driver.drain(ChannelRelay(fail_test)) == 1 and not driver.late  # "left", no linger
+    assert sockets.peer.recv(100) == b"left"
+
+
+class Interrupted(Exception):
+    """What the test's signal handler raises."""
 
 
 def test_a_signal_handlers_exception_comes_out_of_a_lingering_drain(
         sockets: Sockets, loop: EventLoop) -> None:
+    """The signal comes once drain() has relayed a datagram and lingers: its handler's
+    exception ends drain() (were drain() gone already, it would come out of the join)."""
     def interrupted(number: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise Interrupted
+
+    main = threading.get_ident()
+
+    def relay_then_signal() -> None:
+        time.sleep(0.05)
+        sockets.client.sendto(frame(b"relayed"), sockets.address(sockets.listening))
+        assert sockets.peer.recv(100) == b"relayed"
+        time.sleep(0.05)
+        signal.pthread_kill(main, signal.SIGUSR1)
 
     previous = signal.signal(signal.SIGUSR1, interrupted)
-    main = threading.get_ident()
+    thread = threading.Thread(target=relay_then_signal, daemon=True)
     try:
-        driver = Driver(loop, lambda: (time.sleep(0.05), signal.pthread_kill(main, signal.SIGUSR1)))
-        with pytest.raises(KeyboardInterrupt):
-            driver.drain(ChannelRelay(fail_test))
+        thread.start()
+        with pytest.raises(Interrupted):
+            loop.drain(ChannelRelay(fail_test), 30.0)
     finally:
+        thread.join()
         signal.signal(signal.SIGUSR1, previous)
-    assert not driver.late
 
 
 # --- Send and Data indications -------------------------------------------------------------

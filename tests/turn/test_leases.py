@@ -372,6 +372,7 @@ class LeasedStream:
                                self.listening.getsockname())
 
     def close(self) -> None:
+        self.poller.connectionLost(None)  # type: ignore[arg-type]
         self.reactor.waker.connectionLost(None)
         self.reactor._poller.close()
         for sock in self.sockets:
@@ -479,6 +480,14 @@ def test_indications_route_while_the_peer_is_permitted_and_no_channel_is_bound()
     bind(core, CHANNEL, now=NOW + 200)
     assert relays == [relay]  # the Data indication lease ends with the binding
     assert core.peer_route(relay, PEER, NOW + 200) == (CLIENT, CHANNEL, NOW + 500)
+    bind(core, CHANNEL, now=NOW + 250)  # a refresh of a live binding (to NOW + 850)
+    assert relays == [relay]  # changes no route
+    signed(core, Method.REFRESH, Lifetime(3600), now=NOW + 300)
+    signed(core, Method.CREATE_PERMISSION, XorPeerAddress(PEER[0], 1), now=NOW + 800)
+    relays.clear()
+    assert core.peer_route(relay, PEER, NOW + 851) == (CLIENT, 0, NOW + 1100)
+    bind(core, CHANNEL, now=NOW + 860)  # bound again once expired: the route changes
+    assert relays == [relay]
 
 
 def test_no_route_without_channel_or_permission_or_with_a_cap() -> None:

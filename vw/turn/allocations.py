@@ -544,7 +544,8 @@ class TurnCore:
         allocation.channels[channel] = (address, now + self.channel_lifetime)
         allocation.peer_channels[address] = channel
         allocation.permissions[peer.host] = now + self.permission_lifetime
-        self.routes_changed(allocation.relay)  # the peer's data now goes as ChannelData
+        if bound is None or bound[1] <= now:  # the peer's data now goes as ChannelData
+            self.routes_changed(allocation.relay)
         return request.success_response()
 
     def _connect(
