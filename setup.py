@@ -1,7 +1,7 @@
-"""The compiled part of vw: vw-turn's ChannelData relay loop (metadata is in setup.cfg).
+"""The compiled part of vw: vw-turn's media relay loop (metadata is in setup.cfg).
 
 The extension is optional: without a C compiler vw installs all the same, and vw-turn relays
-ChannelData in Python (see vw/turn/leases.py)."""
+every datagram in Python (see vw/turn/leases.py)."""
 
 from setuptools import Extension, setup
 

@@ -103,7 +103,11 @@ compiled_relay = {'true' if compiled else 'false'}
 
     def to_peer(self, data: bytes) -> bytes | None:
         """Send ChannelData from the client; what the peer got from the relay, if anything."""
-        self.client.sendto(ChannelData(CHANNEL, data).bytes(), self.server)
+        return self.from_client(ChannelData(CHANNEL, data).bytes())
+
+    def from_client(self, datagram: bytes) -> bytes | None:
+        """Send from the client to the server; what the peer got from the relay, if anything."""
+        self.client.sendto(datagram, self.server)
         self.pump()
         return received(self.peer, self.relay)
 
@@ -131,9 +135,7 @@ compiled_relay = {'true' if compiled else 'false'}
         """A Send indication from the client; what the peer got from the relay, if anything."""
         message = Message(Method.SEND, MessageClass.INDICATION, attributes=[
             XorPeerAddress(*self.peer.getsockname()), Data(data)])
-        self.client.sendto(message.bytes(fingerprint=True), self.server)
-        self.pump()
-        return received(self.peer, self.relay)
+        return self.from_client(message.bytes(fingerprint=True))
 
     def indicated_to_client(self, data: bytes) -> bytes | None:
         """Send from the peer to the relay; the Data indication's data the client got."""

@@ -1,5 +1,5 @@
-/* ChannelData relaying for vw-turn's UDP sockets, compiled: the one loop of the TURN server
- * that runs for every media packet.
+/* Media relaying for vw-turn's UDP sockets (ChannelData, Send and Data indications), compiled:
+ * the one loop of the TURN server that runs for every media packet.
  *
  * ChannelRelay.drain(epoll_fd, readers, clock, budget, per_socket) reads the UDP sockets an epoll
  * object reports ready, as vw.common.poller.DatagramPoller does in Python. A datagram a lease
@@ -482,16 +482,13 @@ relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned
                                    client_length)) {
             return 0;
         }
-        self->to_clients++;
-        self->bytes_to_clients += (unsigned long long)size;
-        return 1;
     }
-    unsigned char *frame = data - HEADER;
-    frame[0] = (unsigned char)(channel >> 8);
-    frame[1] = (unsigned char)channel;
-    frame[2] = (unsigned char)(size >> 8);
-    frame[3] = (unsigned char)size;
-    queue(self, fd, frame, (size_t)(HEADER + size), &client, client_length);
+    else {
+        unsigned char *frame = data - HEADER;
+        put16(frame, (unsigned)channel);
+        put16(frame + 2, (unsigned)size);
+        queue(self, fd, frame, (size_t)(HEADER + size), &client, client_length);
+    }
     self->to_clients++;
     self->bytes_to_clients += (unsigned long long)size;
     return 1;
@@ -867,7 +864,7 @@ static PyTypeObject ChannelRelayType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "vw.turn._channelrelay.ChannelRelay",
     .tp_doc = PyDoc_STR("ChannelRelay(on_error)\n\n"
-                        "Relays leased ChannelData between UDP sockets; counts what it relays."),
+                        "Relays leased media between UDP sockets; counts what it relays."),
     .tp_basicsize = sizeof(ChannelRelay),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -882,7 +879,7 @@ static PyTypeObject ChannelRelayType = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "vw.turn._channelrelay",
-    .m_doc = PyDoc_STR("vw-turn's compiled ChannelData relay loop."),
+    .m_doc = PyDoc_STR("vw-turn's compiled media relay loop."),
     .m_size = -1,
 };
 
