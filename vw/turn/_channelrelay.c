@@ -16,6 +16,10 @@
  * A lease is used only while ``clock() < until``; a ChannelData whose length field does not match
  * its datagram as RFC 8656 section 12.4 allows is never relayed here.
  *
+ * The first request of every allocation is an Allocate without credentials, which the core
+ * answers with a 401 that differs only in its transaction id until its nonce changes. Python
+ * leases that answer too, as the object's ``challenge`` (see answer_challenge()).
+ *
  * Given its event loop's epoll object, drain() lingers: after a wake-up, it waits there
  * (without the GIL) and drains again while its own epoll object is all that is ready, until
  * the loop's next timer. A media relay's wake-ups then cost no Python, and a busy server's
@@ -57,6 +61,12 @@
 #define DATA 0x0013
 #define DONT_FRAGMENT 0x001A
 #define FINGERPRINT 0x8028
+#define ALLOCATE_REQUEST 0x0003
+#define ALLOCATE_ERROR 0x0113
+#define LIFETIME 0x000D
+#define REQUESTED_TRANSPORT 0x0019
+/* The longest challenge answered here (the core's is about 80 bytes). */
+#define CHALLENGE_MAX 1024
 /* The longest lease key: a client's IPv6 address and port, then a peer's. */
 #define KEY_MAX (18 + 18)
 /* Ready sockets taken from the epoll object at a time. */
@@ -75,6 +85,9 @@ typedef struct {
     unsigned long long to_clients;
     unsigned long long bytes_to_peers;
     unsigned long long bytes_to_clients;
+    unsigned long long challenges;
+    /* None, or (listening fd, attributes, until, amplification limit, admit): answer_challenge() */
+    PyObject *challenge;
     PyObject *on_error;  /* called with an exception a handler raised, and the source */
     int draining;  /* in drain(): a handler may not call it again */
     int handed;  /* datagrams given to Python handlers in this drain() */
@@ -372,6 +385,44 @@ relay_to_peer(ChannelRelay *self, PyObject *leases, double now, unsigned char *k
     return relay_leased_to_peer(self, leases, now, key, key_length + 2, frame + HEADER, length);
 }
 
+/* Whether ``message`` (``size`` bytes) is one whole STUN message of ``type``. */
+static int
+whole_message(const unsigned char *message, Py_ssize_t size, unsigned type)
+{
+    return size >= STUN_HEADER && size % 4 == 0 && get16(message) == type
+        && get32(message + 4) == MAGIC_COOKIE
+        && (Py_ssize_t)get16(message + 2) == size - STUN_HEADER;
+}
+
+/* Step over the attribute of a whole message at ``*next``: its type, where its value starts and
+ * its length, and ``*next`` past its padding. 1, 0 at the end, or -1 if it overruns. */
+static int
+next_attribute(const unsigned char *message, Py_ssize_t size, Py_ssize_t *next, unsigned *type,
+               Py_ssize_t *position, Py_ssize_t *length)
+{
+    if (*next >= size) {  /* both multiples of 4: an attribute header fits otherwise */
+        return 0;
+    }
+    *type = get16(message + *next);
+    *length = get16(message + *next + 2);
+    *position = *next + 4;
+    if (*position + *length > size) {
+        return -1;
+    }
+    *next = (*position + *length + 3) & ~3;
+    return 1;
+}
+
+/* Whether the attribute of ``type`` whose ``length``-byte value starts at ``position`` is a
+ * FINGERPRINT that ends ``message`` (``size`` bytes) and checks. */
+static int
+good_fingerprint(const unsigned char *message, Py_ssize_t size, unsigned type,
+                 Py_ssize_t position, Py_ssize_t length)
+{
+    return type == FINGERPRINT && length == 4 && position + length == size
+        && get32(message + position) == (crc32_of(message, position - 4) ^ FINGERPRINT_XOR);
+}
+
 /* Client to peer: a Send indication of the usual form (RFC 8656 section 11: XOR-PEER-ADDRESS
  * with an IPv4 address and DATA, in either order, perhaps DONT-FRAGMENT, then perhaps a
  * FINGERPRINT that checks; vw/turn/fastpath.py reads the same form in Python) queued for its
@@ -380,23 +431,16 @@ static int
 relay_send(ChannelRelay *self, PyObject *leases, double now, unsigned char *key,
            Py_ssize_t key_length, unsigned char *message, Py_ssize_t size)
 {
-    if (size < STUN_HEADER || size % 4 != 0 || get16(message) != SEND_INDICATION
-            || get32(message + 4) != MAGIC_COOKIE
-            || (Py_ssize_t)get16(message + 2) != size - STUN_HEADER) {
+    if (!whole_message(message, size, SEND_INDICATION)) {
         return 0;
     }
     const unsigned char *peer = NULL;
     unsigned char *payload = NULL;
     Py_ssize_t payload_length = 0;
-    Py_ssize_t position = STUN_HEADER;
-    while (position < size) {  /* both multiples of 4: an attribute header fits */
-        unsigned type = get16(message + position);
-        Py_ssize_t length = get16(message + position + 2);
-        position += 4;
-        Py_ssize_t end = position + length;
-        if (end > size) {
-            return 0;
-        }
+    Py_ssize_t next = STUN_HEADER, position, length;
+    unsigned type;
+    int more;
+    while ((more = next_attribute(message, size, &next, &type, &position, &length)) > 0) {
         if (type == XOR_PEER_ADDRESS && peer == NULL) {
             if (length != 8 || message[position + 1] != 0x01) {
                 return 0;
@@ -408,14 +452,11 @@ relay_send(ChannelRelay *self, PyObject *leases, double now, unsigned char *key,
             payload_length = length;
         }
         else if (!(type == DONT_FRAGMENT && length == 0)
-                 && !(type == FINGERPRINT && length == 4 && end == size
-                      && get32(message + position)
-                         == (crc32_of(message, position - 4) ^ FINGERPRINT_XOR))) {
+                 && !good_fingerprint(message, size, type, position, length)) {
             return 0;
         }
-        position = (end + 3) & ~3;
     }
-    if (peer == NULL || payload == NULL) {
+    if (more < 0 || peer == NULL || payload == NULL) {
         return 0;
     }
     unsigned char *packed_peer = key + key_length;
@@ -494,25 +535,12 @@ relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned
     return 1;
 }
 
-/* Give a datagram to its Python handler; an Exception it raises goes to on_error, with the
- * datagram's (host, port). 0, or -1 with anything else it raised (KeyboardInterrupt,
- * SystemExit) still set. */
+/* After Python code called for a datagram from ``address`` (NULL if it could not be named)
+ * raised: an Exception goes to on_error, 0; anything else (KeyboardInterrupt, SystemExit) stays
+ * set, -1. Takes the reference to ``address``. */
 static int
-hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_ssize_t size,
-          const struct sockaddr_storage *source)
+report(ChannelRelay *self, PyObject *address)
 {
-    self->handed++;
-    PyObject *address = source_address(source);
-    PyObject *datagram = address == NULL
-        ? NULL : PyBytes_FromStringAndSize((const char *)data, size);
-    PyObject *result = datagram == NULL
-        ? NULL : PyObject_CallFunctionObjArgs(received, datagram, address, NULL);
-    Py_XDECREF(datagram);
-    if (result != NULL) {
-        Py_DECREF(result);
-        Py_DECREF(address);
-        return 0;
-    }
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
         Py_XDECREF(address);
         return -1;
@@ -537,6 +565,108 @@ hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_
     Py_XDECREF(value);
     Py_XDECREF(traceback);
     return 0;
+}
+
+/* Give a datagram to its Python handler; an Exception it raises goes to on_error, with the
+ * datagram's (host, port). 0, or -1 with anything else it raised still set. */
+static int
+hand_over(ChannelRelay *self, PyObject *received, const unsigned char *data, Py_ssize_t size,
+          const struct sockaddr_storage *source)
+{
+    self->handed++;
+    PyObject *address = source_address(source);
+    PyObject *datagram = address == NULL
+        ? NULL : PyBytes_FromStringAndSize((const char *)data, size);
+    PyObject *result = datagram == NULL
+        ? NULL : PyObject_CallFunctionObjArgs(received, datagram, address, NULL);
+    Py_XDECREF(datagram);
+    if (result == NULL) {
+        return report(self, address);
+    }
+    Py_DECREF(result);
+    Py_DECREF(address);
+    return 0;
+}
+
+/* Whether ``message`` (``size`` bytes) is an Allocate request the core would challenge with
+ * the same 401 whatever else it holds: no integrity, and only attributes that decode as the
+ * core's do (REQUESTED-TRANSPORT, LIFETIME, DONT-FRAGMENT), then perhaps a FINGERPRINT that
+ * checks (into ``*fingerprinted``). Anything else is Python's to answer. */
+static int
+challengeable(const unsigned char *message, Py_ssize_t size, int *fingerprinted)
+{
+    if (!whole_message(message, size, ALLOCATE_REQUEST)) {
+        return 0;
+    }
+    *fingerprinted = 0;
+    Py_ssize_t next = STUN_HEADER, position, length;
+    unsigned type;
+    int more;
+    while ((more = next_attribute(message, size, &next, &type, &position, &length)) > 0) {
+        if (good_fingerprint(message, size, type, position, length)) {
+            *fingerprinted = 1;
+        }
+        else if (!((type == REQUESTED_TRANSPORT || type == LIFETIME) && length == 4)
+                 && !(type == DONT_FRAGMENT && length == 0)) {
+            return 0;
+        }
+    }
+    return more == 0;
+}
+
+/* A request from ``source`` on ``fd`` that the live ``challenge`` covers, answered in place
+ * (``message`` has room after it): 1 once answered or refused by admit(source), 0 for Python
+ * to answer (no such challenge, another request, an answer over the amplification limit),
+ * -1 with an exception set that admit raised and is no Exception. */
+static int
+answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
+                 Py_ssize_t size, const struct sockaddr_storage *source)
+{
+    PyObject *challenge = self->challenge;
+    int fingerprinted;
+    if (challenge == NULL || !PyTuple_CheckExact(challenge) || PyTuple_GET_SIZE(challenge) != 5
+            || lease_int(challenge, 0, 0, INT_MAX) != fd
+            || !PyBytes_CheckExact(PyTuple_GET_ITEM(challenge, 1))
+            || !PyFloat_CheckExact(PyTuple_GET_ITEM(challenge, 2))
+            || !(now < PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 2)))
+            || !PyFloat_CheckExact(PyTuple_GET_ITEM(challenge, 3))
+            || !challengeable(message, size, &fingerprinted)) {
+        return 0;
+    }
+    PyObject *attributes = PyTuple_GET_ITEM(challenge, 1);
+    Py_ssize_t length = STUN_HEADER + PyBytes_GET_SIZE(attributes) + (fingerprinted ? 8 : 0);
+    if (PyBytes_GET_SIZE(attributes) % 4 != 0 || PyBytes_GET_SIZE(attributes) > CHALLENGE_MAX
+            || (double)length > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 3)) * (double)size) {
+        return 0;
+    }
+    Py_INCREF(challenge);  /* admit() may lease another */
+    PyObject *address = source_address(source);
+    PyObject *admitted = address == NULL
+        ? NULL : PyObject_CallOneArg(PyTuple_GET_ITEM(challenge, 4), address);
+    int answer = admitted == NULL ? -1 : PyObject_IsTrue(admitted);
+    Py_XDECREF(admitted);
+    if (answer < 0) {
+        Py_DECREF(challenge);
+        return report(self, address) < 0 ? -1 : 1;
+    }
+    Py_DECREF(address);
+    if (answer) {  /* the request's cookie and transaction id stay */
+        put16(message, ALLOCATE_ERROR);
+        put16(message + 2, (unsigned)(length - STUN_HEADER));
+        memcpy(message + STUN_HEADER, PyBytes_AS_STRING(attributes),
+               (size_t)PyBytes_GET_SIZE(attributes));
+        if (fingerprinted) {
+            unsigned char *fingerprint = message + length - 8;
+            put16(fingerprint, FINGERPRINT);
+            put16(fingerprint + 2, 4);
+            put32(fingerprint + 4, crc32_of(message, length - 8) ^ FINGERPRINT_XOR);
+        }
+        queue(self, fd, message, (size_t)length, source, source->ss_family == AF_INET
+              ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+        self->challenges++;
+    }
+    Py_DECREF(challenge);
+    return 1;
 }
 
 /* Read up to ``limit`` datagrams from ``fd`` at once: relay the leased ones, hand the others
@@ -584,11 +714,22 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
         if (key_length < 0) {
             continue;  /* no IP datagram: nothing the server can answer */
         }
-        int relayed = key_length > 0 && (from_peers
-            ? relay_to_client(self, leases, now, key, key_length, data, size)
-            : size > 0 && data[0] == 0
-            ? relay_send(self, leases, now, key, key_length, data, size)
-            : relay_to_peer(self, leases, now, key, key_length, data, size));
+        int relayed = 0;  /* a scoped address (key_length 0): only Python names it */
+        if (key_length > 0 && from_peers) {
+            relayed = relay_to_client(self, leases, now, key, key_length, data, size);
+        }
+        else if (key_length > 0 && size > 0 && data[0] == 0) {  /* STUN */
+            relayed = relay_send(self, leases, now, key, key_length, data, size);
+            if (!relayed) {
+                relayed = answer_challenge(self, fd, now, data, size, &self->sources[i]);
+            }
+        }
+        else if (key_length > 0) {
+            relayed = relay_to_peer(self, leases, now, key, key_length, data, size);
+        }
+        if (relayed < 0) {
+            return -1;
+        }
         if (!relayed) {
             flush(self);  /* what came before goes first */
             if (hand_over(self, received, data, size, &self->sources[i]) < 0
@@ -829,6 +970,7 @@ static int
 ChannelRelay_traverse(ChannelRelay *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->on_error);
+    Py_VISIT(self->challenge);
     return 0;
 }
 
@@ -836,6 +978,7 @@ static int
 ChannelRelay_clear(ChannelRelay *self)
 {
     Py_CLEAR(self->on_error);
+    Py_CLEAR(self->challenge);
     return 0;
 }
 
@@ -857,6 +1000,15 @@ static PyMemberDef ChannelRelay_members[] = {
      "application bytes relayed to peers"},
     {"bytes_to_clients", T_ULONGLONG, offsetof(ChannelRelay, bytes_to_clients), READONLY,
      "application bytes relayed to clients"},
+    {"challenges", T_ULONGLONG, offsetof(ChannelRelay, challenges), READONLY,
+     "Allocate requests answered with the leased challenge"},
+    {"challenge", T_OBJECT, offsetof(ChannelRelay, challenge), 0,
+     "None, or the 401 leased to the listening socket: (its descriptor, the answer's\n"
+     "attributes after the header, until, amplification limit, admit). Until clock() reaches\n"
+     "until, an Allocate request on that socket with no integrity and only REQUESTED-TRANSPORT,\n"
+     "LIFETIME, DONT-FRAGMENT and FINGERPRINT is answered with that error response (and a\n"
+     "FINGERPRINT if it had one), if admit((host, port)) is true and the answer is no more than\n"
+     "the limit times the request."},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -66,6 +66,7 @@ from vw.stun import (
     is_channel_data,
     is_channel_number,
 )
+from vw.stun.constants import HEADER_LENGTH, TRANSACTION_ID_LENGTH
 from vw.stun.wire import check_header, decode_type
 from vw.turn.auth import Authenticator, AuthResult
 from vw.turn.fastpath import data_indication, parse_send
@@ -396,6 +397,26 @@ class TurnCore:
         return Message(reply.method, reply.message_class, reply.transaction_id,
                        [*reply.attributes, Software(self.software)])
 
+    def challenge(self, now: float) -> tuple[bytes, float]:
+        """The 401 that every Allocate request without integrity gets until its nonce
+        changes, and when that is: its attributes after the header (a FINGERPRINT follows
+        when the request had one). The compiled relay answers with it (see
+        :meth:`challenge_admitted`)."""
+        request = Message(Method.ALLOCATE, MessageClass.REQUEST, bytes(TRANSACTION_ID_LENGTH))
+        attributes = self.auth.challenge(401, now).attributes
+        reply = self._unauthenticated_bytes(
+            request.error_response(401, *attributes, reason=""), fingerprint=False)
+        return reply[HEADER_LENGTH:], self.auth.nonces.next_issue(now)
+
+    def challenge_admitted(self, client: Address, now: float) -> bool:
+        """Whether the compiled relay may answer an Allocate without integrity from
+        ``client`` with :meth:`challenge`'s 401: yes within the source's budget of
+        unauthenticated requests, and the 401 is counted."""
+        if not self._admit_unauthenticated(client, now):
+            return False
+        self.stats.refusals["401"] += 1
+        return True
+
     def _admit_unauthenticated(self, client: Address, now: float) -> bool:
         """Take one request from the source's budget of requests without valid credentials."""
         bucket = self._sources.get(client[0])
@@ -412,9 +433,7 @@ class TurnCore:
         """Answer without integrity, reason phrase or (unless the request had one)
         FINGERPRINT; nothing over UDP when the answer would be more than
         ``amplification_limit`` times the request."""
-        if self.software:
-            reply = self._with_software(reply)
-        data = reply.bytes(fingerprint=fingerprint)
+        data = self._unauthenticated_bytes(reply, fingerprint=fingerprint)
         if client not in self._streams and len(data) > self.amplification_limit * len(raw):
             self.stats.refusals["amplification"] += 1
             return []
@@ -422,6 +441,11 @@ class TurnCore:
         if code is not None:
             self.stats.refusals[str(code.code)] += 1
         return [Output("client", data, client)]
+
+    def _unauthenticated_bytes(self, reply: Message, *, fingerprint: bool) -> bytes:
+        if self.software:
+            reply = self._with_software(reply)
+        return reply.bytes(fingerprint=fingerprint)
 
     def _allocate(
         self, request: Message, client: Address, result: AuthResult, now: float

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,11 @@ class Nonces:
             raise ValueError(f"nonce issue time {now!r} is not in 0..2**64")
         issued = f"{int(now):x}"
         return f"{issued}-{_nonce_mac(self.secret, issued)}"
+
+    @staticmethod
+    def next_issue(now: float) -> float:
+        """When :meth:`issue` first gives another nonce than at ``now``: the next second."""
+        return float(math.floor(now) + 1)
 
     def check(self, nonce: str, now: float) -> Literal["ok", "stale", "invalid"]:
         """Whether a nonce is ours and still fresh at ``now``."""

@@ -109,6 +109,7 @@ class ChannelPoller(DatagramPoller):
         self.revoke(fd)
         reader = self._readers.pop(fd, None)
         if reader is not None and not reader[2]:  # a listening port: every lease ends
+            self.relay.challenge = None
             self._clients.clear()
             self._through.clear()
             for relay in self._readers.values():
@@ -166,6 +167,14 @@ class ChannelPoller(DatagramPoller):
         key, leases = pack(peer), reader[0]
         if key in leases or len(leases) < MAX_LEASES_PER_RELAY:
             leases[key] = (listening_fd, pack(client), float(until), channel)
+
+    def lease_challenge(self, listening_fd: int, attributes: bytes, until: float,
+                        amplification_limit: float, admit: Callable[[Address], bool]) -> None:
+        """Until ``until``, Allocate requests without integrity on ``listening_fd`` (of the
+        usual forms) get the 401 whose attributes are ``attributes``, each if ``admit(client)``
+        says so and the answer is at most ``amplification_limit`` times the request."""
+        self.relay.challenge = (listening_fd, attributes, float(until),
+                                float(amplification_limit), admit)
 
     def revoke(self, relay_fd: int) -> None:
         """End every lease through the relay socket ``relay_fd``."""

@@ -129,6 +129,8 @@ class TurnService(MultiService):
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
         #: The poller of the compiled ChannelData relay, if it is built and wanted.
         self.channels: ChannelPoller | None = None
+        #: When the 401 leased to the compiled relay gets a new nonce.
+        self._challenge_until = 0.0
         if settings.compiled_relay and ChannelRelay is not None:
             self.channels = ChannelPoller(reactor, "turn-udp", self.now)  # type: ignore[arg-type]
         self.poller = self.channels or DatagramPoller(reactor, "turn-udp")  # type: ignore
@@ -234,7 +236,8 @@ class TurnService(MultiService):
 
     def _client_received(self, data: bytes, client: Address) -> None:
         """A datagram on the UDP listening port: data for a peer takes the relay fast path."""
-        result = self.core.relay_client_datagram(data, client, self.now())
+        now = self.now()
+        result = self.core.relay_client_datagram(data, client, now)
         if type(result) is tuple:
             relay = self.relays.get(result[0])
             if relay is not None:
@@ -243,6 +246,8 @@ class TurnService(MultiService):
                     self._lease_client(data, client, result[2], relay)  # type: ignore[arg-type]
         elif result:
             self.perform(result)  # type: ignore[arg-type]
+            if self.channels is not None and now >= self._challenge_until:
+                self._lease_challenge(now)
 
     # --- leases of the compiled relay (vw.turn.leases) ---------------------------------------
 
@@ -260,6 +265,16 @@ class TurnService(MultiService):
             until = self.core.send_route(client, peer, self.now())
             if until is not None:
                 self.channels.lease_send(client, peer, relay.socket.fileno(), until)
+
+    def _lease_challenge(self, now: float) -> None:
+        """Lease the core's current 401 for Allocate requests without integrity (the first
+        request of each allocation) to the listening socket."""
+        assert self.channels is not None and self.listener.socket is not None
+        attributes, self._challenge_until = self.core.challenge(now)
+        core, clock = self.core, self.now
+        self.channels.lease_challenge(
+            self.listener.socket.fileno(), attributes, self._challenge_until,
+            core.amplification_limit, lambda client: core.challenge_admitted(client, clock()))
 
     def _lease_peer(self, relay: RelaySocket, address: Address, peer: Address) -> None:
         """After the core relayed data from ``peer`` to the relay port ``relay`` (at
