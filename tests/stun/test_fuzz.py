@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import struct
 
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,7 @@ from vw.stun import (
     check_integrity,
     parse_stream,
 )
+from vw.stun.wire import keyed_hmac
 
 fuzz = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -147,3 +149,12 @@ def test_a_parsed_message_given_other_bytes_is_checked_on_those() -> None:
     assert check_integrity(message, key) and check_fingerprint(message)
     message.raw = Message(Method.BINDING, MessageClass.REQUEST, bytes(12)).bytes()
     assert not check_integrity(message, key) and not check_fingerprint(message)
+
+
+@given(st.binary(max_size=150), st.binary(max_size=300), st.booleans())
+def test_keyed_hmac_is_hmac(key: bytes, data: bytes, sha256: bool) -> None:
+    """The HMAC from prepared hash states equals the standard library's, for keys shorter and
+    longer than a block, asked again (from the cache) as well as the first time."""
+    expected = hmac.digest(key, data, "sha256" if sha256 else "sha1")
+    assert keyed_hmac(key, data, sha256) == expected
+    assert keyed_hmac(key, data, sha256) == expected

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any
 
 from vw.stun.constants import (
     FINGERPRINT_XOR,
@@ -23,6 +25,11 @@ U32 = struct.Struct("!I")
 MI = AttributeType.MESSAGE_INTEGRITY.value
 MI_SHA256 = AttributeType.MESSAGE_INTEGRITY_SHA256.value
 FINGERPRINT = AttributeType.FINGERPRINT.value
+
+#: HMAC's block size for SHA-1 and SHA-256, and its pads (RFC 2104) as translation tables.
+HMAC_BLOCK = 64
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
 def encode_type(method: int, message_class: int) -> int:
@@ -106,7 +113,28 @@ def integrity_digest(data: bytes, offset: int, length: int, key: bytes, sha256: 
     of that attribute (RFC 8489 §14.5)."""
     start = offset - 4
     covered = b"".join((data[:2], U16.pack(start - HEADER_LENGTH + 4 + length), data[4:start]))
-    return hmac.digest(key, covered, "sha256" if sha256 else "sha1")
+    return keyed_hmac(key, covered, sha256)
+
+
+def keyed_hmac(key: bytes, data: bytes, sha256: bool) -> bytes:
+    """HMAC-SHA1 (or HMAC-SHA256) of ``data`` under ``key``, from hash states that have taken
+    in the padded key already: a client's key signs and checks every message it exchanges."""
+    inner, outer = _keyed_hashes(key, sha256)
+    inner = inner.copy()
+    inner.update(data)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+@lru_cache(1024)
+def _keyed_hashes(key: bytes, sha256: bool) -> tuple[Any, Any]:
+    """HMAC's inner and outer hashes for ``key`` (RFC 2104 §2), each fed its padded key."""
+    new = hashlib.sha256 if sha256 else hashlib.sha1
+    if len(key) > HMAC_BLOCK:
+        key = new(key).digest()
+    key = key.ljust(HMAC_BLOCK, b"\0")
+    return new(key.translate(_INNER_PAD)), new(key.translate(_OUTER_PAD))
 
 
 def fingerprint_value(data: bytes, offset: int) -> int:
