@@ -59,8 +59,8 @@ def python_answer(core: TurnCore, datagram: bytes, client: tuple[str, int]) -> b
 @pytest.mark.parametrize("software", ["", "vw test"])
 def test_the_challenge_is_the_cores_own_401(fingerprint: bool, software: str) -> None:
     core = make_core(software=software)
-    attributes, until = core.challenge(NOW + 0.25)
-    assert until == NOW + 1
+    attributes, since, until = core.challenge(NOW + 0.25)
+    assert (since, until) == (NOW, NOW + 1)
     datagram = allocate(RequestedTransport(TRANSPORT_UDP), Lifetime(600), DontFragment(),
                         fingerprint=fingerprint)  # room for SOFTWARE under the limit
     answer = python_answer(core, datagram, CLIENT)
@@ -75,9 +75,9 @@ def test_the_challenge_is_the_cores_own_401(fingerprint: bool, software: str) ->
 
 def test_a_new_second_brings_a_new_challenge() -> None:
     core = make_core()
-    first, until = core.challenge(NOW)
-    second, later = core.challenge(until)
-    assert later == until + 1 and first != second
+    first, _, until = core.challenge(NOW)
+    second, since, later = core.challenge(until)
+    assert (since, later) == (until, until + 1) and first != second
     assert Message.parse(b"\x01\x13" + len(second).to_bytes(2, "big") + allocate()[4:20]
                          + second).get(Nonce) == Nonce(core.auth.nonces.issue(until))
 
@@ -96,13 +96,14 @@ def test_admitting_counts_the_401_and_keeps_to_the_sources_budget() -> None:
 class Challenged:
     """A compiled relay with the core's challenge leased to the listening socket."""
 
-    def __init__(self, sockets: Sockets, core: TurnCore, *, until: float = NOW + 1,
-                 limit: float = 3.0,
-                 admit: Callable[[tuple[str, int]], bool] | None = None) -> None:
+    def __init__(self, sockets: Sockets, core: TurnCore, *, since: float = NOW,
+                 until: float = NOW + 1, limit: float = 3.0,
+                 admit: Callable[[tuple[str, int]], bool] | None = None,
+                 on_error: Callable[[BaseException, object], None] = fail_test) -> None:
         self.sockets, self.core = sockets, core
-        self.relay, self.handler = ChannelRelay(fail_test), Handler()
-        attributes, _ = core.challenge(NOW)
-        self.relay.challenge = (sockets.listening.fileno(), attributes, until, limit,
+        self.relay, self.handler = ChannelRelay(on_error), Handler()
+        attributes, _, _ = core.challenge(NOW)
+        self.relay.challenge = (sockets.listening.fileno(), attributes, since, until, limit,
                                 admit or (lambda client: core.challenge_admitted(client, NOW)))
 
     def send(self, datagram: bytes) -> bytes | None:
@@ -121,9 +122,9 @@ class Challenged:
         return self.sockets.address(self.sockets.client)
 
 
-@pytest.fixture
-def sockets() -> Iterator[Sockets]:
-    ends = Sockets()
+@pytest.fixture(params=["127.0.0.1", "::1"])
+def sockets(request: pytest.FixtureRequest) -> Iterator[Sockets]:
+    ends = Sockets(request.param)
     yield ends
     ends.close()
 
@@ -176,19 +177,21 @@ def test_any_other_request_reaches_python(sockets: Sockets, case: str) -> None:
 
 
 @compiled
-@pytest.mark.parametrize("case", ["expired", "another socket", "amplification", "none",
-                                  "not a tuple", "limit not a float"])
+@pytest.mark.parametrize("case", ["expired", "not yet", "another socket", "amplification",
+                                  "none", "not a tuple", "limit not a float"])
 def test_no_live_challenge_for_the_socket_leaves_it_to_python(sockets: Sockets,
                                                               case: str) -> None:
     core = make_core()
-    challenged = Challenged(sockets, core, until=NOW if case == "expired" else NOW + 1,
+    since, until = {"expired": (NOW - 1, NOW), "not yet": (NOW + 1, NOW + 2)}.get(
+        case, (NOW, NOW + 1))
+    challenged = Challenged(sockets, core, since=since, until=until,
                             limit=1.0 if case == "amplification" else 3.0)
-    fd, attributes, until, limit, admit = challenged.relay.challenge
+    fd, attributes, since, until, limit, admit = challenged.relay.challenge
     challenged.relay.challenge = {
-        "another socket": (sockets.relay.fileno(), attributes, until, limit, admit),
+        "another socket": (sockets.relay.fileno(), attributes, since, until, limit, admit),
         "none": None,
-        "not a tuple": [fd, attributes, until, limit, admit],
-        "limit not a float": (fd, attributes, until, 3, admit),
+        "not a tuple": [fd, attributes, since, until, limit, admit],
+        "limit not a float": (fd, attributes, since, until, 3, admit),
     }.get(case, challenged.relay.challenge)
     datagram = allocate()
     assert challenged.send(datagram) is None
@@ -208,19 +211,19 @@ def test_a_source_over_its_budget_gets_nothing(sockets: Sockets) -> None:
 
 
 @compiled
-def test_a_failing_admit_is_reported_and_nothing_is_sent(sockets: Sockets) -> None:
+def test_a_failing_admit_is_reported_and_python_answers(sockets: Sockets) -> None:
     reports: list[tuple[BaseException, object]] = []
 
     def admit(client: tuple[str, int]) -> bool:
         raise RuntimeError("admit failed")
 
-    challenged = Challenged(sockets, make_core(), admit=admit)
-    challenged.relay = ChannelRelay(lambda error, address: reports.append((error, address)))
-    challenged.relay.challenge = (sockets.listening.fileno(), b"", NOW + 1, 3.0, admit)
-    assert challenged.send(allocate()) is None
+    challenged = Challenged(sockets, make_core(), admit=admit,
+                            on_error=lambda error, address: reports.append((error, address)))
+    datagram = allocate()
+    assert challenged.send(datagram) is None
     [(error, address)] = reports
     assert isinstance(error, RuntimeError) and address == challenged.client
-    assert challenged.handler.datagrams == []
+    assert challenged.handler.datagrams == [(datagram, challenged.client)]
 
 
 @compiled
@@ -239,9 +242,13 @@ def test_keyboard_interrupt_in_admit_is_raised(sockets: Sockets) -> None:
 def test_admit_may_lease_another_challenge(sockets: Sockets) -> None:
     core = make_core()
     leased: list[Challenged] = []
+    litter: list[object] = []
 
     def admit(client: tuple[str, int]) -> bool:
+        size = len(leased[0].relay.challenge[1])
         leased[0].relay.challenge = None  # the tuple in use must outlive this
+        # were it freed, new objects of its attributes' size would take its memory
+        litter.extend(bytes([0xEE]) * size for _ in range(1000))
         return core.challenge_admitted(client, NOW)
 
     leased.append(Challenged(sockets, core, admit=admit))
@@ -316,9 +323,23 @@ def test_the_service_leases_each_seconds_challenge(turn: Turn) -> None:
     assert all(answer.get(ErrorCode) == ErrorCode(401, "") for answer in answers)
     assert nonces[0] == nonces[1] == nonces[2] != nonces[3] == nonces[4]
     assert len({answer.transaction_id for answer in answers}) == 5
-    channels = turn.service.channels
-    assert (channels.relay.challenges if channels else 0) == (3 if channels else 0)
+    if turn.service.channels is not None:
+        assert turn.service.channels.relay.challenges == 3
     assert turn.service.core.stats.refusals["401"] == 5
+
+
+def test_a_clock_stepped_back_gets_that_seconds_nonce(turn: Turn) -> None:
+    """The leased 401 holds for its own second only: after the wall clock steps back, the
+    nonce is the one the core issues then, and it authenticates."""
+    first_allocate(turn)
+    turn.clock.rightNow -= 3600
+    answer = first_allocate(turn)
+    core = turn.service.core
+    assert answer.get(Nonce) == Nonce(core.auth.nonces.issue(turn.clock.seconds()))
+    again = first_allocate(turn)
+    assert again.get(Nonce) == answer.get(Nonce)
+    if turn.service.channels is not None:
+        assert turn.service.channels.relay.challenges == 1
 
 
 @compiled

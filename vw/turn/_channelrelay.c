@@ -86,7 +86,8 @@ typedef struct {
     unsigned long long bytes_to_peers;
     unsigned long long bytes_to_clients;
     unsigned long long challenges;
-    /* None, or (listening fd, attributes, until, amplification limit, admit): answer_challenge() */
+    /* None, or (listening fd, attributes, since, until, amplification limit, admit): see
+     * answer_challenge() */
     PyObject *challenge;
     PyObject *on_error;  /* called with an exception a handler raised, and the source */
     int draining;  /* in drain(): a handler may not call it again */
@@ -614,40 +615,44 @@ challengeable(const unsigned char *message, Py_ssize_t size, int *fingerprinted)
     return more == 0;
 }
 
-/* A request from ``source`` on ``fd`` that the live ``challenge`` covers, answered in place
- * (``message`` has room after it): 1 once answered or refused by admit(source), 0 for Python
- * to answer (no such challenge, another request, an answer over the amplification limit),
- * -1 with an exception set that admit raised and is no Exception. */
+/* A request from ``source`` on ``fd`` that the live ``challenge`` covers (``since <= now <
+ * until``), answered in place (``message`` has room after it): 1 once answered or refused by
+ * admit(source); 0 for Python to answer (no such challenge, another request, an answer over the
+ * amplification limit, admit failed with an Exception, which went to on_error); -1 with an
+ * exception set that admit raised and is no Exception. */
 static int
 answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
                  Py_ssize_t size, const struct sockaddr_storage *source)
 {
     PyObject *challenge = self->challenge;
     int fingerprinted;
-    if (challenge == NULL || !PyTuple_CheckExact(challenge) || PyTuple_GET_SIZE(challenge) != 5
+    if (challenge == NULL || !PyTuple_CheckExact(challenge) || PyTuple_GET_SIZE(challenge) != 6
             || lease_int(challenge, 0, 0, INT_MAX) != fd
             || !PyBytes_CheckExact(PyTuple_GET_ITEM(challenge, 1))
             || !PyFloat_CheckExact(PyTuple_GET_ITEM(challenge, 2))
-            || !(now < PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 2)))
             || !PyFloat_CheckExact(PyTuple_GET_ITEM(challenge, 3))
+            || !(PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 2)) <= now
+                 && now < PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 3)))
+            || !PyFloat_CheckExact(PyTuple_GET_ITEM(challenge, 4))
             || !challengeable(message, size, &fingerprinted)) {
         return 0;
     }
     PyObject *attributes = PyTuple_GET_ITEM(challenge, 1);
     Py_ssize_t length = STUN_HEADER + PyBytes_GET_SIZE(attributes) + (fingerprinted ? 8 : 0);
     if (PyBytes_GET_SIZE(attributes) % 4 != 0 || PyBytes_GET_SIZE(attributes) > CHALLENGE_MAX
-            || (double)length > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 3)) * (double)size) {
+            || (double)length > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 4)) * (double)size) {
         return 0;
     }
+    flush(self);  /* Python runs: what came before goes first */
     Py_INCREF(challenge);  /* admit() may lease another */
     PyObject *address = source_address(source);
     PyObject *admitted = address == NULL
-        ? NULL : PyObject_CallOneArg(PyTuple_GET_ITEM(challenge, 4), address);
+        ? NULL : PyObject_CallOneArg(PyTuple_GET_ITEM(challenge, 5), address);
     int answer = admitted == NULL ? -1 : PyObject_IsTrue(admitted);
     Py_XDECREF(admitted);
     if (answer < 0) {
         Py_DECREF(challenge);
-        return report(self, address) < 0 ? -1 : 1;
+        return report(self, address);  /* the request is unchanged: Python's to answer */
     }
     Py_DECREF(address);
     if (answer) {  /* the request's cookie and transaction id stay */
@@ -1004,11 +1009,11 @@ static PyMemberDef ChannelRelay_members[] = {
      "Allocate requests answered with the leased challenge"},
     {"challenge", T_OBJECT, offsetof(ChannelRelay, challenge), 0,
      "None, or the 401 leased to the listening socket: (its descriptor, the answer's\n"
-     "attributes after the header, until, amplification limit, admit). Until clock() reaches\n"
-     "until, an Allocate request on that socket with no integrity and only REQUESTED-TRANSPORT,\n"
-     "LIFETIME, DONT-FRAGMENT and FINGERPRINT is answered with that error response (and a\n"
-     "FINGERPRINT if it had one), if admit((host, port)) is true and the answer is no more than\n"
-     "the limit times the request."},
+     "attributes after the header, since, until, amplification limit, admit). While\n"
+     "since <= clock() < until, an Allocate request on that socket with no integrity and\n"
+     "only REQUESTED-TRANSPORT, LIFETIME, DONT-FRAGMENT and FINGERPRINT is answered with that\n"
+     "error response (and a FINGERPRINT if it had one), if admit((host, port)) is true and\n"
+     "the answer is no more than the limit times the request."},
     {NULL, 0, 0, 0, NULL},
 };
 

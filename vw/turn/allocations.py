@@ -397,16 +397,16 @@ class TurnCore:
         return Message(reply.method, reply.message_class, reply.transaction_id,
                        [*reply.attributes, Software(self.software)])
 
-    def challenge(self, now: float) -> tuple[bytes, float]:
-        """The 401 that every Allocate request without integrity gets until its nonce
-        changes, and when that is: its attributes after the header (a FINGERPRINT follows
-        when the request had one). The compiled relay answers with it (see
-        :meth:`challenge_admitted`)."""
+    def challenge(self, now: float) -> tuple[bytes, float, float]:
+        """The 401 that every Allocate request without integrity gets while its nonce is
+        the one issued, and from when until when that is: the 401's attributes after the
+        header (a FINGERPRINT follows when the request had one). The compiled relay answers
+        with it (see :meth:`challenge_admitted`)."""
         request = Message(Method.ALLOCATE, MessageClass.REQUEST, bytes(TRANSACTION_ID_LENGTH))
         attributes = self.auth.challenge(401, now).attributes
         reply = self._unauthenticated_bytes(
             request.error_response(401, *attributes, reason=""), fingerprint=False)
-        return reply[HEADER_LENGTH:], self.auth.nonces.next_issue(now)
+        return (reply[HEADER_LENGTH:], *self.auth.nonces.issue_span(now))
 
     def challenge_admitted(self, client: Address, now: float) -> bool:
         """Whether the compiled relay may answer an Allocate without integrity from

@@ -104,9 +104,11 @@ class Nonces:
         return f"{issued}-{_nonce_mac(self.secret, issued)}"
 
     @staticmethod
-    def next_issue(now: float) -> float:
-        """When :meth:`issue` first gives another nonce than at ``now``: the next second."""
-        return float(math.floor(now) + 1)
+    def issue_span(now: float) -> tuple[float, float]:
+        """When :meth:`issue` gives the nonce it gives at ``now``: from the start of that
+        second to the next."""
+        second = math.floor(now)
+        return float(second), float(second + 1)
 
     def check(self, nonce: str, now: float) -> Literal["ok", "stale", "invalid"]:
         """Whether a nonce is ours and still fresh at ``now``."""

@@ -168,13 +168,19 @@ class ChannelPoller(DatagramPoller):
         if key in leases or len(leases) < MAX_LEASES_PER_RELAY:
             leases[key] = (listening_fd, pack(client), float(until), channel)
 
-    def lease_challenge(self, listening_fd: int, attributes: bytes, until: float,
+    def lease_challenge(self, listening_fd: int, attributes: bytes, since: float, until: float,
                         amplification_limit: float, admit: Callable[[Address], bool]) -> None:
-        """Until ``until``, Allocate requests without integrity on ``listening_fd`` (of the
-        usual forms) get the 401 whose attributes are ``attributes``, each if ``admit(client)``
-        says so and the answer is at most ``amplification_limit`` times the request."""
-        self.relay.challenge = (listening_fd, attributes, float(until),
+        """From ``since`` until ``until``, Allocate requests without integrity on
+        ``listening_fd`` (of the usual forms) get the 401 whose attributes are ``attributes``,
+        each if ``admit(client)`` says so and the answer is at most ``amplification_limit``
+        times the request."""
+        self.relay.challenge = (listening_fd, attributes, float(since), float(until),
                                 float(amplification_limit), admit)
+
+    def challenge_lapsed(self, now: float) -> bool:
+        """Whether no 401 is leased for ``now`` (none, or one of another second)."""
+        challenge = self.relay.challenge
+        return challenge is None or not challenge[2] <= now < challenge[3]
 
     def revoke(self, relay_fd: int) -> None:
         """End every lease through the relay socket ``relay_fd``."""

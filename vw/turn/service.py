@@ -129,8 +129,6 @@ class TurnService(MultiService):
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
         #: The poller of the compiled ChannelData relay, if it is built and wanted.
         self.channels: ChannelPoller | None = None
-        #: When the 401 leased to the compiled relay gets a new nonce.
-        self._challenge_until = 0.0
         if settings.compiled_relay and ChannelRelay is not None:
             self.channels = ChannelPoller(reactor, "turn-udp", self.now)  # type: ignore[arg-type]
         self.poller = self.channels or DatagramPoller(reactor, "turn-udp")  # type: ignore
@@ -246,7 +244,7 @@ class TurnService(MultiService):
                     self._lease_client(data, client, result[2], relay)  # type: ignore[arg-type]
         elif result:
             self.perform(result)  # type: ignore[arg-type]
-            if self.channels is not None and now >= self._challenge_until:
+            if self.channels is not None and self.channels.challenge_lapsed(now):
                 self._lease_challenge(now)
 
     # --- leases of the compiled relay (vw.turn.leases) ---------------------------------------
@@ -270,11 +268,10 @@ class TurnService(MultiService):
         """Lease the core's current 401 for Allocate requests without integrity (the first
         request of each allocation) to the listening socket."""
         assert self.channels is not None and self.listener.socket is not None
-        attributes, self._challenge_until = self.core.challenge(now)
         core, clock = self.core, self.now
         self.channels.lease_challenge(
-            self.listener.socket.fileno(), attributes, self._challenge_until,
-            core.amplification_limit, lambda client: core.challenge_admitted(client, clock()))
+            self.listener.socket.fileno(), *core.challenge(now), core.amplification_limit,
+            lambda client: core.challenge_admitted(client, clock()))
 
     def _lease_peer(self, relay: RelaySocket, address: Address, peer: Address) -> None:
         """After the core relayed data from ``peer`` to the relay port ``relay`` (at
