@@ -136,22 +136,43 @@ def sockets(request: pytest.FixtureRequest) -> Iterator[Sockets]:
     (Lifetime(3600), RequestedTransport(TRANSPORT_UDP), DontFragment()),
 ])
 @pytest.mark.parametrize("fingerprint", [False, True])
+@pytest.mark.parametrize("software", ["", "vw test"])
 def test_the_relay_answers_as_the_core_would(sockets: Sockets, attributes: tuple[Attribute, ...],
-                                             fingerprint: bool) -> None:
-    core = make_core()
-    challenged = Challenged(sockets, core)
+                                             fingerprint: bool, software: str) -> None:
+    core = make_core(software=software, amplification_limit=10)
+    challenged = Challenged(sockets, core, limit=10.0)
     request = Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=list(attributes))
     datagram = request.bytes(fingerprint=fingerprint)
     answer = challenged.send(datagram)
     assert challenged.handler.datagrams == [] and challenged.relay.challenges == 1
     assert core.stats.refusals["401"] == 1
-    assert answer == python_answer(make_core(), datagram, challenged.client)
+    expected = python_answer(make_core(software=software, amplification_limit=10), datagram,
+                             challenged.client)
+    assert answer == expected
+
+
+@compiled
+@pytest.mark.parametrize("room", [0, 1])
+def test_an_answer_of_exactly_the_limit_is_sent(sockets: Sockets, room: int) -> None:
+    """As in Python: an answer may be ``limit`` times its request, not a byte more."""
+    datagram = allocate()
+    answer_size = HEADER_LENGTH + len(make_core().challenge(NOW)[0])
+    limit = (answer_size - room) / len(datagram)
+    challenged = Challenged(sockets, make_core(amplification_limit=limit), limit=limit)
+    answer = challenged.send(datagram)
+    assert challenged.relay.challenges == (room == 0)
+    if room == 0:
+        assert answer is not None and len(answer) == answer_size
+    else:
+        assert challenged.handler.datagrams == [(datagram, challenged.client)]
+        assert python_answer(challenged.core, datagram, challenged.client) is None
 
 
 @compiled
 @pytest.mark.parametrize("case", [
     "integrity", "unknown attribute", "even port", "bad fingerprint", "fingerprint not last",
     "binding request", "refresh request", "allocate indication", "truncated", "long",
+    "overrun",
 ])
 def test_any_other_request_reaches_python(sockets: Sockets, case: str) -> None:
     challenged = Challenged(sockets, make_core())
@@ -170,6 +191,7 @@ def test_any_other_request_reaches_python(sockets: Sockets, case: str) -> None:
         "allocate indication": Message(Method.ALLOCATE, MessageClass.INDICATION).bytes(),
         "truncated": allocate(transport)[:-4],
         "long": allocate(transport) + b"\0\0\0\0",
+        "overrun": allocate(transport)[:22] + b"\x00\x08" + allocate(transport)[24:],
     }[case]
     assert challenged.send(datagram) is None
     assert challenged.handler.datagrams == [(datagram, challenged.client)]
