@@ -245,8 +245,9 @@ class TurnConfig:
     #: Proxies (CIDR) whose PROXY header (v1 or v2) names the client on the TCP and TLS
     #: ports, such as vw-balancer or HAProxy; empty: none.
     trusted_proxies: list[str] = field(default_factory=list)
-    #: Relay media over UDP (ChannelData, Send and Data indications) in compiled code where it
-    #: is built (vw/turn/_channelrelay.c); false keeps every datagram in Python.
+    #: Relay media over UDP (ChannelData, Send and Data indications) and answer the 401 that
+    #: starts each allocation in compiled code where it is built (vw/turn/_channelrelay.c);
+    #: false keeps every datagram in Python.
     compiled_relay: bool = True
 
     def __post_init__(self) -> None:

@@ -16,6 +16,12 @@ that long. Allocations with a bandwidth cap get no lease. When the core shortens
 allocation it tells the service, which revokes the leases through its relay; a relay socket's
 leases go before it closes, so no lease outlives the descriptor it sends from.
 
+The first request of every allocation, an Allocate without credentials, is leased too: the
+core's 401 differs only in its transaction id while its nonce is the same, so the service
+leases it (:meth:`~vw.turn.allocations.TurnCore.challenge`) for that nonce's second, and the
+relay answers with it, asking the core for each client whether its budget of unauthenticated
+requests allows it (which counts the 401 too).
+
 Under Twisted's epoll reactor the relay also lingers: after a wake-up, it waits on the
 reactor's own epoll object and reads again while nothing else is ready there, up to the
 reactor's next timer, so a stream of media costs no Python per wake-up and a stream of
