@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from vw.stun import (
     MAX_USERNAME_BYTES,
@@ -121,9 +121,8 @@ class Nonces:
         return "ok" if age <= self.lifetime else "stale"
 
 
-@dataclass(frozen=True)
-class AuthResult:
-    """What :meth:`Authenticator.verify` decided.
+class AuthResult(NamedTuple):
+    """What :meth:`Authenticator.verify` decided (a tuple: one is made per request).
 
     ``code`` None: authenticated as ``username``; sign the response with ``key``, as
     MESSAGE-INTEGRITY-SHA256 if ``sha256`` (the request used it), else MESSAGE-INTEGRITY.
