@@ -386,6 +386,10 @@ class TurnService(MultiService):
                              registry=self.registry)
             relay = self.channels.relay
             compiled.set_function(lambda: relay.to_peers + relay.to_clients)
+            challenges = Gauge("vw_turn_compiled_challenges",
+                               "401s the compiled relay sent (in the refusals too)",
+                               registry=self.registry)
+            challenges.set_function(lambda: relay.challenges)
         for key in ("malformed", "dropped", "to_peers", "to_clients", "bytes_to_peers",
                     "bytes_to_clients"):
             gauge = Gauge(f"vw_turn_{key}", f"TURN {key.replace('_', ' ')}",
