@@ -158,3 +158,5 @@ def test_keyed_hmac_is_hmac(key: bytes, data: bytes, sha256: bool) -> None:
     expected = hmac.digest(key, data, "sha256" if sha256 else "sha1")
     assert keyed_hmac(key, data, sha256) == expected
     assert keyed_hmac(key, data, sha256) == expected
+    assert keyed_hmac(bytearray(key), data, sha256) == expected
+    assert keyed_hmac(memoryview(key), data, sha256) == expected

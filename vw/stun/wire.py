@@ -116,10 +116,10 @@ def integrity_digest(data: bytes, offset: int, length: int, key: bytes, sha256: 
     return keyed_hmac(key, covered, sha256)
 
 
-def keyed_hmac(key: bytes, data: bytes, sha256: bool) -> bytes:
+def keyed_hmac(key: bytes | bytearray | memoryview, data: bytes, sha256: bool) -> bytes:
     """HMAC-SHA1 (or HMAC-SHA256) of ``data`` under ``key``, from hash states that have taken
     in the padded key already: a client's key signs and checks every message it exchanges."""
-    inner, outer = _keyed_hashes(key, sha256)
+    inner, outer = _keyed_hashes(bytes(key), sha256)
     inner = inner.copy()
     inner.update(data)
     outer = outer.copy()
