@@ -98,13 +98,13 @@ class Challenged:
 
     def __init__(self, sockets: Sockets, core: TurnCore, *, since: float = NOW,
                  until: float = NOW + 1, limit: float = 3.0,
-                 admit: Callable[[tuple[str, int]], bool] | None = None,
+                 admit: Callable[[tuple[str, int], float], bool] | None = None,
                  on_error: Callable[[BaseException, object], None] = fail_test) -> None:
         self.sockets, self.core = sockets, core
         self.relay, self.handler = ChannelRelay(on_error), Handler()
         attributes, _, _ = core.challenge(NOW)
         self.relay.challenge = (sockets.listening.fileno(), attributes, since, until, limit,
-                                admit or (lambda client: core.challenge_admitted(client, NOW)))
+                                admit or core.challenge_admitted)
 
     def send(self, datagram: bytes) -> bytes | None:
         """Send from the client; what it got back, if anything."""
@@ -236,7 +236,7 @@ def test_a_source_over_its_budget_gets_nothing(sockets: Sockets) -> None:
 def test_a_failing_admit_is_reported_and_python_answers(sockets: Sockets) -> None:
     reports: list[tuple[BaseException, object]] = []
 
-    def admit(client: tuple[str, int]) -> bool:
+    def admit(client: tuple[str, int], now: float) -> bool:
         raise RuntimeError("admit failed")
 
     challenged = Challenged(sockets, make_core(), admit=admit,
@@ -250,7 +250,7 @@ def test_a_failing_admit_is_reported_and_python_answers(sockets: Sockets) -> Non
 
 @compiled
 def test_keyboard_interrupt_in_admit_is_raised(sockets: Sockets) -> None:
-    def admit(client: tuple[str, int]) -> bool:
+    def admit(client: tuple[str, int], now: float) -> bool:
         raise KeyboardInterrupt
 
     challenged = Challenged(sockets, make_core(), admit=admit)
@@ -266,12 +266,12 @@ def test_admit_may_lease_another_challenge(sockets: Sockets) -> None:
     leased: list[Challenged] = []
     litter: list[object] = []
 
-    def admit(client: tuple[str, int]) -> bool:
+    def admit(client: tuple[str, int], now: float) -> bool:
         size = len(leased[0].relay.challenge[1])
         leased[0].relay.challenge = None  # the tuple in use must outlive this
         # were it freed, new objects of its attributes' size would take its memory
         litter.extend(bytes([0xEE]) * size for _ in range(1000))
-        return core.challenge_admitted(client, NOW)
+        return core.challenge_admitted(client, now)
 
     leased.append(Challenged(sockets, core, admit=admit))
     datagram = allocate()

@@ -617,7 +617,7 @@ challengeable(const unsigned char *message, Py_ssize_t size, int *fingerprinted)
 
 /* A request from ``source`` on ``fd`` that the live ``challenge`` covers (``since <= now <
  * until``), answered in place (``message`` has room after it): 1 once answered or refused by
- * admit(source); 0 for Python to answer (no such challenge, another request, an answer over the
+ * admit(source, now); 0 for Python to answer (no such challenge, another request, an answer over the
  * amplification limit, admit failed with an Exception, which went to on_error); -1 with an
  * exception set that admit raised and is no Exception. */
 static int
@@ -646,8 +646,10 @@ answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
     flush(self);  /* Python runs: what came before goes first */
     Py_INCREF(challenge);  /* admit() may lease another */
     PyObject *address = source_address(source);
-    PyObject *admitted = address == NULL
-        ? NULL : PyObject_CallOneArg(PyTuple_GET_ITEM(challenge, 5), address);
+    PyObject *when = address == NULL ? NULL : PyFloat_FromDouble(now);
+    PyObject *admitted = when == NULL
+        ? NULL : PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(challenge, 5), address, when, NULL);
+    Py_XDECREF(when);
     int answer = admitted == NULL ? -1 : PyObject_IsTrue(admitted);
     Py_XDECREF(admitted);
     if (answer < 0) {
@@ -1012,8 +1014,8 @@ static PyMemberDef ChannelRelay_members[] = {
      "attributes after the header, since, until, amplification limit, admit). While\n"
      "since <= clock() < until, an Allocate request on that socket with no integrity and\n"
      "only REQUESTED-TRANSPORT, LIFETIME, DONT-FRAGMENT and FINGERPRINT is answered with that\n"
-     "error response (and a FINGERPRINT if it had one), if admit((host, port)) is true and\n"
-     "the answer is no more than the limit times the request."},
+     "error response (and a FINGERPRINT if it had one), if admit((host, port), now) is\n"
+     "true and the answer is no more than the limit times the request."},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -175,10 +175,11 @@ class ChannelPoller(DatagramPoller):
             leases[key] = (listening_fd, pack(client), float(until), channel)
 
     def lease_challenge(self, listening_fd: int, attributes: bytes, since: float, until: float,
-                        amplification_limit: float, admit: Callable[[Address], bool]) -> None:
+                        amplification_limit: float,
+                        admit: Callable[[Address, float], bool]) -> None:
         """From ``since`` until ``until``, Allocate requests without integrity on
         ``listening_fd`` (of the usual forms) get the 401 whose attributes are ``attributes``,
-        each if ``admit(client)`` says so and the answer is at most ``amplification_limit``
+        each if ``admit(client, now)`` says so and the answer is at most ``amplification_limit``
         times the request."""
         self.relay.challenge = (listening_fd, attributes, float(since), float(until),
                                 float(amplification_limit), admit)

@@ -201,7 +201,8 @@ class TurnService(MultiService):
             send, channels = self.listener.send, self.channels
 
             def received(data: bytes, peer: Address) -> None:
-                hop = to_client(address, data, peer, now())
+                at = now()
+                hop = to_client(address, data, peer, at)
                 if hop is not None:
                     stream = streams.get(hop[1])
                     if stream is not None:
@@ -209,7 +210,7 @@ class TurnService(MultiService):
                         return
                     send(*hop)
                     if channels is not None:
-                        self._lease_peer(relay, address, peer)
+                        self._lease_peer(relay, address, peer, at)
 
             relay = RelaySocket.bind(self.poller, address, received)
             return relay
@@ -241,7 +242,7 @@ class TurnService(MultiService):
             if relay is not None:
                 relay.send(result[1], result[2])  # type: ignore[union-attr]
                 if self.channels is not None:
-                    self._lease_client(data, client, result[2], relay)  # type: ignore[arg-type]
+                    self._lease_client(data, client, result[2], relay, now)  # type: ignore
         elif result:
             self.perform(result)  # type: ignore[arg-type]
             if self.channels is not None and self.channels.challenge_lapsed(now):
@@ -249,18 +250,18 @@ class TurnService(MultiService):
 
     # --- leases of the compiled relay (vw.turn.leases) ---------------------------------------
 
-    def _lease_client(self, data: bytes, client: Address, peer: Address,
-                      relay: RelaySocket) -> None:
+    def _lease_client(self, data: bytes, client: Address, peer: Address, relay: RelaySocket,
+                      now: float) -> None:
         """After the core relayed ``data`` (ChannelData or a Send indication) from ``client``
-        to ``peer``: lease what it decided."""
+        to ``peer`` at ``now``: lease what it decided."""
         assert self.channels is not None
         if is_channel_data(data):
             channel = int.from_bytes(data[:2], "big")
-            route = self.core.channel_route(client, channel, self.now())
+            route = self.core.channel_route(client, channel, now)
             if route is not None:
                 self.channels.lease_client(client, channel, relay.socket.fileno(), *route)
         else:
-            until = self.core.send_route(client, peer, self.now())
+            until = self.core.send_route(client, peer, now)
             if until is not None:
                 self.channels.lease_send(client, peer, relay.socket.fileno(), until)
 
@@ -268,15 +269,16 @@ class TurnService(MultiService):
         """Lease the core's current 401 for Allocate requests without integrity (the first
         request of each allocation) to the listening socket."""
         assert self.channels is not None and self.listener.socket is not None
-        core, clock = self.core, self.now
+        core = self.core
         self.channels.lease_challenge(
             self.listener.socket.fileno(), *core.challenge(now), core.amplification_limit,
-            lambda client: core.challenge_admitted(client, clock()))
+            core.challenge_admitted)
 
-    def _lease_peer(self, relay: RelaySocket, address: Address, peer: Address) -> None:
+    def _lease_peer(self, relay: RelaySocket, address: Address, peer: Address,
+                    now: float) -> None:
         """After the core relayed data from ``peer`` to the relay port ``relay`` (at
-        ``address``, as the core knows it): lease what it decided."""
-        route = self.core.peer_route(address, peer, self.now())
+        ``address``, as the core knows it) at ``now``: lease what it decided."""
+        route = self.core.peer_route(address, peer, now)
         if route is not None and self.channels is not None and self.listener.socket is not None:
             client, channel, until = route
             self.channels.lease_peer(relay.socket.fileno(), peer,
