@@ -68,6 +68,10 @@ class DatagramPoller:
         if not self._sockets:
             self.reactor.removeReader(self)
 
+    def send(self, sock: socket.socket, data: bytes, address: Address) -> None:
+        """Send a datagram from ``sock``, one of the poller's (OSError if the kernel refuses)."""
+        sock.sendto(data, address)
+
     def fileno(self) -> int:
         return self._epoll.fileno()
 

@@ -91,6 +91,6 @@ class UdpListener(Service):
         hot path; one the kernel refuses (full buffer, ICMP error pending) is dropped like any
         lost datagram."""
         try:
-            self.socket.sendto(data, address)  # type: ignore[union-attr]
+            self.poller.send(self.socket, data, address)  # type: ignore[arg-type]
         except OSError as error:
             log.debug("datagram to {address} dropped: {error}", address=address, error=error)

@@ -26,8 +26,11 @@
  * requests none of the event loop's.
  *
  * System calls come in batches: a socket is read with recvmmsg, and relayed datagrams wait in
- * the object's slots until the socket's batch is done, a handler is about to run, or the
- * slots are full; then consecutive ones leaving by the same socket go in one sendmmsg. Send
+ * the object's slots until the pass over the ready sockets is done or the slots are full; then
+ * consecutive ones leaving by the same socket go in one sendmmsg. What the Python handlers send
+ * meanwhile joins the same queue (send()), so order holds; a batch that held requests is
+ * sent as soon as it is done, so their answers leave in a burst, without waiting for the
+ * pass: waking a client that sleeps costs the sender several times what the datagram does. Send
  * errors are ignored, as the Python senders ignore them: UDP may lose a datagram.
  */
 
@@ -101,8 +104,10 @@ typedef struct {
     struct mmsghdr in[SLOTS];
     struct iovec in_iov[SLOTS];
     struct sockaddr_storage sources[SLOTS];
-    /* sending: datagrams relayed, waiting for flush() */
+    /* sending: datagrams relayed or given to send(), waiting for flush() */
     int pending;
+    int passing;  /* in a pass of drain_ready(): send() queues */
+    PyObject *held[SLOTS];  /* the bytes object send() queued in each place, or NULL */
     int out_fd[SLOTS];
     struct mmsghdr out[SLOTS];
     struct iovec out_iov[SLOTS];
@@ -323,6 +328,9 @@ flush(ChannelRelay *self)
             start += sent > 0 ? sent : 1;  /* an error is the first datagram's: drop it */
         }
     }
+    for (int i = 0; i < self->pending; i++) {
+        Py_CLEAR(self->held[i]);
+    }
     self->pending = 0;
 }
 
@@ -344,6 +352,7 @@ queue(ChannelRelay *self, int fd, unsigned char *data, size_t length,
     self->out[n].msg_hdr.msg_namelen = destination_length;
     self->out[n].msg_hdr.msg_iov = &self->out_iov[n];
     self->out[n].msg_hdr.msg_iovlen = 1;
+    self->held[n] = NULL;
 }
 
 /* Client to peer: ``length`` bytes at ``payload`` queued for the peer of the live client lease
@@ -643,7 +652,6 @@ answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
             || (double)length > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(challenge, 4)) * (double)size) {
         return 0;
     }
-    flush(self);  /* Python runs: what came before goes first */
     Py_INCREF(challenge);  /* admit() may lease another */
     PyObject *address = source_address(source);
     PyObject *when = address == NULL ? NULL : PyFloat_FromDouble(now);
@@ -677,8 +685,9 @@ answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
 }
 
 /* Read up to ``limit`` datagrams from ``fd`` at once: relay the leased ones, hand the others
- * to ``received``. How many were read, or -1 with an exception set (the clock's, or one a
- * handler raised that is no Exception). */
+ * to ``received``; if any was a request, send the queue (its answers among it). How many were
+ * read, or -1 with an exception set (the clock's, or one a handler raised that is no
+ * Exception). */
 static int
 read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int limit,
             PyObject *received, int from_peers)
@@ -714,6 +723,7 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
     }
     self->used += count;
     unsigned char key[KEY_MAX];
+    int answered = 0;  /* requests in the batch: their answers leave with it */
     for (int i = 0; i < count; i++) {
         unsigned char *data = self->slots[first + i].bytes + HEADROOM;
         Py_ssize_t size = (Py_ssize_t)self->in[i].msg_len;
@@ -729,6 +739,7 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
             relayed = relay_send(self, leases, now, key, key_length, data, size);
             if (!relayed) {
                 relayed = answer_challenge(self, fd, now, data, size, &self->sources[i]);
+                answered |= relayed > 0;
             }
         }
         else if (key_length > 0) {
@@ -738,12 +749,15 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
             return -1;
         }
         if (!relayed) {
-            flush(self);  /* what came before goes first */
+            answered = 1;
             if (hand_over(self, received, data, size, &self->sources[i]) < 0
                     || seconds_from(clock, &now) < 0) {
                 return -1;
             }
         }
+    }
+    if (answered) {
+        flush(self);
     }
     if (self->pending == 0) {
         self->used = 0;
@@ -775,7 +789,7 @@ reader_of(PyObject *readers, int fd)
 }
 
 /* One pass over the sockets ``epoll_fd`` reports ready (see drain()), adding the datagrams read
- * to ``*total``; what it relayed is sent before it returns. 0, or -1 with an exception set. */
+ * to ``*total``; what it relayed and send() queued is sent before it returns. 0, or -1 with an exception set. */
 static int
 drain_ready(ChannelRelay *self, int epoll_fd, PyObject *readers, PyObject *clock, int budget,
             int per_socket, int *total)
@@ -783,6 +797,7 @@ drain_ready(ChannelRelay *self, int epoll_fd, PyObject *readers, PyObject *clock
     struct epoll_event events[READY_MAX];
     int spent = 0;  /* the budget spent, a turn at least per socket */
     int failed = 0;  /* an exception is set */
+    self->passing = 1;
     while (spent < budget && !failed) {
         int wanted = budget - spent < READY_MAX ? budget - spent : READY_MAX;
         int ready = epoll_wait(epoll_fd, events, wanted, 0);
@@ -821,6 +836,7 @@ drain_ready(ChannelRelay *self, int epoll_fd, PyObject *readers, PyObject *clock
             spent += count > 0 ? count : 1;
         }
     }
+    self->passing = 0;
     flush(self);
     self->used = 0;
     return failed ? -1 : 0;
@@ -929,7 +945,76 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
     return failed ? NULL : PyLong_FromLong(total);
 }
 
+/* ``host`` and ``port`` (a numeric IPv4 or unscoped IPv6 address) as a socket address: its
+ * length, or 0 if they are no such thing. */
+static socklen_t
+destination_of(PyObject *address, struct sockaddr_storage *destination)
+{
+    if (!PyTuple_CheckExact(address) || PyTuple_GET_SIZE(address) != 2
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(address, 0))
+            || !PyLong_CheckExact(PyTuple_GET_ITEM(address, 1))) {
+        return 0;
+    }
+    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(address, 0));
+    long port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1));
+    if (host == NULL || port < 0 || port > 0xFFFF) {
+        PyErr_Clear();
+        return 0;
+    }
+    memset(destination, 0, sizeof(*destination));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)destination;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return sizeof(*v4);
+    }
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)destination;
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return sizeof(*v6);
+    }
+    return 0;
+}
+
+static PyObject *
+ChannelRelay_send(ChannelRelay *self, PyObject *args)
+{
+    int fd;
+    PyObject *data, *address;
+    if (!PyArg_ParseTuple(args, "iSO:send", &fd, &data, &address)) {
+        return NULL;
+    }
+    struct sockaddr_storage destination;
+    socklen_t length;
+    if (!self->passing || fd < 0 || !PyBytes_CheckExact(data)
+            || (length = destination_of(address, &destination)) == 0) {
+        Py_RETURN_FALSE;
+    }
+    queue(self, fd, (unsigned char *)PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data),
+          &destination, length);
+    Py_INCREF(data);
+    self->held[self->pending - 1] = data;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+ChannelRelay_flush(ChannelRelay *self, PyObject *Py_UNUSED(ignored))
+{
+    flush(self);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef ChannelRelay_methods[] = {
+    {"send", (PyCFunction)ChannelRelay_send, METH_VARARGS,
+     "send(fd, data, (host, port)) -> queued\n\n"
+     "While drain() reads (in its handlers), queue data for the socket fd to send to the\n"
+     "numeric address (host, port) with what it relays, in order, and return True; the queue\n"
+     "leaves before drain() returns. Otherwise (not reading, a scoped or non-numeric host)\n"
+     "return False: the caller sends it."},
+    {"flush", (PyCFunction)ChannelRelay_flush, METH_NOARGS,
+     "flush()\n\n"
+     "Send what is queued now: before a socket that may be in the queue is closed."},
     {"drain", (PyCFunction)ChannelRelay_drain, METH_VARARGS,
      "drain(epoll_fd, readers, clock, budget, per_socket) -> datagrams read\n\n"
      "Read the sockets the epoll object reports ready, up to per_socket datagrams from one at\n"
@@ -984,6 +1069,10 @@ ChannelRelay_traverse(ChannelRelay *self, visitproc visit, void *arg)
 static int
 ChannelRelay_clear(ChannelRelay *self)
 {
+    for (int i = 0; i < SLOTS; i++) {
+        Py_CLEAR(self->held[i]);
+    }
+    self->pending = 0;
     Py_CLEAR(self->on_error);
     Py_CLEAR(self->challenge);
     return 0;

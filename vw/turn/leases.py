@@ -110,7 +110,9 @@ class ChannelPoller(DatagramPoller):
         self._readers[fd] = (self._clients, self._readers[fd][1], False)
 
     def remove(self, sock: socket.socket) -> None:
-        """Stop reading ``sock`` and end the leases through it (before it is closed)."""
+        """Stop reading ``sock``, send what is queued and end the leases through it (before
+        it is closed: no queued datagram or lease may name a reused descriptor)."""
+        self.relay.flush()
         fd = sock.fileno()
         self.revoke(fd)
         reader = self._readers.pop(fd, None)
@@ -121,6 +123,12 @@ class ChannelPoller(DatagramPoller):
             for relay in self._readers.values():
                 relay[0].clear()
         super().remove(sock)
+
+    def send(self, sock: socket.socket, data: bytes, address: Address) -> None:
+        """Send a datagram from ``sock``: while the relay reads, in its queue, after what it
+        relayed before and in one burst with the rest."""
+        if not self.relay.send(sock.fileno(), data, address):
+            sock.sendto(data, address)
 
     def _read(self) -> None:
         if self._reactor_epoll < 0:

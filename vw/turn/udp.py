@@ -46,7 +46,7 @@ class RelaySocket:
     def send(self, data: bytes, address: Address) -> None:
         """Send a datagram; one the kernel refuses is dropped like any lost datagram."""
         try:
-            self.socket.sendto(data, address)
+            self.poller.send(self.socket, data, address)
         except OSError:
             pass
 
