@@ -34,7 +34,7 @@ def nothing_waits(sock: socket.socket) -> bool:
 def test_outside_drain_nothing_is_queued(sockets: Sockets) -> None:
     relay = ChannelRelay(fail_test)
     assert relay.send(sockets.listening.fileno(), b"x", sockets.address(sockets.client)) is False
-    relay.flush()
+    relay.flush(sockets.listening.fileno())
     assert nothing_waits(sockets.client)
 
 
@@ -188,3 +188,22 @@ def test_a_socket_removed_from_the_poller_first_sends_what_it_queued() -> None:
         for relay_socket in (reading, *opened):
             relay_socket.close()
         destination.close()
+
+
+def test_flush_sends_only_when_the_socket_has_datagrams_queued(sockets: Sockets) -> None:
+    relay = ChannelRelay(fail_test)
+    listening = sockets.listening.fileno()
+    waiting: list[bool] = []
+
+    def handler(data: bytes, address: Address) -> None:
+        assert relay.send(listening, b"answer", address)
+        relay.flush(sockets.relay.fileno())
+        waiting.append(nothing_waits(sockets.client))
+        relay.flush(listening)
+        waiting.append(nothing_waits(sockets.client))
+
+    sockets.client.sendto(b"request", sockets.address(sockets.listening))
+    assert read(relay, listening, {}, NOW, 16, handler, False) == 1
+    assert waiting == [True, False]
+    assert sockets.client.recv(100) == b"answer"
+    assert nothing_waits(sockets.client)

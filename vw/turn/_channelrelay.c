@@ -999,9 +999,18 @@ ChannelRelay_send(ChannelRelay *self, PyObject *args)
 }
 
 static PyObject *
-ChannelRelay_flush(ChannelRelay *self, PyObject *Py_UNUSED(ignored))
+ChannelRelay_flush(ChannelRelay *self, PyObject *args)
 {
-    flush(self);
+    int fd;
+    if (!PyArg_ParseTuple(args, "i:flush", &fd)) {
+        return NULL;
+    }
+    for (int i = 0; i < self->pending; i++) {
+        if (self->out_fd[i] == fd) {
+            flush(self);
+            break;
+        }
+    }
     Py_RETURN_NONE;
 }
 
@@ -1012,9 +1021,9 @@ static PyMethodDef ChannelRelay_methods[] = {
      "numeric address (host, port) with what it relays, in order, and return True; the queue\n"
      "leaves before drain() returns. Otherwise (not reading, a scoped or non-numeric host)\n"
      "return False: the caller sends it."},
-    {"flush", (PyCFunction)ChannelRelay_flush, METH_NOARGS,
-     "flush()\n\n"
-     "Send what is queued now: before a socket that may be in the queue is closed."},
+    {"flush", (PyCFunction)ChannelRelay_flush, METH_VARARGS,
+     "flush(fd)\n\n"
+     "Send what is queued now if any of it leaves by the socket fd: before it is closed."},
     {"drain", (PyCFunction)ChannelRelay_drain, METH_VARARGS,
      "drain(epoll_fd, readers, clock, budget, per_socket) -> datagrams read\n\n"
      "Read the sockets the epoll object reports ready, up to per_socket datagrams from one at\n"

@@ -112,8 +112,8 @@ class ChannelPoller(DatagramPoller):
     def remove(self, sock: socket.socket) -> None:
         """Stop reading ``sock``, send what is queued and end the leases through it (before
         it is closed: no queued datagram or lease may name a reused descriptor)."""
-        self.relay.flush()
         fd = sock.fileno()
+        self.relay.flush(fd)
         self.revoke(fd)
         reader = self._readers.pop(fd, None)
         if reader is not None and not reader[2]:  # a listening port: every lease ends
