@@ -69,7 +69,8 @@ class DatagramPoller:
             self.reactor.removeReader(self)
 
     def send(self, sock: socket.socket, data: bytes, address: Address) -> None:
-        """Send a datagram from ``sock``, one of the poller's (OSError if the kernel refuses)."""
+        """Send a datagram from ``sock``, one of the poller's: OSError if the kernel refuses it
+        now (a subclass may send later, and then drop it as UDP may)."""
         sock.sendto(data, address)
 
     def fileno(self) -> int:

@@ -28,10 +28,11 @@
  * System calls come in batches: a socket is read with recvmmsg, and relayed datagrams wait in
  * the object's slots until the pass over the ready sockets is done or the slots are full; then
  * consecutive ones leaving by the same socket go in one sendmmsg. What the Python handlers send
- * meanwhile joins the same queue (send()), so order holds; a batch that held requests is
- * sent as soon as it is done, so their answers leave in a burst, without waiting for the
- * pass: waking a client that sleeps costs the sender several times what the datagram does. Send
- * errors are ignored, as the Python senders ignore them: UDP may lose a datagram.
+ * meanwhile joins the same queue (send()), so order holds. A batch that reached Python or was
+ * answered here is sent as soon as it is done, so the answers to its requests leave in a
+ * burst without waiting for the pass: waking a client that sleeps costs the sender several
+ * times what the datagram does. Send errors are ignored, as the Python senders ignore them:
+ * UDP may lose a datagram.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -626,9 +627,9 @@ challengeable(const unsigned char *message, Py_ssize_t size, int *fingerprinted)
 
 /* A request from ``source`` on ``fd`` that the live ``challenge`` covers (``since <= now <
  * until``), answered in place (``message`` has room after it): 1 once answered or refused by
- * admit(source, now); 0 for Python to answer (no such challenge, another request, an answer over the
- * amplification limit, admit failed with an Exception, which went to on_error); -1 with an
- * exception set that admit raised and is no Exception. */
+ * admit(source, now); 0 for Python to answer (no such challenge, another request, an answer
+ * over the amplification limit, admit failed with an Exception, which went to on_error); -1
+ * with an exception set that admit raised and is no Exception. */
 static int
 answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
                  Py_ssize_t size, const struct sockaddr_storage *source)
@@ -685,9 +686,9 @@ answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
 }
 
 /* Read up to ``limit`` datagrams from ``fd`` at once: relay the leased ones, hand the others
- * to ``received``; if any was a request, send the queue (its answers among it). How many were
- * read, or -1 with an exception set (the clock's, or one a handler raised that is no
- * Exception). */
+ * to ``received``; if any reached Python or was answered here, send the queue (the answers
+ * among it). How many were read, or -1 with an exception set (the clock's, or one a handler
+ * raised that is no Exception). */
 static int
 read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int limit,
             PyObject *received, int from_peers)
@@ -723,7 +724,7 @@ read_socket(ChannelRelay *self, int fd, PyObject *leases, PyObject *clock, int l
     }
     self->used += count;
     unsigned char key[KEY_MAX];
-    int answered = 0;  /* requests in the batch: their answers leave with it */
+    int answered = 0;  /* requests in the batch, maybe: what answers them leaves with it */
     for (int i = 0; i < count; i++) {
         unsigned char *data = self->slots[first + i].bytes + HEADROOM;
         Py_ssize_t size = (Py_ssize_t)self->in[i].msg_len;
@@ -789,7 +790,8 @@ reader_of(PyObject *readers, int fd)
 }
 
 /* One pass over the sockets ``epoll_fd`` reports ready (see drain()), adding the datagrams read
- * to ``*total``; what it relayed and send() queued is sent before it returns. 0, or -1 with an exception set. */
+ * to ``*total``; what it relayed and send() queued is sent before it returns. 0, or -1 with an
+ * exception set. */
 static int
 drain_ready(ChannelRelay *self, int epoll_fd, PyObject *readers, PyObject *clock, int budget,
             int per_socket, int *total)
@@ -945,8 +947,8 @@ ChannelRelay_drain(ChannelRelay *self, PyObject *args)
     return failed ? NULL : PyLong_FromLong(total);
 }
 
-/* ``host`` and ``port`` (a numeric IPv4 or unscoped IPv6 address) as a socket address: its
- * length, or 0 if they are no such thing. */
+/* ``address``, a (host, port) tuple of a numeric IPv4 or unscoped IPv6 address, as a socket
+ * address: its length, or 0 if it is no such thing. */
 static socklen_t
 destination_of(PyObject *address, struct sockaddr_storage *destination)
 {
@@ -955,9 +957,10 @@ destination_of(PyObject *address, struct sockaddr_storage *destination)
             || !PyLong_CheckExact(PyTuple_GET_ITEM(address, 1))) {
         return 0;
     }
-    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(address, 0));
+    Py_ssize_t size;
+    const char *host = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(address, 0), &size);
     long port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1));
-    if (host == NULL || port < 0 || port > 0xFFFF) {
+    if (host == NULL || strlen(host) != (size_t)size || port < 0 || port > 0xFFFF) {
         PyErr_Clear();
         return 0;
     }
@@ -982,7 +985,7 @@ ChannelRelay_send(ChannelRelay *self, PyObject *args)
 {
     int fd;
     PyObject *data, *address;
-    if (!PyArg_ParseTuple(args, "iSO:send", &fd, &data, &address)) {
+    if (!PyArg_ParseTuple(args, "iOO:send", &fd, &data, &address)) {
         return NULL;
     }
     struct sockaddr_storage destination;
@@ -1017,10 +1020,11 @@ ChannelRelay_flush(ChannelRelay *self, PyObject *args)
 static PyMethodDef ChannelRelay_methods[] = {
     {"send", (PyCFunction)ChannelRelay_send, METH_VARARGS,
      "send(fd, data, (host, port)) -> queued\n\n"
-     "While drain() reads (in its handlers), queue data for the socket fd to send to the\n"
-     "numeric address (host, port) with what it relays, in order, and return True; the queue\n"
-     "leaves before drain() returns. Otherwise (not reading, a scoped or non-numeric host)\n"
-     "return False: the caller sends it."},
+     "While drain() reads (in its handlers), queue data (bytes) for the socket fd to send to\n"
+     "the numeric address (host, port) with what it relays, in order, and return True; the\n"
+     "queue leaves before drain() returns, and send errors are ignored. Otherwise (not\n"
+     "reading, data of another type, a scoped or non-numeric host) return False: the caller\n"
+     "sends it."},
     {"flush", (PyCFunction)ChannelRelay_flush, METH_VARARGS,
      "flush(fd)\n\n"
      "Send what is queued now if any of it leaves by the socket fd: before it is closed."},
