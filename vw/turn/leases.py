@@ -22,6 +22,11 @@ leases it (:meth:`~vw.turn.allocations.TurnCore.challenge`) for that nonce's sec
 relay answers with it, asking the core for each client whether its budget of unauthenticated
 requests allows it (which counts the 401 too).
 
+What the Python handlers send while the relay reads (answers, media it did not relay) goes
+through :meth:`ChannelPoller.send` into the relay's own queue, after what the relay queued
+before; a batch of datagrams that reached Python leaves in one ``sendmmsg`` once it is done,
+so a busy server wakes each client once per burst rather than once per answer.
+
 Under Twisted's epoll reactor the relay also lingers: after a wake-up, it waits on the
 reactor's own epoll object and reads again while nothing else is ready there, up to the
 reactor's next timer, so a stream of media costs no Python per wake-up and a stream of
