@@ -157,6 +157,36 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+#: A server is quiet after this long without a CPU tick.
+QUIET_S = 0.5
+#: The longest a server is given to finish what a run left it (closing allocations...).
+SETTLE_LIMIT_S = 10.0
+
+
+def settle(server: Server) -> float:
+    """Wait until ``server`` has used no CPU for :data:`QUIET_S` (at most
+    :data:`SETTLE_LIMIT_S`), and return the CPU seconds it used meanwhile: work a run left
+    it (coturn frees deleted allocations on its timers after the last answer), which is
+    charged to that run and must not share the machine with the next one."""
+    start = last = server.cpu()
+    quiet_since = time.monotonic()
+    deadline = quiet_since + SETTLE_LIMIT_S
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_S:
+        time.sleep(0.05)
+        now = server.cpu()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+    return last - start
+
+
+def steal_seconds() -> float:
+    """CPU seconds the hypervisor gave other guests while this machine wanted them, summed
+    over its CPUs so far (``steal`` in /proc/stat): what tells a stalled VM from a slow
+    server."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / CLK_TCK  # cpu user nice system idle iowait irq softirq steal
+
+
 def udp_errors() -> dict[str, int]:
     """The machine's UDP receive-error counters (/proc/net/snmp): datagrams the kernel
     dropped, mostly for a full receive buffer. Machine-wide: other processes count too."""
@@ -325,7 +355,7 @@ def relay_run(p: Params, server: Server, peer_port: int, mode: str) -> dict[str,
     """One uclient run; server CPU and uclient's totals."""
     command = uclient_command(p, server.port, peer_port, mode)
     stats0, wall0, errors0 = server.stats(), time.perf_counter(), udp_errors()
-    cpu0, sys0 = server.cpu(), server.system_cpu()
+    cpu0, sys0, steal0 = server.cpu(), server.system_cpu(), steal_seconds()
     try:
         done = subprocess.run(command, capture_output=True, text=True,
                               timeout=p.phase_timeout, check=False)
@@ -333,7 +363,10 @@ def relay_run(p: Params, server: Server, peer_port: int, mode: str) -> dict[str,
     except subprocess.TimeoutExpired as e:
         output = ((e.stdout or b"").decode(errors="replace")
                   + (e.stderr or b"").decode(errors="replace") + "\n(timed out)")
-    cpu, wall = server.cpu() - cpu0, time.perf_counter() - wall0
+    wall = time.perf_counter() - wall0
+    steal = steal_seconds() - steal0
+    deferred = settle(server)
+    cpu = server.cpu() - cpu0
     system = server.system_cpu() - sys0
     stats1, errors1 = server.stats(), udp_errors()
     totals = re.search(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", output, re.M)
@@ -347,10 +380,10 @@ def relay_run(p: Params, server: Server, peer_port: int, mode: str) -> dict[str,
         "lost": int(lost[1]) if lost else None,
         "transmit_s": int(transmit[1]) if transmit else None,
         "relayed": 2 * received, "server_cpu_s": cpu, "server_system_s": system,
-        "wall_s": wall,
+        "wall_s": wall, "machine_steal_s": steal, "deferred_cpu_s": deferred,
         "relayed_per_cpu_s": 2 * received / cpu if cpu > 0 else float("nan"),
         "us_per_relayed": 1e6 * cpu / max(2 * received, 1),
-        "server_cpu_share": cpu / wall,
+        "server_cpu_share": (cpu - deferred) / wall,
         "udp_rcvbuf_errors": errors1["RcvbufErrors"] - errors0["RcvbufErrors"],
     }
     if stats0 and stats1:
@@ -576,9 +609,12 @@ def alloc_run(p: Params, server: Server) -> dict[str, Any]:
     """``allocations`` create-and-delete cycles, ``alloc_sockets`` at a time."""
     allocator = Allocator(server.port, hold=False)
     cpu0, sys0 = server.cpu(), server.system_cpu()
-    wall0, own0 = time.perf_counter(), time.process_time()
+    wall0, own0, steal0 = time.perf_counter(), time.process_time(), steal_seconds()
     allocator.run(p.allocations, p.alloc_sockets, time.monotonic() + p.phase_timeout)
-    cpu, wall = server.cpu() - cpu0, time.perf_counter() - wall0
+    wall = time.perf_counter() - wall0
+    steal = steal_seconds() - steal0
+    deferred = settle(server)
+    cpu = server.cpu() - cpu0
     system = server.system_cpu() - sys0
     own = time.process_time() - own0
     allocator.selector.close()
@@ -586,10 +622,10 @@ def alloc_run(p: Params, server: Server) -> dict[str, Any]:
     return {"allocations": s.allocations, "deletions": s.deletions, "failures": s.failures,
             "retransmissions": s.retransmissions, "errors": dict(s.errors),
             "server_cpu_s": cpu, "server_system_s": system, "wall_s": wall,
-            "client_cpu_s": own,
+            "client_cpu_s": own, "machine_steal_s": steal, "deferred_cpu_s": deferred,
             "alloc_per_s": s.allocations / wall,
             "alloc_per_cpu_s": s.allocations / cpu if cpu > 0 else float("nan"),
-            "server_cpu_share": cpu / wall}
+            "server_cpu_share": (cpu - deferred) / wall}
 
 
 def memory_run(p: Params, server: Server) -> dict[str, Any]:
