@@ -12,7 +12,8 @@ their 401). Each phase is bounded in count and time.
     channels (ChannelData, uclient without ``-s``: the main figure) and over Send/Data
     indications (``-s``). Relayed packets = 2 x the messages uclient got back: each completed
     round trip crossed the server twice, client -> peer and peer -> client. Divided by the
-    server's CPU seconds (user + system, ``/proc/PID/stat``, every thread) over the run.
+    server's CPU seconds (user + system, ``/proc/PID/stat``, every thread) over the run and
+    until it has been quiet for 0.5 s (what a run leaves a server to do is charged to it).
 (2) allocations: K concurrent UDP sockets, a fresh socket per allocation, each from a
     loopback address of its own (127.1.x.y), doing what a browser does: Allocate (28 bytes;
     401 with REALM and NONCE), Allocate with REST credentials, then Refresh with LIFETIME 0.
