@@ -347,6 +347,8 @@ def test_the_service_leases_each_seconds_challenge(turn: Turn) -> None:
     assert len({answer.transaction_id for answer in answers}) == 5
     compiled = turn.service.registry.get_sample_value("vw_turn_compiled_challenges")
     assert compiled == (3 if turn.service.channels is not None else None)
+    errors = turn.service.registry.get_sample_value("vw_turn_compiled_send_errors")
+    assert errors == (0 if turn.service.channels is not None else None)
     assert turn.service.core.stats.refusals["401"] == 5
 
 

@@ -238,3 +238,20 @@ def test_a_batch_answered_with_the_leased_401_is_sent_before_the_next_socket_is_
         assert relay.drain(ready.fileno(), readers, clock, 16, 16) == 2
     assert seen == [(1, True)]
     assert sockets.client.recv(200)[:2] == b"\x01\x13"
+
+
+def test_a_datagram_the_kernel_refuses_is_counted_and_the_rest_still_leave(
+        sockets: Sockets) -> None:
+    """An IPv6 destination from an IPv4 socket: sendmmsg refuses that one datagram."""
+    relay = ChannelRelay(fail_test)
+    listening = sockets.listening.fileno()
+
+    def handler(data: bytes, address: Address) -> None:
+        assert relay.send(listening, b"before", address)
+        assert relay.send(listening, b"refused", ("::1", 9))
+        assert relay.send(listening, b"after", address)
+
+    sockets.client.sendto(b"request", sockets.address(sockets.listening))
+    assert read(relay, listening, {}, NOW, 16, handler, False) == 1
+    assert relay.send_errors == 1
+    assert [sockets.client.recv(100) for _ in range(2)] == [b"before", b"after"]

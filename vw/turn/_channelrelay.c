@@ -31,8 +31,8 @@
  * meanwhile joins the same queue (send()), so order holds. A batch that reached Python or was
  * answered here is sent as soon as it is done, so the answers to its requests leave in a
  * burst without waiting for the pass: waking a client that sleeps costs the sender several
- * times what the datagram does. Send errors are ignored, as the Python senders ignore them:
- * UDP may lose a datagram.
+ * times what the datagram does. A datagram the kernel refuses is dropped, as UDP may lose
+ * one, and counted (send_errors).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -90,6 +90,7 @@ typedef struct {
     unsigned long long bytes_to_peers;
     unsigned long long bytes_to_clients;
     unsigned long long challenges;
+    unsigned long long send_errors;
     /* None, or (listening fd, attributes, since, until, amplification limit, admit): see
      * answer_challenge() */
     PyObject *challenge;
@@ -326,7 +327,13 @@ flush(ChannelRelay *self)
             if (sent < 0 && errno == EINTR) {
                 continue;
             }
-            start += sent > 0 ? sent : 1;  /* an error is the first datagram's: drop it */
+            if (sent > 0) {
+                start += sent;
+            }
+            else {  /* an error is the first datagram's: drop it */
+                self->send_errors++;
+                start++;
+            }
         }
     }
     for (int i = 0; i < self->pending; i++) {
@@ -1022,9 +1029,9 @@ static PyMethodDef ChannelRelay_methods[] = {
      "send(fd, data, (host, port)) -> queued\n\n"
      "While drain() reads (in its handlers), queue data (bytes) for the socket fd to send to\n"
      "the numeric address (host, port) with what it relays, in order, and return True; the\n"
-     "queue leaves before drain() returns, and send errors are ignored. Otherwise (not\n"
-     "reading, data of another type, a scoped or non-numeric host) return False: the caller\n"
-     "sends it."},
+     "queue leaves before drain() returns (a datagram the kernel refuses counts in\n"
+     "send_errors). Otherwise (not reading, data of another type, a scoped or non-numeric\n"
+     "host) return False: the caller sends it."},
     {"flush", (PyCFunction)ChannelRelay_flush, METH_VARARGS,
      "flush(fd)\n\n"
      "Send what is queued now if any of it leaves by the socket fd: before it is closed."},
@@ -1109,6 +1116,8 @@ static PyMemberDef ChannelRelay_members[] = {
      "application bytes relayed to peers"},
     {"bytes_to_clients", T_ULONGLONG, offsetof(ChannelRelay, bytes_to_clients), READONLY,
      "application bytes relayed to clients"},
+    {"send_errors", T_ULONGLONG, offsetof(ChannelRelay, send_errors), READONLY,
+     "queued datagrams the kernel refused (dropped, as UDP may)"},
     {"challenges", T_ULONGLONG, offsetof(ChannelRelay, challenges), READONLY,
      "Allocate requests answered with the leased challenge"},
     {"challenge", T_OBJECT, offsetof(ChannelRelay, challenge), 0,

@@ -392,6 +392,10 @@ class TurnService(MultiService):
                                "401s the compiled relay sent (in the refusals too)",
                                registry=self.registry)
             challenges.set_function(lambda: relay.challenges)
+            send_errors = Gauge("vw_turn_compiled_send_errors",
+                                "Datagrams the compiled relay's sendmmsg had refused (dropped)",
+                                registry=self.registry)
+            send_errors.set_function(lambda: relay.send_errors)
         for key in ("malformed", "dropped", "to_peers", "to_clients", "bytes_to_peers",
                     "bytes_to_clients"):
             gauge = Gauge(f"vw_turn_{key}", f"TURN {key.replace('_', ' ')}",
