@@ -188,6 +188,26 @@ def steal_seconds() -> float:
     return int(fields[8]) / CLK_TCK  # cpu user nice system idle iowait irq softirq steal
 
 
+class Usage:
+    """What a server uses over a run, from when this is made to :meth:`stop`."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.cpu0, self.system0 = server.cpu(), server.system_cpu()
+        self.wall0, self.steal0 = time.perf_counter(), steal_seconds()
+
+    def stop(self) -> dict[str, float]:
+        """The run's figures, the server's deferred work (:func:`settle`) included in its
+        CPU but not in its share of the run's wall time."""
+        wall = time.perf_counter() - self.wall0
+        steal = steal_seconds() - self.steal0
+        deferred = settle(self.server)
+        cpu = self.server.cpu() - self.cpu0
+        return {"server_cpu_s": cpu, "server_system_s": self.server.system_cpu() - self.system0,
+                "wall_s": wall, "machine_steal_s": steal, "deferred_cpu_s": deferred,
+                "server_cpu_share": (cpu - deferred) / wall}
+
+
 def udp_errors() -> dict[str, int]:
     """The machine's UDP receive-error counters (/proc/net/snmp): datagrams the kernel
     dropped, mostly for a full receive buffer. Machine-wide: other processes count too."""
@@ -355,8 +375,7 @@ def uclient_command(p: Params, port: object, peer_port: object, mode: str) -> li
 def relay_run(p: Params, server: Server, peer_port: int, mode: str) -> dict[str, Any]:
     """One uclient run; server CPU and uclient's totals."""
     command = uclient_command(p, server.port, peer_port, mode)
-    stats0, wall0, errors0 = server.stats(), time.perf_counter(), udp_errors()
-    cpu0, sys0, steal0 = server.cpu(), server.system_cpu(), steal_seconds()
+    stats0, errors0, usage = server.stats(), udp_errors(), Usage(server)
     try:
         done = subprocess.run(command, capture_output=True, text=True,
                               timeout=p.phase_timeout, check=False)
@@ -364,11 +383,8 @@ def relay_run(p: Params, server: Server, peer_port: int, mode: str) -> dict[str,
     except subprocess.TimeoutExpired as e:
         output = ((e.stdout or b"").decode(errors="replace")
                   + (e.stderr or b"").decode(errors="replace") + "\n(timed out)")
-    wall = time.perf_counter() - wall0
-    steal = steal_seconds() - steal0
-    deferred = settle(server)
-    cpu = server.cpu() - cpu0
-    system = server.system_cpu() - sys0
+    used = usage.stop()
+    cpu = used["server_cpu_s"]
     stats1, errors1 = server.stats(), udp_errors()
     totals = re.search(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", output, re.M)
     if totals is None:
@@ -380,11 +396,9 @@ def relay_run(p: Params, server: Server, peer_port: int, mode: str) -> dict[str,
         "sent": sent, "received": received, "expected": p.clients * p.messages,
         "lost": int(lost[1]) if lost else None,
         "transmit_s": int(transmit[1]) if transmit else None,
-        "relayed": 2 * received, "server_cpu_s": cpu, "server_system_s": system,
-        "wall_s": wall, "machine_steal_s": steal, "deferred_cpu_s": deferred,
+        "relayed": 2 * received, **used,
         "relayed_per_cpu_s": 2 * received / cpu if cpu > 0 else float("nan"),
         "us_per_relayed": 1e6 * cpu / max(2 * received, 1),
-        "server_cpu_share": (cpu - deferred) / wall,
         "udp_rcvbuf_errors": errors1["RcvbufErrors"] - errors0["RcvbufErrors"],
     }
     if stats0 and stats1:
@@ -609,24 +623,18 @@ class Allocator:
 def alloc_run(p: Params, server: Server) -> dict[str, Any]:
     """``allocations`` create-and-delete cycles, ``alloc_sockets`` at a time."""
     allocator = Allocator(server.port, hold=False)
-    cpu0, sys0 = server.cpu(), server.system_cpu()
-    wall0, own0, steal0 = time.perf_counter(), time.process_time(), steal_seconds()
+    own0, usage = time.process_time(), Usage(server)
     allocator.run(p.allocations, p.alloc_sockets, time.monotonic() + p.phase_timeout)
-    wall = time.perf_counter() - wall0
-    steal = steal_seconds() - steal0
-    deferred = settle(server)
-    cpu = server.cpu() - cpu0
-    system = server.system_cpu() - sys0
     own = time.process_time() - own0
+    used = usage.stop()
     allocator.selector.close()
     s = allocator.stats
+    cpu = used["server_cpu_s"]
     return {"allocations": s.allocations, "deletions": s.deletions, "failures": s.failures,
-            "retransmissions": s.retransmissions, "errors": dict(s.errors),
-            "server_cpu_s": cpu, "server_system_s": system, "wall_s": wall,
-            "client_cpu_s": own, "machine_steal_s": steal, "deferred_cpu_s": deferred,
-            "alloc_per_s": s.allocations / wall,
-            "alloc_per_cpu_s": s.allocations / cpu if cpu > 0 else float("nan"),
-            "server_cpu_share": (cpu - deferred) / wall}
+            "retransmissions": s.retransmissions, "errors": dict(s.errors), **used,
+            "client_cpu_s": own,
+            "alloc_per_s": s.allocations / used["wall_s"],
+            "alloc_per_cpu_s": s.allocations / cpu if cpu > 0 else float("nan")}
 
 
 def memory_run(p: Params, server: Server) -> dict[str, Any]:

@@ -274,14 +274,21 @@ lease_int(PyObject *lease, Py_ssize_t index, long low, long high)
     return value < low || value > high ? -1 : value;
 }
 
+/* The length of ``address``, an IPv4 or IPv6 socket address. */
+static socklen_t
+address_length(const struct sockaddr_storage *address)
+{
+    return address->ss_family == AF_INET
+        ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
 /* (host, port) of ``source``, as Python's socket.recvfrom gives its first two items (a
  * scoped IPv6 address with its %scope). */
 static PyObject *
 source_address(const struct sockaddr_storage *source)
 {
     char host[NI_MAXHOST];
-    socklen_t length = source->ss_family == AF_INET
-        ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    socklen_t length = address_length(source);
     unsigned short port = source->ss_family == AF_INET
         ? ((const struct sockaddr_in *)source)->sin_port
         : ((const struct sockaddr_in6 *)source)->sin6_port;
@@ -684,8 +691,7 @@ answer_challenge(ChannelRelay *self, int fd, double now, unsigned char *message,
             put16(fingerprint + 2, 4);
             put32(fingerprint + 4, crc32_of(message, length - 8) ^ FINGERPRINT_XOR);
         }
-        queue(self, fd, message, (size_t)length, source, source->ss_family == AF_INET
-              ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+        queue(self, fd, message, (size_t)length, source, address_length(source));
         self->challenges++;
     }
     Py_DECREF(challenge);

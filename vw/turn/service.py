@@ -388,14 +388,11 @@ class TurnService(MultiService):
                              registry=self.registry)
             relay = self.channels.relay
             compiled.set_function(lambda: relay.to_peers + relay.to_clients)
-            challenges = Gauge("vw_turn_compiled_challenges",
-                               "401s the compiled relay sent (in the refusals too)",
-                               registry=self.registry)
-            challenges.set_function(lambda: relay.challenges)
-            send_errors = Gauge("vw_turn_compiled_send_errors",
-                                "Datagrams the compiled relay's sendmmsg had refused (dropped)",
-                                registry=self.registry)
-            send_errors.set_function(lambda: relay.send_errors)
+            for key, about in (
+                    ("challenges", "401s the compiled relay sent (in the refusals too)"),
+                    ("send_errors", "Datagrams the compiled relay's sendmmsg refused (dropped)")):
+                counter = Gauge(f"vw_turn_compiled_{key}", about, registry=self.registry)
+                counter.set_function(lambda key=key: getattr(relay, key))
         for key in ("malformed", "dropped", "to_peers", "to_clients", "bytes_to_peers",
                     "bytes_to_clients"):
             gauge = Gauge(f"vw_turn_{key}", f"TURN {key.replace('_', ' ')}",
