@@ -47,11 +47,12 @@ from vw.stun import (
     RequestedTransport,
     UnknownAttributes,
     Username,
+    XorMappedAddress,
     XorPeerAddress,
     check_integrity,
     long_term_key,
 )
-from vw.turn.allocations import Address, Output, TurnCore
+from vw.turn.allocations import Address, Client, Output, StreamClient, TurnCore
 from vw.turn.auth import Nonces, rest_password
 from vw.turn.peers import PeerPolicy
 from vw.turn.stream import TurnStreamProtocol
@@ -715,7 +716,7 @@ class StreamService:
 
     def __init__(self, core: TurnCore) -> None:
         self.core = core
-        self.streams: dict[Address, TurnStreamProtocol] = {}
+        self.streams: dict[Client, TurnStreamProtocol] = {}
         self.peer_connections: dict[int, object] = {}
         self.performed: list[Output] = []
 
@@ -771,7 +772,7 @@ def test_stream_gets_protocol_answers_or_is_closed(data: bytes, cuts: list[int])
         for out in service.performed:
             assert out.kind in ("client", "peer", "close"), out
             if out.kind == "client":
-                assert out.address == client
+                assert out.address == protocol.client
                 if out.data[0] < 0x40:
                     assert Message.parse(out.data).message_class in (
                         MessageClass.SUCCESS, MessageClass.ERROR)
@@ -801,4 +802,41 @@ def test_stream_relays_for_an_allocated_client_and_closes_on_garbage() -> None:
     assert not transport.disconnecting
     protocol.dataReceived(b"\xff" + bytes(7))
     assert transport.disconnecting
+    witness_relays(core)
+
+
+def test_one_address_over_udp_tcp_and_tls_holds_three_allocations() -> None:
+    """RFC 8656 §2: the 5-tuple names an allocation. A UDP client and two connections (to the
+    TCP and the TLS port) from the same host and port are three clients: each allocates, is
+    answered on its own transport, and deleting one leaves the others."""
+    address = ("198.51.100.14", 14)
+    core = arena()
+    arena_clients = set(core.allocations)
+    service = StreamService(core)
+    protocols = []
+    for server_port in (3478, 5349):
+        protocol = TurnStreamProtocol(cast("TurnService", service))
+        protocol.makeConnection(StringTransport(
+            hostAddress=IPv4Address("TCP", "192.0.2.1", server_port),
+            peerAddress=IPv4Address("TCP", *address)))
+        protocols.append(protocol)
+    assert [p.client for p in protocols] == [
+        StreamClient(*address, ("192.0.2.1", 3478)), StreamClient(*address, ("192.0.2.1", 5349))]
+    over_udp = core.client_datagram(request(Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP)),
+                                    address, NOW)
+    assert error(answer(over_udp, address)) is None
+    for protocol in protocols:
+        protocol.dataReceived(request(Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP)))
+    streamed = [(out.address, Message.parse(out.data)) for out in service.performed]
+    assert [(client, error(reply)) for client, reply in streamed] == [
+        (p.client, None) for p in protocols]
+    assert all(reply.get(XorMappedAddress) == XorMappedAddress(*address)
+               for _, reply in streamed)
+    relays = {core.allocations[client].relay for client in (address, *service.streams)}
+    assert len(relays) == 3
+    deleted = core.client_datagram(request(Method.REFRESH, Lifetime(0)), address, NOW)
+    assert error(answer(deleted[:1], address)) is None
+    assert set(core.allocations) - arena_clients == {p.client for p in protocols}
+    protocols[0].connectionLost()
+    assert set(core.allocations) - arena_clients == {protocols[1].client}
     witness_relays(core)

@@ -11,9 +11,11 @@ RFC 6062 allocations, opens relay ports through the ``open_relay`` callback, and
     for out in core.client_datagram(frame, client, now):
         glue.perform(out)  # send to a client or a peer, connect, splice or close
 
-A client's allocation is keyed by its address alone: one listening port per transport makes
-the server side of the 5-tuple implicit. Malformed input is dropped and counted in
-:attr:`TurnCore.stats`; every error answer is counted by reason.
+A client's allocation is keyed by its :data:`Client` key, which the glue makes one per
+5-tuple (RFC 8656 §2): a UDP client's (host, port), or a :class:`StreamClient`, which also
+names the TCP or TLS connection's server address and never equals a UDP client's key.
+Malformed input is dropped and counted in :attr:`TurnCore.stats`; every error answer is
+counted by reason.
 
 The relay fast paths do the same without Output objects: :meth:`TurnCore.relay_client_datagram`
 gives data for a peer as a :data:`PeerHop` tuple, :meth:`TurnCore.peer_to_client` what to send
@@ -74,6 +76,19 @@ from vw.turn.peers import PeerPolicy
 
 Address = tuple[str, int]
 
+
+class StreamClient(NamedTuple):
+    """The key of a client on a TCP or TLS connection: its address and the server address it
+    reached. Unlike a bare (host, port), it tells the transports and listeners apart."""
+
+    host: str
+    port: int
+    server: Address
+
+
+#: A client's key: (host, port) over UDP, a :class:`StreamClient` over TCP and TLS.
+Client = Address | StreamClient
+
 #: Seconds a reserved port (EVEN-PORT with R) waits for its RESERVATION-TOKEN (RFC 8656 §7.2).
 RESERVATION_LIFETIME = 30
 #: Seconds a peer TCP connection waits for its ConnectionBind (RFC 6062 §5.3, §5.4).
@@ -88,7 +103,7 @@ class RelayRequest:
     ``family``, an ``even`` port and the next one reserved (``reserve_next``), the
     ``dont_fragment`` bit, or the port reserved earlier (``reserved``)."""
 
-    client: Address
+    client: Client
     transport: int = TRANSPORT_UDP
     family: int = FAMILY_IPV4
     even: bool = False
@@ -108,7 +123,7 @@ class RelayGrant:
 #: The relay fast paths' answers: (relay port, data, peer) to send from a relay port, and
 #: (data, client) to send to a client.
 PeerHop = tuple[Address, bytes, Address]
-ClientHop = tuple[bytes, Address]
+ClientHop = tuple[bytes, Client]
 
 #: Opens a relay port; None when none is free (answered 508).
 OpenRelay = Callable[[RelayRequest], RelayGrant | None]
@@ -131,7 +146,7 @@ class Output(NamedTuple):
 
     kind: OutputKind
     data: bytes
-    address: Address
+    address: Client
     relay: Address | None = None
     connection: int | None = None
 
@@ -158,7 +173,7 @@ class Stats:
 class Allocation:
     """One client's relay: permissions by peer IP and channels, each with its expiry time."""
 
-    client: Address
+    client: Client
     relay: Address
     username: str
     expires: float
@@ -198,7 +213,7 @@ class PeerConnection:
     request: Message | None = None
     key: bytes | None = None
     sha256: bool = False
-    data_client: Address | None = None
+    data_client: Client | None = None
 
 
 @dataclass
@@ -256,9 +271,9 @@ class TurnCore:
     #: (:meth:`channel_route`, :meth:`peer_route`) given out for it no longer hold.
     routes_changed: Callable[[Address], None] = field(default=lambda relay: None, repr=False)
     stats: Stats = field(default_factory=Stats)
-    _by_client: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
+    _by_client: dict[Client, Allocation] = field(default_factory=dict, init=False, repr=False)
     _by_relay: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
-    _streams: set[Address] = field(default_factory=set, init=False, repr=False)
+    _streams: set[Client] = field(default_factory=set, init=False, repr=False)
     _per_user: Counter[str] = field(default_factory=Counter, init=False, repr=False)
     _sources: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
     _reservations: dict[bytes, _Reservation] = field(default_factory=dict, init=False,
@@ -278,7 +293,7 @@ class TurnCore:
             raise ValueError("the amplification limit and unauthenticated rate must be positive")
 
     @property
-    def allocations(self) -> Mapping[Address, Allocation]:
+    def allocations(self) -> Mapping[Client, Allocation]:
         """Allocations by client address (expired ones linger until :meth:`expire`)."""
         return self._by_client
 
@@ -289,12 +304,12 @@ class TurnCore:
 
     # --- from clients --------------------------------------------------------------------
 
-    def client_connected(self, client: Address) -> None:
+    def client_connected(self, client: Client) -> None:
         """A client connected over TCP or TLS: its address is proven, and it may ask for TCP
         allocations or bind peer connections."""
         self._streams.add(client)
 
-    def client_gone(self, client: Address) -> list[Output]:
+    def client_gone(self, client: Client) -> list[Output]:
         """The client's TCP or TLS connection closed: its allocation goes with it (RFC 8656
         §3.7), and so does a peer connection spliced to it."""
         self._streams.discard(client)
@@ -307,14 +322,14 @@ class TurnCore:
         closing, self._closing = self._closing, []
         return closing
 
-    def client_datagram(self, data: bytes, client: Address, now: float) -> list[Output]:
+    def client_datagram(self, data: bytes, client: Client, now: float) -> list[Output]:
         """Handle one STUN message or ChannelData frame from ``client``."""
         result = self.relay_client_datagram(data, client, now)
         if type(result) is tuple:
             return [Output("peer", result[1], result[2], result[0])]
         return result  # type: ignore[return-value]
 
-    def relay_client_datagram(self, data: bytes, client: Address,
+    def relay_client_datagram(self, data: bytes, client: Client,
                               now: float) -> PeerHop | list[Output]:
         """:meth:`client_datagram` for the relay fast path: data for a peer (ChannelData, a
         Send indication) comes back as a :data:`PeerHop` rather than in an Output list."""
@@ -339,7 +354,7 @@ class TurnCore:
             return self._drop()
         return self._request(message, data, client, now)
 
-    def _request(self, request: Message, raw: bytes, client: Address,
+    def _request(self, request: Message, raw: bytes, client: Client,
                  now: float) -> list[Output]:
         method = request.method
         handler = self._HANDLERS.get(method)
@@ -352,7 +367,7 @@ class TurnCore:
             elif unknown := request.unknown_comprehension_required():
                 reply = request.error_response(420, UnknownAttributes(tuple(unknown)), reason="")
             else:
-                reply = request.success_response(XorMappedAddress(*client))
+                reply = request.success_response(XorMappedAddress(client[0], client[1]))
             return self._unauthenticated_answer(reply, raw, client, fingerprint=fingerprinted)
         signed = request.get(MessageIntegrity) or request.get(MessageIntegritySha256)
         if signed is None and not self._admit_unauthenticated(client, now):
@@ -377,7 +392,7 @@ class TurnCore:
         data = self._signed(reply, result.key, result.sha256)
         return [Output("client", data, client), *extra, *self._take_closing()]
 
-    def _bad_attribute(self, data: bytes, client: Address, now: float) -> list[Output]:
+    def _bad_attribute(self, data: bytes, client: Client, now: float) -> list[Output]:
         """A request with an attribute that does not decode (a 600-byte USERNAME...): 400
         (RFC 8489 §6.3.1), as an unauthenticated answer."""
         message_type, transaction_id = check_header(data)
@@ -408,7 +423,7 @@ class TurnCore:
             request.error_response(401, *attributes, reason=""), fingerprint=False)
         return (reply[HEADER_LENGTH:], *self.auth.nonces.issue_span(now))
 
-    def challenge_admitted(self, client: Address, now: float) -> bool:
+    def challenge_admitted(self, client: Client, now: float) -> bool:
         """Whether the compiled relay may answer an Allocate without integrity from
         ``client`` with :meth:`challenge`'s 401: yes within the source's budget of
         unauthenticated requests, and the 401 is counted."""
@@ -417,7 +432,7 @@ class TurnCore:
         self.stats.refusals["401"] += 1
         return True
 
-    def _admit_unauthenticated(self, client: Address, now: float) -> bool:
+    def _admit_unauthenticated(self, client: Client, now: float) -> bool:
         """Take one request from the source's budget of requests without valid credentials."""
         bucket = self._sources.get(client[0])
         if bucket is None:
@@ -428,7 +443,7 @@ class TurnCore:
         self.stats.refusals["rate"] += 1
         return False
 
-    def _unauthenticated_answer(self, reply: Message, raw: bytes, client: Address, *,
+    def _unauthenticated_answer(self, reply: Message, raw: bytes, client: Client, *,
                                 fingerprint: bool) -> list[Output]:
         """Answer without integrity, reason phrase or (unless the request had one)
         FINGERPRINT; nothing over UDP when the answer would be more than
@@ -448,7 +463,7 @@ class TurnCore:
         return reply.bytes(fingerprint=fingerprint)
 
     def _allocate(
-        self, request: Message, client: Address, result: AuthResult, now: float
+        self, request: Message, client: Client, result: AuthResult, now: float
     ) -> Message:
         username = result.username or ""
         existing = self._live(client, now)
@@ -478,7 +493,7 @@ class TurnCore:
             self._reservations[reservation] = _Reservation(grant.reserved,
                                                            now + RESERVATION_LIFETIME)
             attributes.append(ReservationToken(reservation))
-        response = request.success_response(*attributes, XorMappedAddress(*client))
+        response = request.success_response(*attributes, XorMappedAddress(client[0], client[1]))
         bandwidth = None
         if self.max_bandwidth:
             rate = self.max_bandwidth
@@ -489,7 +504,7 @@ class TurnCore:
         self._per_user[username] += 1
         return response
 
-    def _relay_request(self, request: Message, client: Address, now: float) -> RelayRequest:
+    def _relay_request(self, request: Message, client: Client, now: float) -> RelayRequest:
         """Check an Allocate's REQUESTED-TRANSPORT, REQUESTED-ADDRESS-FAMILY, EVEN-PORT,
         RESERVATION-TOKEN and DONT-FRAGMENT (RFC 8656 §7.2, RFC 6156, RFC 6062 §5.1)."""
         transport = request.get(RequestedTransport)
@@ -520,7 +535,7 @@ class TurnCore:
                             even is not None and even.reserve, dont_fragment)
 
     def _refresh(
-        self, request: Message, client: Address, result: AuthResult, now: float
+        self, request: Message, client: Client, result: AuthResult, now: float
     ) -> Message:
         allocation = self._owned(client, result, now)
         family = request.get(RequestedAddressFamily)
@@ -535,7 +550,7 @@ class TurnCore:
         return request.success_response(Lifetime(lifetime))
 
     def _create_permission(
-        self, request: Message, client: Address, result: AuthResult, now: float
+        self, request: Message, client: Client, result: AuthResult, now: float
     ) -> Message:
         allocation = self._owned(client, result, now)
         peers = request.get_all(XorPeerAddress)
@@ -549,7 +564,7 @@ class TurnCore:
         return request.success_response()
 
     def _channel_bind(
-        self, request: Message, client: Address, result: AuthResult, now: float
+        self, request: Message, client: Client, result: AuthResult, now: float
     ) -> Message:
         allocation = self._owned(client, result, now)
         number, peer = request.get(ChannelNumber), request.get(XorPeerAddress)
@@ -573,7 +588,7 @@ class TurnCore:
         return request.success_response()
 
     def _connect(
-        self, request: Message, client: Address, result: AuthResult, now: float
+        self, request: Message, client: Client, result: AuthResult, now: float
     ) -> list[Output] | None:
         """RFC 6062 §5.2: open a TCP connection to the peer, answered when it is up."""
         allocation = self._owned(client, result, now)
@@ -592,7 +607,7 @@ class TurnCore:
         return None
 
     def _connection_bind(
-        self, request: Message, client: Address, result: AuthResult, now: float
+        self, request: Message, client: Client, result: AuthResult, now: float
     ) -> tuple[Message, list[Output]]:
         """RFC 6062 §5.4: the client's new data connection takes over a peer connection."""
         number = request.get(ConnectionId)
@@ -621,7 +636,7 @@ class TurnCore:
         Method.CONNECTION_BIND: _connection_bind,
     }
 
-    def _indication(self, message: Message, client: Address,
+    def _indication(self, message: Message, client: Client,
                     now: float) -> PeerHop | list[Output]:
         peer, data = message.get(XorPeerAddress), message.get(Data)
         usable = (
@@ -635,7 +650,7 @@ class TurnCore:
             return self._drop()
         return self._send(client, peer.address, data.value, now)  # type: ignore[union-attr]
 
-    def _send(self, client: Address, peer: Address, data: bytes,
+    def _send(self, client: Client, peer: Address, data: bytes,
               now: float) -> PeerHop | list[Output]:
         """A Send indication's ``data`` for ``peer``."""
         allocation = self._live(client, now)
@@ -647,7 +662,7 @@ class TurnCore:
             return self._drop()
         return self._to_peer(allocation, data, peer, now) or []
 
-    def _client_channel_data(self, data: bytes, client: Address,
+    def _client_channel_data(self, data: bytes, client: Client,
                              now: float) -> PeerHop | list[Output]:
         try:
             frame = ChannelData.parse(data)
@@ -711,7 +726,7 @@ class TurnCore:
 
     # --- routes: what the relay fast paths may repeat without asking -------------------------
 
-    def channel_route(self, client: Address, channel: int,
+    def channel_route(self, client: Client, channel: int,
                       now: float) -> tuple[Address, float] | None:
         """The peer ChannelData from ``client`` on ``channel`` goes to, and until when that
         holds unless :attr:`routes_changed` says otherwise; None if it is not relayed now or
@@ -726,7 +741,7 @@ class TurnCore:
         until = self._route_until(allocation, peer, bound, now)
         return None if until is None else (peer, until)
 
-    def send_route(self, client: Address, peer: Address, now: float) -> float | None:
+    def send_route(self, client: Client, peer: Address, now: float) -> float | None:
         """Until when Send indications from ``client`` to ``peer`` are relayed, as
         :meth:`channel_route`."""
         allocation = self._by_client.get(client)
@@ -736,7 +751,7 @@ class TurnCore:
         return self._route_until(allocation, peer, None, now)
 
     def peer_route(self, relay: Address, peer: Address,
-                   now: float) -> tuple[Address, int, float] | None:
+                   now: float) -> tuple[Client, int, float] | None:
         """The client and channel data from ``peer`` on the UDP relay port ``relay`` goes to as
         ChannelData (channel 0: in Data indications, while no channel is bound to the peer),
         and until when, as :meth:`channel_route`. Binding a channel changes the route."""
@@ -851,14 +866,14 @@ class TurnCore:
         closing, self._closing = self._closing, []
         return closing
 
-    def _live(self, client: Address, now: float) -> Allocation | None:
+    def _live(self, client: Client, now: float) -> Allocation | None:
         allocation = self._by_client.get(client)
         if allocation is not None and allocation.expires <= now:
             self._delete(allocation)
             return None
         return allocation
 
-    def _owned(self, client: Address, result: AuthResult, now: float) -> Allocation:
+    def _owned(self, client: Client, result: AuthResult, now: float) -> Allocation:
         allocation = self._live(client, now)
         if allocation is None:
             raise _Refusal(437)

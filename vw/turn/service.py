@@ -40,7 +40,15 @@ from vw.stun import (
     TRANSPORT_TCP,
     is_channel_data,
 )
-from vw.turn.allocations import Address, Output, RelayGrant, RelayRequest, TurnCore
+from vw.turn.allocations import (
+    Address,
+    Client,
+    Output,
+    RelayGrant,
+    RelayRequest,
+    StreamClient,
+    TurnCore,
+)
 from vw.turn.auth import Authenticator, Nonces
 from vw.turn.leases import ChannelPoller, ChannelRelay
 from vw.turn.peers import PeerPolicy
@@ -124,7 +132,7 @@ class TurnService(MultiService):
         self.relays: dict[Address, Relay] = {}
         self.reserved: dict[Address, Relay] = {}
         #: Clients on TCP or TLS, by address: their answers go back on their connection.
-        self.streams: dict[Address, TurnStreamProtocol] = {}
+        self.streams: dict[Client, TurnStreamProtocol] = {}
         #: RFC 6062 peer connections by connection id.
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
         #: The poller of the compiled ChannelData relay, if it is built and wanted.
@@ -197,20 +205,14 @@ class TurnService(MultiService):
             if request.transport == TRANSPORT_TCP:
                 factory = PeerServerFactory(self, address)
                 return TcpRelay(self.reactor.listenTCP(number, factory, interface=host))
-            to_client, now, streams = self.core.peer_to_client, self.now, self.streams
-            send, channels = self.listener.send, self.channels
+            to_client, now = self.core.peer_to_client, self.now
+            send, channels = self.send_to_client, self.channels
 
             def received(data: bytes, peer: Address) -> None:
                 at = now()
                 hop = to_client(address, data, peer, at)
-                if hop is not None:
-                    stream = streams.get(hop[1])
-                    if stream is not None:
-                        stream.write_frame(hop[0])
-                        return
-                    send(*hop)
-                    if channels is not None:
-                        self._lease_peer(relay, address, peer, at)
+                if hop is not None and send(*hop) and channels is not None:
+                    self._lease_peer(relay, address, peer, at)
 
             relay = RelaySocket.bind(self.poller, address, received)
             return relay
@@ -295,11 +297,7 @@ class TurnService(MultiService):
         for out in outputs:
             kind = out.kind
             if kind == "client":
-                stream = self.streams.get(out.address)
-                if stream is not None:
-                    stream.write_frame(out.data)
-                else:
-                    self.listener.send(out.data, out.address)
+                self.send_to_client(out.data, out.address)
             elif kind == "peer":
                 port = self.relays.get(out.relay)  # type: ignore[arg-type]
                 if port is not None:
@@ -310,6 +308,18 @@ class TurnService(MultiService):
                 self._splice(out)
             else:
                 self._close(out)
+
+    def send_to_client(self, data: bytes, client: Client) -> bool:
+        """Send to a client on its TCP or TLS connection, or from the UDP listening port;
+        True when it went over UDP. What is for a closed connection is dropped."""
+        stream = self.streams.get(client)
+        if stream is not None:
+            stream.write_frame(data)
+            return False
+        if isinstance(client, StreamClient):
+            return False
+        self.listener.send(data, client)
+        return True
 
     def _connect(self, out: Output) -> None:
         relay, connection = out.relay, out.connection

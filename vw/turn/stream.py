@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.python.failure import Failure
 
-from vw.turn.allocations import Address
+from vw.turn.allocations import Address, StreamClient
 
 if TYPE_CHECKING:
     from vw.turn.service import TurnService
@@ -60,11 +60,11 @@ class TurnStreamProtocol(_Pipe):
     def __init__(self, service: TurnService) -> None:
         self.service = service
         self.buffer = b""
-        self.client: Address = ("", 0)
+        self.client = StreamClient("", 0, ("", 0))
 
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        self.client = (peer.host, peer.port)
+        peer, server = self.transport.getPeer(), self.transport.getHost()
+        self.client = StreamClient(peer.host, peer.port, (server.host, server.port))
         self.service.streams[self.client] = self
         self.service.core.client_connected(self.client)
 
