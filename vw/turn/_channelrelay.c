@@ -560,6 +560,25 @@ relay_to_client(ChannelRelay *self, PyObject *leases, double now, const unsigned
     return 1;
 }
 
+/* The exception set, as a normalized exception object carrying its traceback; clears it. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
 /* After Python code called for a datagram from ``address`` (NULL if it could not be named)
  * raised: an Exception goes to on_error, 0; anything else (KeyboardInterrupt, SystemExit) stays
  * set, -1. Takes the reference to ``address``. */
@@ -570,12 +589,7 @@ report(ChannelRelay *self, PyObject *address)
         Py_XDECREF(address);
         return -1;
     }
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL) {
-        PyException_SetTraceback(value, traceback);
-    }
+    PyObject *value = take_exception();
     PyObject *on_error = self->on_error;
     Py_INCREF(on_error);
     PyObject *reported = PyObject_CallFunctionObjArgs(on_error, value,
@@ -586,9 +600,7 @@ report(ChannelRelay *self, PyObject *address)
     Py_DECREF(on_error);
     Py_XDECREF(address);
     Py_XDECREF(reported);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(traceback);
+    Py_DECREF(value);
     return 0;
 }
 
