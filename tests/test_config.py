@@ -49,6 +49,9 @@ def test_the_example_file_loads_and_documents_every_key() -> None:
     ("[xmpp]\nanonymous_domains = 'x'\n", "xmpp.anonymous_domains: must be an array"),
     ("[general\n", "invalid TOML"),
     ("[surprise]\n", "surprise: unknown key"),
+    ("[turn]\nrelay_address = 'turn.example'\n", "turn.relay_address: 'turn.example' is not an IP"),
+    ("[turn]\nrelay_address_ipv6 = '192.0.2.1'\n", "relay_address_ipv6: '192.0.2.1' is not an IPv"),
+    ("[turn]\nexternal_address = '2001:db8::1'\n", "external_address: '2001:db8::1' is not an IPv"),
 ])
 def test_errors_name_file_key_and_problem(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "vw.toml"
@@ -73,6 +76,24 @@ def test_twistd_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"vw: {path}: xmpp.c2s_port: must be an integer, not True"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("plugin", ["vw-turn", "vw"])
+def test_turn_on_a_wildcard_without_a_relay_address_exits_with_status_2(
+        tmp_path: Path, plugin: str) -> None:
+    """Relays on 0.0.0.0 would be announced to clients as 0.0.0.0: vw-turn (and the
+    all-in-one) refuse to start; the other plugins may bind wildcards."""
+    path = tmp_path / "vw.toml"
+    path.write_text("[general]\nbind = '0.0.0.0'\n")
+    twistd = Path(sys.executable).parent / "twistd"
+    result = subprocess.run([twistd, "--nodaemon", "--pidfile=", plugin, "--config", str(path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"vw: {path}: general.bind: '0.0.0.0' is a wildcard: set turn.relay_address to the "
+        "address relays are opened on (and turn.external_address to the one clients reach it "
+        "at through a one-to-one NAT)"]
     assert "Traceback" not in result.stdout + result.stderr
 
 

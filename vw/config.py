@@ -207,6 +207,10 @@ class TurnConfig:
     relay_address: str = ""
     #: An IPv6 address for relays asked with REQUESTED-ADDRESS-FAMILY (RFC 6156); empty: none.
     relay_address_ipv6: str = ""
+    #: The IPv4 address clients are told to reach relays at when the relay address sits
+    #: behind a one-to-one NAT, as on most cloud VMs (coturn's external-ip); empty: the relay
+    #: address itself. With it, relay_address may be the wildcard 0.0.0.0.
+    external_address: str = ""
     #: The range relay ports are picked from, first and last.
     relay_ports: list[int] = field(default_factory=lambda: [49152, 65535])
     #: /about/health and /metrics (bound to loopback).
@@ -553,4 +557,18 @@ def _validate(config: Config, source: str) -> None:
     relay_ports = config.turn.relay_ports
     if len(relay_ports) != 2 or not 1024 <= relay_ports[0] <= relay_ports[1] < 65536:
         raise ConfigError(source, "turn.relay_ports", "must be [first, last] within 1024-65535")
+    for key, versions in (("relay_address", (4, 6)), ("relay_address_ipv6", (6,)),
+                          ("external_address", (4,))):
+        host = getattr(config.turn, key)
+        if host and _ip_version(host) not in versions:
+            kind = "an IP" if len(versions) == 2 else f"an IPv{versions[0]}"
+            raise ConfigError(source, f"turn.{key}", f"{host!r} is not {kind} address")
+
+
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address, None for anything else."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
 

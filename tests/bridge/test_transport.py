@@ -13,11 +13,19 @@ from tests.bridge.harness import FakeClient, Network, make_bridge, rtp
 from vw.bridge import colibri2
 from vw.bridge.allocation import Allocations
 from vw.bridge.channel import parse_message
+from vw.bridge.ice import IceAgent
 from vw.rtp.certificate import DtlsCertificate
 from vw.rtp.dtls import DtlsSession
 from vw.rtp.extensions import AUDIO_LEVEL_URI, TRANSPORT_CC_URI, get_transport_cc
 from vw.rtp.rtcp import TransportFeedback, parse_compound
-from vw.stun import Message, MessageClass, Method, Username, short_term_key
+from vw.stun import (
+    Message,
+    MessageClass,
+    Method,
+    Username,
+    XorMappedAddress,
+    short_term_key,
+)
 
 
 @pytest.fixture
@@ -72,6 +80,18 @@ def test_stun_with_wrong_username_or_integrity(world) -> None:
     alice.deliver(wrong_key.bytes(b"not the password", fingerprint=True), 1000.0)
     assert network.take(alice.address) == []
     assert bridge.stats()["dropped_stun"] == before + 2
+
+
+def test_an_ipv4_client_of_a_dual_stack_socket_is_answered_with_its_ipv4_address() -> None:
+    agent = IceAgent()
+    agent.set_remote("remote", "remote-password-remote")
+    request = Message(Method.BINDING, MessageClass.REQUEST, attributes=[
+        Username(f"{agent.local_ufrag}:remote")])
+    raw = request.bytes(short_term_key(agent.local_pwd), fingerprint=True)
+    source = ("::ffff:198.51.100.7", 5000, 0, 0)
+    [(answer, target), *checks] = agent.request_received(Message.parse(raw), raw, source, 1.0)
+    assert target == source
+    assert Message.parse(answer).get(XorMappedAddress) == XorMappedAddress("198.51.100.7", 5000)
 
 
 def test_dtls_and_srtp_from_unknown_addresses(world) -> None:

@@ -22,22 +22,14 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 
 from tests.e2e.conftest import BIN, free_port, have, stop, wait_for_health, wait_for_port
 from tests.e2e.rawxmpp import RawClient
-from tests.e2e.turn_server import SECRET, Turn, run_turn
+from tests.e2e.turn_server import Turn, TurnClient, over_stream, run_turn, stream_exchange
 from vw.common.proxyproto import build_v1, build_v2
 from vw.stun import (
-    TRANSPORT_UDP,
-    ErrorCode,
     Message,
     MessageClass,
     Method,
-    Nonce,
-    Realm,
-    RequestedTransport,
-    Username,
     XorMappedAddress,
-    long_term_key,
 )
-from vw.turn.auth import rest_password
 
 #: The client's loopback address, and the one HAProxy connects to the backends from.
 CLIENT, PROXY = "127.0.0.7", "127.0.0.1"
@@ -97,18 +89,6 @@ def connect(port: int, source: str = CLIENT) -> socket.socket:
     return sock
 
 
-def exchange(sock: socket.socket, request: bytes) -> Message | None:
-    """Send a STUN request over a stream; its answer, or None if the server closes first."""
-    sock.sendall(request)
-    data = b""
-    while len(data) < 20 or len(data) < 20 + int.from_bytes(data[2:4], "big"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            return None
-        data += chunk
-    return Message.parse(data)
-
-
 def mapped(answer: Message | None) -> str | None:
     address = answer.get(XorMappedAddress) if answer is not None else None
     return address.host if address is not None else None
@@ -118,40 +98,24 @@ def binding() -> bytes:
     return Message(Method.BINDING, MessageClass.REQUEST).bytes()
 
 
-def allocate(sock: socket.socket) -> Message | None:
-    """A UDP Allocate with REST credentials: challenged first, then signed."""
-    request = [RequestedTransport(TRANSPORT_UDP)]
-    challenge = exchange(sock, Message(Method.ALLOCATE, MessageClass.REQUEST,
-                                       attributes=request).bytes())
-    assert challenge is not None and challenge.get(ErrorCode).code == 401
-    realm, nonce = challenge.get(Realm).value, challenge.get(Nonce).value
-    user = f"{int(time.time()) + 600}:proxied"
-    key = long_term_key(user, realm, rest_password(SECRET, user))
-    signed = Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=[
-        *request, Username(user), Realm(realm), Nonce(nonce)])
-    return exchange(sock, signed.bytes(key, fingerprint=True))
-
-
 def test_a_trusted_proxy_names_the_client_to_turn_over_tcp(haproxy: HAProxy) -> None:
     with connect(haproxy.tcp) as sock:
-        assert mapped(exchange(sock, binding())) == CLIENT
-        answer = allocate(sock)
-        assert answer is not None and answer.message_class is MessageClass.SUCCESS
-        assert mapped(answer) == CLIENT
+        assert mapped(stream_exchange(sock, binding())) == CLIENT
+        assert mapped(TurnClient(over_stream(sock), "proxied").allocate()) == CLIENT
 
 
 def test_a_trusted_proxy_names_the_client_to_turn_over_tls(haproxy: HAProxy,
                                                            trusting: Turn) -> None:
     context = ssl.create_default_context(cafile=str(trusting.ca))
     with context.wrap_socket(connect(haproxy.tls), server_hostname="localhost") as sock:
-        assert mapped(exchange(sock, binding())) == CLIENT
+        assert mapped(stream_exchange(sock, binding())) == CLIENT
 
 
 def test_turn_does_not_believe_an_untrusted_proxy(haproxy: HAProxy) -> None:
     with connect(haproxy.untrusted) as sock:
         sock.settimeout(2)
         try:
-            answer = exchange(sock, binding())
+            answer = stream_exchange(sock, binding())
         except (TimeoutError, ConnectionResetError):
             answer = None  # the header began a frame that never ends, or was refused
         assert mapped(answer) != CLIENT
@@ -162,10 +126,10 @@ def test_turn_clients_keep_their_address_and_a_trusted_peer_needs_a_header(
     """A direct client is not a trusted proxy; a trusted peer without a header is refused
     (a client behind it could otherwise name any address with a header of its own)."""
     with connect(trusting.tcp_port, CLIENT) as sock:
-        assert mapped(exchange(sock, binding())) == CLIENT
+        assert mapped(stream_exchange(sock, binding())) == CLIENT
     with connect(trusting.tcp_port, PROXY) as sock:
         try:
-            answer = exchange(sock, binding())
+            answer = stream_exchange(sock, binding())
         except ConnectionResetError:
             answer = None
     assert answer is None
@@ -176,7 +140,7 @@ def test_turn_closes_and_counts_a_malformed_header_from_a_trusted_proxy(trusting
     before = trusting.metrics().get(key, 0)
     with connect(trusting.tcp_port, PROXY) as sock:
         try:
-            answer = exchange(sock, b"PROXY TCP4 bogus\r\n" + binding())
+            answer = stream_exchange(sock, b"PROXY TCP4 bogus\r\n" + binding())
         except ConnectionResetError:
             answer = None
     assert answer is None

@@ -1,15 +1,31 @@
-"""A ``twistd vw-turn`` process on free loopback ports, for the TURN end-to-end tests."""
+"""A ``twistd vw-turn`` process on free loopback ports, and a STUN client with its REST
+credentials, for the TURN end-to-end tests."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e.conftest import BIN, free_port, stop, wait_for_health
+from vw.stun import (
+    TRANSPORT_UDP,
+    Attribute,
+    ErrorCode,
+    Message,
+    MessageClass,
+    Method,
+    Nonce,
+    Realm,
+    RequestedTransport,
+    Username,
+    long_term_key,
+)
+from vw.turn.auth import rest_password
 
 #: The TURN REST shared secret (coturn's ``static-auth-secret``) of the test server.
 SECRET = "turn-test-secret"
@@ -17,6 +33,60 @@ SECRET = "turn-test-secret"
 
 def free_udp_port() -> int:
     return free_port(socket.SOCK_DGRAM)
+
+
+def stream_exchange(sock: socket.socket, request: bytes) -> Message | None:
+    """Send a STUN request over a stream; its answer, or None if the server closes first."""
+    sock.sendall(request)
+    data = b""
+    while len(data) < 20 or len(data) < 20 + int.from_bytes(data[2:4], "big"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    return Message.parse(data)
+
+
+def over_udp(sock: socket.socket, server: tuple[str, int]) -> Callable[[bytes], Message]:
+    """Requests to ``server`` from the UDP socket ``sock``, one answer each."""
+    def exchange(data: bytes) -> Message:
+        sock.sendto(data, server)
+        return Message.parse(sock.recv(2048))
+    return exchange
+
+
+def over_stream(sock: socket.socket) -> Callable[[bytes], Message | None]:
+    """Requests on the TCP or TLS connection ``sock``."""
+    return lambda data: stream_exchange(sock, data)
+
+
+class TurnClient:
+    """A client with REST credentials under :data:`SECRET`: the first request, an Allocate
+    without them, learns REALM and NONCE from its 401."""
+
+    def __init__(self, exchange: Callable[[bytes], Message | None], name: str) -> None:
+        self.exchange = exchange
+        self.user = f"{int(time.time()) + 3600}:{name}"
+        challenge = exchange(Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=[
+            RequestedTransport(TRANSPORT_UDP)]).bytes())
+        assert challenge is not None
+        code = challenge.get(ErrorCode)
+        assert code is not None and code.code == 401
+        self.realm, self.nonce = challenge.get(Realm), challenge.get(Nonce)
+        assert self.realm is not None and self.nonce is not None
+        self.key = long_term_key(self.user, self.realm.value, rest_password(SECRET, self.user))
+
+    def request(self, method: int, *attributes: Attribute) -> Message:
+        """A signed request; its answer, which must be a success."""
+        message = Message(method, MessageClass.REQUEST, attributes=[
+            *attributes, Username(self.user), self.realm, self.nonce])
+        reply = self.exchange(message.bytes(self.key, fingerprint=True))
+        assert reply is not None and reply.message_class is MessageClass.SUCCESS, (
+            reply and reply.get(ErrorCode))
+        return reply
+
+    def allocate(self) -> Message:
+        return self.request(Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP))
 
 
 @dataclass
@@ -49,14 +119,15 @@ class Turn:
         return (self.directory / "twistd.log").read_text(errors="replace")
 
 
-def run_turn(directory: Path, extra: str = "") -> Iterator[Turn]:
-    """vw-turn on free ports in ``directory``; loopback peers allowed (they are denied by
-    default); ``extra`` is more TOML for the ``[turn]`` table."""
+def run_turn(directory: Path, extra: str = "", bind: str = "127.0.0.1") -> Iterator[Turn]:
+    """vw-turn on free ports of ``bind`` in ``directory``; loopback peers allowed (they are
+    denied by default); ``extra`` is more TOML for the ``[turn]`` table."""
     port, tcp_port, tls_port, http_port = free_udp_port(), free_port(), free_port(), free_port()
     config = directory / "vw.toml"
     config.write_text(f"""
 [general]
 state_dir = "{directory / 'var'}"
+bind = "{bind}"
 [xmpp.turn]
 secret = "{SECRET}"
 [turn]

@@ -13,7 +13,7 @@ from vw.focus.service import FocusService, focus_password
 from vw.portal.joining import with_join_tokens
 from vw.portal.service import PortalService
 from vw.portal.tap import Options as PortalOptions
-from vw.turn.service import TurnService
+from vw.turn.service import TurnService, relay_hosts
 from vw.xmpp.service import XMPPService
 
 
@@ -21,6 +21,10 @@ class Options(PortalOptions):
     """The portal's options: its settings are checked as ``twistd vw-portal`` checks them."""
 
     longdesc = "All of vw in one process: the single-machine deployment."
+
+    def check(self, config: Config) -> None:
+        super().check(config)
+        relay_hosts(config)
 
 
 def with_local_bridge(config: Config) -> Config:

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vw.common.networks import reflexive
 from vw.stun import (
     IceControlled,
     IceControlling,
@@ -99,7 +100,7 @@ class IceAgent:
                 reply = message.error_response(487)
                 return [(reply.bytes(local_key, fingerprint=True), address)]
             self.controlling = False
-        answer = message.success_response(XorMappedAddress(*address))
+        answer = message.success_response(XorMappedAddress(*reflexive(address)))
         out = [(answer.bytes(local_key, fingerprint=True), address)]
         if not self.controlling and message.get(UseCandidate) is not None:
             self._select(address, now)

@@ -13,6 +13,16 @@ def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def reflexive(source: tuple) -> tuple[str, int]:
+    """The (host, port) a STUN answer names for a datagram's ``source`` (XOR-MAPPED-ADDRESS):
+    an IPv4 sender that a dual-stack socket sees as ``::ffff:a.b.c.d`` is named by its IPv4
+    address; IPv6 flow information and scope are left out."""
+    host = source[0]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, source[1]
+
+
 class Networks:
     """The networks of ``cidrs``; ``host in networks`` for a textual address (an IPv4 address
     seen as IPv4-mapped IPv6 by a dual-stack socket counts as IPv4; not an address: no)."""

@@ -24,9 +24,13 @@ class ConfigOptions(usage.Options):
     def postOptions(self) -> None:
         try:
             self.config = load(self["config"])
+            self.check(self.config)
         except ConfigError as e:
             sys.stderr.write(f"vw: {e}\n")
             raise SystemExit(2) from None
+
+    def check(self, config: Config) -> None:
+        """Raise ConfigError for settings this plugin's services cannot run with."""
 
 
 class TopService(MultiService):

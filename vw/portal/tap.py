@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from twisted.internet import reactor
 
 from vw.common.service import ConfigOptions, TopService
@@ -41,13 +39,8 @@ class Options(ConfigOptions):
                       "Serve this port, which the main portal process shares: how it starts "
                       "its workers ([portal] workers).", int]]
 
-    def postOptions(self) -> None:
-        super().postOptions()
-        try:
-            check(self.config)
-        except ConfigError as e:
-            sys.stderr.write(f"vw: {e}\n")
-            raise SystemExit(2) from None
+    def check(self, config: Config) -> None:
+        check(config)
 
 
 def makeService(options: Options) -> TopService:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
+from vw.common.networks import reflexive
 from vw.common.ratelimit import TokenBucket
 from vw.stun import (
     CHANNEL_MAX,
@@ -265,6 +266,9 @@ class TurnCore:
     max_permissions: int = 64
     #: A SOFTWARE attribute in every answer (RFC 8489 §14.14); empty: none, revealing nothing.
     software: str = ""
+    #: The host clients are told for relays opened on another (a one-to-one NAT's public
+    #: address for the private one, or for the wildcard), by the host they are opened on.
+    relay_announced: Mapping[str, str] = field(default_factory=dict)
     #: Shutting down: new allocations are refused (403), the others carry on.
     draining: bool = False
     #: Called with a relay address when its allocation ended or was shortened: routes
@@ -367,7 +371,7 @@ class TurnCore:
             elif unknown := request.unknown_comprehension_required():
                 reply = request.error_response(420, UnknownAttributes(tuple(unknown)), reason="")
             else:
-                reply = request.success_response(XorMappedAddress(client[0], client[1]))
+                reply = request.success_response(XorMappedAddress(*reflexive(client)))
             return self._unauthenticated_answer(reply, raw, client, fingerprint=fingerprinted)
         signed = request.get(MessageIntegrity) or request.get(MessageIntegritySha256)
         if signed is None and not self._admit_unauthenticated(client, now):
@@ -487,13 +491,15 @@ class TurnCore:
         if used is not None:
             del self._reservations[used.value]
         lifetime = self._lifetime(request, zero_deletes=False)
-        attributes: list[Attribute] = [XorRelayedAddress(*grant.relay), Lifetime(lifetime)]
+        host, port = grant.relay
+        attributes: list[Attribute] = [
+            XorRelayedAddress(self.relay_announced.get(host, host), port), Lifetime(lifetime)]
         if grant.reserved is not None:
             reservation = secrets.token_bytes(8)
             self._reservations[reservation] = _Reservation(grant.reserved,
                                                            now + RESERVATION_LIFETIME)
             attributes.append(ReservationToken(reservation))
-        response = request.success_response(*attributes, XorMappedAddress(client[0], client[1]))
+        response = request.success_response(*attributes, XorMappedAddress(*reflexive(client)))
         bandwidth = None
         if self.max_bandwidth:
             rate = self.max_bandwidth

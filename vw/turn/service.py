@@ -6,6 +6,7 @@ datagrams take the core's relay fast paths, and leased ChannelData the compiled 
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import secrets
 import socket
@@ -31,7 +32,7 @@ from vw.common.proxied import ProxiedFactory
 from vw.common.state import persistent_secret
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.common.udplistener import UdpListener
-from vw.config import Config
+from vw.config import Config, ConfigError
 from vw.stun import (
     CHANNEL_MAX,
     CHANNEL_MAX_RFC5766,
@@ -100,6 +101,36 @@ class RefusalCollector(Collector):
         yield family
 
 
+def relay_hosts(config: Config) -> dict[int, str]:
+    """The address relays of each family are opened on: ``turn.relay_address`` (else
+    ``general.bind``) and ``turn.relay_address_ipv6``. Clients are told that address, so it
+    may be a wildcard only for IPv4 relays announced as ``turn.external_address``."""
+    settings = config.turn
+    hosts: dict[int, str] = {}
+    for key, host in (
+            ("turn.relay_address" if settings.relay_address else "general.bind",
+             settings.relay_address or config.general.bind),
+            ("turn.relay_address_ipv6", settings.relay_address_ipv6)):
+        if not host:
+            continue
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(config.source, key,
+                              f"{host!r} is not an IP address, which TURN relays need") from None
+        if address.is_unspecified and not (address.version == 4 and settings.external_address):
+            raise ConfigError(config.source, key, f"{host!r} is a wildcard: set "
+                              "turn.relay_address to the address relays are opened on (and "
+                              "turn.external_address to the one clients reach it at through a "
+                              "one-to-one NAT)")
+        hosts[FAMILY_IPV4 if address.version == 4 else FAMILY_IPV6] = host
+    external = settings.external_address
+    if external and (FAMILY_IPV4 not in hosts or ipaddress.ip_address(external).is_unspecified):
+        raise ConfigError(config.source, "turn.external_address",
+                          "must be the public address of the IPv4 relays")
+    return hosts
+
+
 class TurnService(MultiService):
     """vw-turn: one TurnCore, its listening ports, its relay ports and its HTTP port."""
 
@@ -110,9 +141,10 @@ class TurnService(MultiService):
         self.now = reactor.seconds
         settings = self.settings = config.turn
         bind = config.general.bind
-        self.relay_hosts = {FAMILY_IPV4: settings.relay_address or bind}
-        if settings.relay_address_ipv6:
-            self.relay_hosts[FAMILY_IPV6] = settings.relay_address_ipv6
+        self.relay_hosts = relay_hosts(config)
+        announced: dict[str, str] = {}
+        if settings.external_address:
+            announced[self.relay_hosts[FAMILY_IPV4]] = settings.external_address
         secret = config.xmpp.turn.secret or persistent_secret(config.state_dir, "turn-secret")
         authenticator = Authenticator(settings.realm or config.general.domain,
                                       [secret, *settings.previous_secrets],
@@ -127,6 +159,7 @@ class TurnService(MultiService):
             max_bandwidth=settings.max_bandwidth,
             max_permissions=settings.max_permissions,
             software=settings.software,
+            relay_announced=announced,
             routes_changed=self._routes_changed)
         #: Relay ports (UDP or TCP) by relay address, and ports reserved by EVEN-PORT.
         self.relays: dict[Address, Relay] = {}

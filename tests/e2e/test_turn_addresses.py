@@ -1,0 +1,93 @@
+"""Addresses in a running vw-turn: the 5-tuple names an allocation (RFC 8656 §2), relays
+behind a one-to-one NAT are announced with ``turn.external_address``, and IPv4 clients of a
+dual-stack listener are answered with their IPv4 address."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.turn_server import Turn, TurnClient, over_stream, over_udp, run_turn
+from vw.stun import (
+    Data,
+    Lifetime,
+    Message,
+    MessageClass,
+    Method,
+    XorMappedAddress,
+    XorPeerAddress,
+    XorRelayedAddress,
+)
+
+
+@pytest.fixture(scope="module")
+def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Turn]:
+    yield from run_turn(tmp_path_factory.mktemp("turn-addresses"))
+
+
+def udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(10)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def test_a_udp_socket_and_a_tcp_connection_of_one_port_allocate_apart(turn: Turn) -> None:
+    with udp_socket() as udp, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        tcp.settimeout(10)
+        local = udp.getsockname()
+        tcp.bind(local)  # TCP and UDP ports are separate: the same number binds
+        tcp.connect(("127.0.0.1", turn.tcp_port))
+        clients = [TurnClient(over_stream(tcp), "tcp"),
+                   TurnClient(over_udp(udp, ("127.0.0.1", turn.port)), "udp")]
+        replies = [client.allocate() for client in clients]
+        assert [reply.get(XorMappedAddress) for reply in replies] == [
+            XorMappedAddress(*local)] * 2
+        relays = {reply.get(XorRelayedAddress) for reply in replies}
+        assert len(relays) == 2 and turn.metrics()["vw_turn_allocations"] == 2
+        clients[1].request(Method.REFRESH, Lifetime(0))  # the UDP one ends; TCP's lives on
+        assert clients[0].request(Method.REFRESH, Lifetime(600)).get(Lifetime) == Lifetime(600)
+        assert turn.metrics()["vw_turn_allocations"] == 1
+
+
+def test_relays_on_the_wildcard_are_announced_and_reached_at_the_external_address(
+        tmp_path: Path) -> None:
+    """A one-to-one NAT's public address stands for the relays' own: 127.0.0.2 here, which
+    reaches relays opened on 0.0.0.0 as the NAT would."""
+    turn = run_turn(tmp_path, 'relay_address = "0.0.0.0"\nexternal_address = "127.0.0.2"\n'
+                    'drain_seconds = 1')
+    server = next(turn)
+    try:
+        with udp_socket() as sock, udp_socket() as peer:
+            client = TurnClient(over_udp(sock, ("127.0.0.1", server.port)), "nat")
+            relayed = client.allocate().get(XorRelayedAddress)
+            assert relayed is not None and relayed.host == "127.0.0.2"
+            client.request(Method.CREATE_PERMISSION, XorPeerAddress(*peer.getsockname()))
+            peer.sendto(b"through the NAT", ("127.0.0.2", relayed.port))
+            indication = Message.parse(sock.recv(2048))
+            assert (indication.method, indication.message_class) == (
+                Method.DATA, MessageClass.INDICATION)
+            assert indication.get(Data) == Data(b"through the NAT")
+            assert indication.get(XorPeerAddress) == XorPeerAddress(*peer.getsockname())
+    finally:
+        turn.close()
+
+
+def test_ipv4_clients_of_a_dual_stack_listener_are_answered_with_ipv4_addresses(
+        tmp_path: Path) -> None:
+    turn = run_turn(tmp_path, 'relay_address = "127.0.0.1"\ndrain_seconds = 1', bind="::")
+    server = next(turn)
+    try:
+        with udp_socket() as udp, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.settimeout(10)
+            tcp.connect(("127.0.0.1", server.tcp_port))
+            for sock, client in (
+                    (udp, TurnClient(over_udp(udp, ("127.0.0.1", server.port)), "udp")),
+                    (tcp, TurnClient(over_stream(tcp), "tcp"))):
+                mapped = client.allocate().get(XorMappedAddress)
+                assert mapped == XorMappedAddress(*sock.getsockname())  # not ::ffff:127.0.0.1
+    finally:
+        turn.close()
