@@ -79,21 +79,26 @@ def test_twistd_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("plugin", ["vw-turn", "vw"])
-def test_turn_on_a_wildcard_without_a_relay_address_exits_with_status_2(
-        tmp_path: Path, plugin: str) -> None:
-    """Relays on 0.0.0.0 would be announced to clients as 0.0.0.0: vw-turn (and the
-    all-in-one) refuse to start; the other plugins may bind wildcards."""
+TURN_WILDCARD = ("general.bind: '0.0.0.0' is a wildcard: set turn.relay_address to the address "
+                 "relays are opened on (and turn.external_address to the one clients reach it "
+                 "at through a one-to-one NAT)")
+BRIDGE_WILDCARD = ("general.bind: '0.0.0.0' is a wildcard: list the addresses clients reach the "
+                   "bridge at in bridge.local_addresses")
+
+
+@pytest.mark.parametrize("plugin, problem", [
+    ("vw-turn", TURN_WILDCARD), ("vw-bridge", BRIDGE_WILDCARD), ("vw", BRIDGE_WILDCARD)])
+def test_addresses_clients_are_told_cannot_be_wildcards(tmp_path: Path, plugin: str,
+                                                        problem: str) -> None:
+    """Relays or candidates on 0.0.0.0 would be announced as 0.0.0.0: vw-turn, vw-bridge and
+    the all-in-one refuse to start with one line; the other plugins may bind wildcards."""
     path = tmp_path / "vw.toml"
     path.write_text("[general]\nbind = '0.0.0.0'\n")
     twistd = Path(sys.executable).parent / "twistd"
     result = subprocess.run([twistd, "--nodaemon", "--pidfile=", plugin, "--config", str(path)],
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"vw: {path}: general.bind: '0.0.0.0' is a wildcard: set turn.relay_address to the "
-        "address relays are opened on (and turn.external_address to the one clients reach it "
-        "at through a one-to-one NAT)"]
+    assert result.stderr.strip().splitlines() == [f"vw: {path}: {problem}"]
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class ConfigError(Exception):
     """A configuration problem, worded as one line naming file, key and problem."""
@@ -147,7 +149,7 @@ class BridgeConfig:
     http_port: int = 9090
     #: This bridge's id in the brewery and in colibri-ws URLs; empty: derived from the host name.
     bridge_id: str = ""
-    #: Addresses offered as host candidates; empty: general.bind.
+    #: Addresses (IP) offered as host candidates; empty: general.bind, if not a wildcard.
     local_addresses: list[str] = field(default_factory=list)
     #: A public address in front of a 1:1 NAT, offered as a server-reflexive candidate.
     advertised_address: str = ""
@@ -557,18 +559,18 @@ def _validate(config: Config, source: str) -> None:
     relay_ports = config.turn.relay_ports
     if len(relay_ports) != 2 or not 1024 <= relay_ports[0] <= relay_ports[1] < 65536:
         raise ConfigError(source, "turn.relay_ports", "must be [first, last] within 1024-65535")
-    for key, versions in (("relay_address", (4, 6)), ("relay_address_ipv6", (6,)),
-                          ("external_address", (4,))):
+    for key, version in (("relay_address", 0), ("relay_address_ipv6", 6),
+                         ("external_address", 4)):
         host = getattr(config.turn, key)
-        if host and _ip_version(host) not in versions:
-            kind = "an IP" if len(versions) == 2 else f"an IPv{versions[0]}"
-            raise ConfigError(source, f"turn.{key}", f"{host!r} is not {kind} address")
+        if host and ip_address_of(source, f"turn.{key}", host).version not in (version, 0):
+            raise ConfigError(source, f"turn.{key}", f"{host!r} is not an IPv{version} address")
 
 
-def _ip_version(host: str) -> int | None:
-    """4 or 6 for an IP address, None for anything else."""
+def ip_address_of(source: str, key: str, host: str) -> IPAddress:
+    """``host``, the value of ``key`` in ``source``, as an IP address; ConfigError if it is not
+    one."""
     try:
-        return ipaddress.ip_address(host).version
+        return ipaddress.ip_address(host)
     except ValueError:
-        return None
+        raise ConfigError(source, key, f"{host!r} is not an IP address") from None
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from twisted.internet import reactor
 
-from vw.bridge.service import BridgeService, bridge_component_secret
+from vw.bridge.service import BridgeService, bridge_component_secret, host_candidates
 from vw.common.service import TopService
 from vw.config import Config
 from vw.focus.service import FocusService, focus_password
@@ -24,6 +24,7 @@ class Options(PortalOptions):
 
     def check(self, config: Config) -> None:
         super().check(config)
+        host_candidates(config)
         relay_hosts(config)
 
 

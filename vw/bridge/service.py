@@ -21,7 +21,7 @@ from vw.common.ops import JSONResource, add_ops_resources
 from vw.common.poller import Address, DatagramPoller
 from vw.common.state import persistent_secret
 from vw.common.udplistener import UdpListener
-from vw.config import Config
+from vw.config import Config, ConfigError, ip_address_of
 from vw.rtp.certificate import DtlsCertificate
 
 #: Seconds between runs of the bridge's timers (ICE checks, consent, DTLS retransmission).
@@ -63,6 +63,23 @@ class DrainResource(Resource):
         return json.dumps({"drain": drain}).encode()
 
 
+def host_candidates(config: Config) -> list[str]:
+    """The addresses offered as host candidates: ``bridge.local_addresses``, else
+    ``general.bind``. Clients are told them, so each must be an IP address and not a wildcard
+    (nor may the bridge channel's URL be derived from one)."""
+    settings = config.bridge
+    key = "bridge.local_addresses" if settings.local_addresses else "general.bind"
+    addresses = settings.local_addresses or [config.general.bind]
+    for host in addresses:
+        if ip_address_of(config.source, key, host).is_unspecified:
+            raise ConfigError(config.source, key, f"{host!r} is a wildcard: list the addresses "
+                              "clients reach the bridge at in bridge.local_addresses")
+    if not settings.websocket_base_url and config.general.bind in ("", "0.0.0.0", "::"):
+        raise ConfigError(config.source, "bridge.websocket_base_url",
+                          "must be set when general.bind is a wildcard")
+    return addresses
+
+
 class BridgeService(MultiService):
     """vw-bridge: one Bridge, its UDP port, its HTTP port and its timer."""
 
@@ -73,8 +90,7 @@ class BridgeService(MultiService):
         bind = config.general.bind
         self.registry = CollectorRegistry()
         bridge_id = settings.bridge_id or socket.gethostname().split(".")[0]
-        addresses = settings.local_addresses or [bind]
-        candidates = [(address, settings.udp_port) for address in addresses]
+        candidates = [(address, settings.udp_port) for address in host_candidates(config)]
         advertised = ((settings.advertised_address, settings.udp_port)
                       if settings.advertised_address else None)
         base_url = settings.websocket_base_url or f"ws://{bind}:{settings.http_port}"

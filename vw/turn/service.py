@@ -32,7 +32,7 @@ from vw.common.proxied import ProxiedFactory
 from vw.common.state import persistent_secret
 from vw.common.tls import PreparedContextFactory, ensure_material, server_context
 from vw.common.udplistener import UdpListener
-from vw.config import Config, ConfigError
+from vw.config import Config, ConfigError, ip_address_of
 from vw.stun import (
     CHANNEL_MAX,
     CHANNEL_MAX_RFC5766,
@@ -113,11 +113,7 @@ def relay_hosts(config: Config) -> dict[int, str]:
             ("turn.relay_address_ipv6", settings.relay_address_ipv6)):
         if not host:
             continue
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise ConfigError(config.source, key,
-                              f"{host!r} is not an IP address, which TURN relays need") from None
+        address = ip_address_of(config.source, key, host)
         if address.is_unspecified and not (address.version == 4 and settings.external_address):
             raise ConfigError(config.source, key, f"{host!r} is a wildcard: set "
                               "turn.relay_address to the address relays are opened on (and "
