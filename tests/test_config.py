@@ -102,6 +102,16 @@ def test_addresses_clients_are_told_cannot_be_wildcards(tmp_path: Path, plugin: 
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("relay_address", ["192.0.2.1", "2001:db8::1", "0.0.0.0"])
+def test_turn_addresses_load(tmp_path: Path, relay_address: str) -> None:
+    path = tmp_path / "vw.toml"
+    path.write_text(f"[turn]\nrelay_address = '{relay_address}'\n"
+                    "relay_address_ipv6 = '2001:db8::2'\nexternal_address = '203.0.113.1'\n")
+    turn = load(str(path)).turn
+    assert (turn.relay_address, turn.relay_address_ipv6, turn.external_address) == (
+        relay_address, "2001:db8::2", "203.0.113.1")
+
+
 @pytest.mark.parametrize("section", ["xmpp", "turn"])
 def test_trusted_proxies_are_networks(tmp_path: Path, section: str) -> None:
     path = tmp_path / "vw.toml"

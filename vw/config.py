@@ -213,6 +213,9 @@ class TurnConfig:
     #: behind a one-to-one NAT, as on most cloud VMs (coturn's external-ip); empty: the relay
     #: address itself. With it, relay_address may be the wildcard 0.0.0.0.
     external_address: str = ""
+    #: RFC 6062 TCP allocations, whose relays connect to peers over TCP; false answers them
+    #: 442, as coturn's no-tcp-relay (media needs UDP relays only).
+    tcp_relays: bool = True
     #: The range relay ports are picked from, first and last.
     relay_ports: list[int] = field(default_factory=lambda: [49152, 65535])
     #: /about/health and /metrics (bound to loopback).
@@ -562,7 +565,10 @@ def _validate(config: Config, source: str) -> None:
     for key, version in (("relay_address", 0), ("relay_address_ipv6", 6),
                          ("external_address", 4)):
         host = getattr(config.turn, key)
-        if host and ip_address_of(source, f"turn.{key}", host).version not in (version, 0):
+        if not host:
+            continue
+        address = ip_address_of(source, f"turn.{key}", host)
+        if version and address.version != version:
             raise ConfigError(source, f"turn.{key}", f"{host!r} is not an IPv{version} address")
 
 

@@ -1,6 +1,7 @@
-"""Addresses in a running vw-turn: the 5-tuple names an allocation (RFC 8656 §2), relays
-behind a one-to-one NAT are announced with ``turn.external_address``, and IPv4 clients of a
-dual-stack listener are answered with their IPv4 address."""
+"""Addresses and transports in a running vw-turn: the 5-tuple names an allocation (RFC 8656
+§2), relays behind a one-to-one NAT are announced with ``turn.external_address``, IPv4 clients
+of a dual-stack listener are answered with their IPv4 address, and ``turn.tcp_relays = false``
+refuses RFC 6062 allocations."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 
 from tests.e2e.turn_server import Turn, TurnClient, over_stream, over_udp, run_turn
 from vw.stun import (
+    TRANSPORT_TCP,
     Data,
+    ErrorCode,
     Lifetime,
     Message,
     MessageClass,
     Method,
+    RequestedTransport,
     XorMappedAddress,
     XorPeerAddress,
     XorRelayedAddress,
@@ -89,5 +93,18 @@ def test_ipv4_clients_of_a_dual_stack_listener_are_answered_with_ipv4_addresses(
                     (tcp, TurnClient(over_stream(tcp), "tcp"))):
                 mapped = client.allocate().get(XorMappedAddress)
                 assert mapped == XorMappedAddress(*sock.getsockname())  # not ::ffff:127.0.0.1
+    finally:
+        turn.close()
+
+
+def test_without_tcp_relays_a_tcp_allocation_is_442(tmp_path: Path) -> None:
+    turn = run_turn(tmp_path, "tcp_relays = false\ndrain_seconds = 1")
+    server = next(turn)
+    try:
+        with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=10) as tcp:
+            client = TurnClient(over_stream(tcp), "tcp")
+            refused = client.answer(Method.ALLOCATE, RequestedTransport(TRANSPORT_TCP))
+            assert refused.get(ErrorCode).code == 442
+            assert client.allocate().get(XorRelayedAddress) is not None  # UDP relays work
     finally:
         turn.close()

@@ -76,13 +76,18 @@ class TurnClient:
         assert self.realm is not None and self.nonce is not None
         self.key = long_term_key(self.user, self.realm.value, rest_password(SECRET, self.user))
 
-    def request(self, method: int, *attributes: Attribute) -> Message:
-        """A signed request; its answer, which must be a success."""
+    def answer(self, method: int, *attributes: Attribute) -> Message:
+        """A signed request's answer."""
         message = Message(method, MessageClass.REQUEST, attributes=[
             *attributes, Username(self.user), self.realm, self.nonce])
         reply = self.exchange(message.bytes(self.key, fingerprint=True))
-        assert reply is not None and reply.message_class is MessageClass.SUCCESS, (
-            reply and reply.get(ErrorCode))
+        assert reply is not None
+        return reply
+
+    def request(self, method: int, *attributes: Attribute) -> Message:
+        """A signed request's answer, which must be a success."""
+        reply = self.answer(method, *attributes)
+        assert reply.message_class is MessageClass.SUCCESS, reply.get(ErrorCode)
         return reply
 
     def allocate(self) -> Message:

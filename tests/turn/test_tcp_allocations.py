@@ -95,6 +95,15 @@ def test_connect_needs_a_permitted_peer_and_a_tcp_allocation(core: TurnCore) -> 
     assert error(signed(udp, Method.CONNECT, XorPeerAddress(*PEER))) == 400
 
 
+def test_without_tcp_relays_a_tcp_allocation_is_442_and_udp_ones_work() -> None:
+    core = make_core(tcp_relays=False)
+    core.client_connected(CLIENT)
+    assert error(signed(core, Method.ALLOCATE, RequestedTransport(TRANSPORT_TCP))) == 442
+    assert CLIENT not in core.allocations
+    assert error(signed(core, Method.ALLOCATE, RequestedTransport(TRANSPORT_UDP))) is None
+    assert error(signed(core, Method.CONNECT, XorPeerAddress(*PEER))) == 400
+
+
 def test_channels_are_refused_on_tcp_allocations(core: TurnCore) -> None:
     reply = answer(request(core, Method.CHANNEL_BIND, ChannelNumber(0x4000),
                            XorPeerAddress(*PEER)))

@@ -251,6 +251,8 @@ class TurnCore:
     channel_lifetime: int = 600
     #: Address families relays can have (RFC 6156); others are answered 440.
     relay_families: frozenset[int] = frozenset({FAMILY_IPV4})
+    #: RFC 6062 TCP allocations; without them a TCP REQUESTED-TRANSPORT is answered 442.
+    tcp_relays: bool = True
     #: The highest channel number bound: 0x4FFF (RFC 8656) or 0x7FFF (RFC 5766, as coturn).
     last_channel: int = CHANNEL_MAX
     #: Over UDP, an answer to a request without valid credentials may be at most this many
@@ -520,6 +522,8 @@ class TurnCore:
         even, token = request.get(EvenPort), request.get(ReservationToken)
         dont_fragment = request.get(DontFragment) is not None
         if transport.protocol == TRANSPORT_TCP:
+            if not self.tcp_relays:
+                raise _Refusal(442)
             if client not in self._streams:
                 raise _Refusal(400)  # a TCP allocation over UDP (RFC 6062 §5.1)
             if even is not None or token is not None or dont_fragment:

@@ -149,6 +149,7 @@ class TurnService(MultiService):
             authenticator, PeerPolicy(settings.allowed_peers, settings.denied_peers),
             self._open_relay, settings.max_allocations_per_user, settings.max_allocations,
             relay_families=frozenset(self.relay_hosts),
+            tcp_relays=settings.tcp_relays,
             last_channel=CHANNEL_MAX_RFC5766 if settings.rfc5766_channels else CHANNEL_MAX,
             amplification_limit=settings.amplification_limit,
             unauthenticated_rate=settings.unauthenticated_rate,
