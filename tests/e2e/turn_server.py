@@ -3,6 +3,7 @@ credentials, for the TURN end-to-end tests."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -153,3 +154,9 @@ allowed_peers = ["127.0.0.1/32"]
     finally:
         stop(process)
         log.close()
+
+
+@contextlib.contextmanager
+def turn_running(directory: Path, extra: str = "", bind: str = "127.0.0.1") -> Iterator[Turn]:
+    """:func:`run_turn` for a ``with`` block."""
+    yield from run_turn(directory, extra, bind)

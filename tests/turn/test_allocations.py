@@ -189,6 +189,24 @@ def test_allocate_succeeds(core: TurnCore) -> None:
     assert core.allocations[CLIENT].relay == ("192.0.2.1", 50000)
 
 
+def test_allocations_made_and_ended_are_told_with_why() -> None:
+    events: list[tuple[Address, str, float]] = []
+    core = make_core(allocation_event=lambda a, event: events.append((a.client, event,
+                                                                      a.started)))
+    others = [("198.51.100.8", 1), ("198.51.100.9", 2)]
+    for client in (CLIENT, *others):
+        assert error(allocate(core, client)) is None
+    request = Message(Method.REFRESH, MessageClass.REQUEST, attributes=[
+        Lifetime(0), Username(USER), Realm(REALM), Nonce(core.auth.nonces.issue(NOW))])
+    assert error(answer(core.client_datagram(request.bytes(KEY), CLIENT, NOW)[:1])) is None
+    core.client_connected(others[1])
+    core.client_gone(others[1])
+    core.expire(NOW + 601)
+    assert events == [(CLIENT, "allocated", NOW), (others[0], "allocated", NOW),
+                      (others[1], "allocated", NOW), (CLIENT, "deleted", NOW),
+                      (others[1], "connection closed", NOW), (others[0], "expired", NOW)]
+
+
 def test_allocate_retransmission_gets_same_answer_other_is_437(core: TurnCore) -> None:
     request = Message(Method.ALLOCATE, MessageClass.REQUEST)
     request.attributes += [RequestedTransport(TRANSPORT_UDP), Username(USER), Realm(REALM)]

@@ -13,6 +13,11 @@ def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def endpoint(host: str, port: int) -> str:
+    """``host:port`` as URLs write it (``[2001:db8::1]:3478`` for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def reflexive(source: tuple) -> tuple[str, int]:
     """The (host, port) a STUN answer names for a datagram's ``source`` (XOR-MAPPED-ADDRESS):
     an IPv4 sender that a dual-stack socket sees as ``::ffff:a.b.c.d`` is named by its IPv4

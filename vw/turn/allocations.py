@@ -181,6 +181,7 @@ class Allocation:
     response: Message  # the Allocate success, answered again to a retransmitted request
     transport: int = TRANSPORT_UDP
     bandwidth: TokenBucket | None = None
+    started: float = 0.0
     permissions: dict[str, float] = field(default_factory=dict)
     channels: dict[int, tuple[Address, float]] = field(default_factory=dict)
     peer_channels: dict[Address, int] = field(default_factory=dict)
@@ -276,6 +277,10 @@ class TurnCore:
     #: Called with a relay address when its allocation ended or was shortened: routes
     #: (:meth:`channel_route`, :meth:`peer_route`) given out for it no longer hold.
     routes_changed: Callable[[Address], None] = field(default=lambda relay: None, repr=False)
+    #: Told of each allocation made (``"allocated"``) and ended: ``"deleted"`` (a Refresh
+    #: with LIFETIME 0), ``"expired"`` or ``"connection closed"`` (its TCP or TLS one).
+    allocation_event: Callable[[Allocation, str], None] | None = field(default=None,
+                                                                      repr=False)
     stats: Stats = field(default_factory=Stats)
     _by_client: dict[Client, Allocation] = field(default_factory=dict, init=False, repr=False)
     _by_relay: dict[Address, Allocation] = field(default_factory=dict, init=False, repr=False)
@@ -321,7 +326,7 @@ class TurnCore:
         self._streams.discard(client)
         allocation = self._by_client.get(client)
         if allocation is not None:
-            self._delete(allocation)
+            self._delete(allocation, "connection closed")
         for connection in list(self._connections.values()):
             if connection.data_client == client:
                 self._drop_connection(connection)
@@ -507,9 +512,11 @@ class TurnCore:
             rate = self.max_bandwidth
             bandwidth = TokenBucket(rate, rate * BURST_SECONDS, now)
         allocation = Allocation(client, grant.relay, username, now + lifetime, response,
-                                relay_request.transport, bandwidth)
+                                relay_request.transport, bandwidth, now)
         self._by_client[client] = self._by_relay[grant.relay] = allocation
         self._per_user[username] += 1
+        if self.allocation_event is not None:
+            self.allocation_event(allocation, "allocated")
         return response
 
     def _relay_request(self, request: Message, client: Client, now: float) -> RelayRequest:
@@ -553,7 +560,7 @@ class TurnCore:
             raise _Refusal(443)
         lifetime = self._lifetime(request, zero_deletes=True)
         if lifetime == 0:
-            self._delete(allocation)
+            self._delete(allocation, "deleted")
         else:
             allocation.expires = now + lifetime
             self.routes_changed(allocation.relay)
@@ -856,7 +863,7 @@ class TurnCore:
         since the last call."""
         for allocation in list(self._by_client.values()):
             if allocation.expires <= now:
-                self._delete(allocation)
+                self._delete(allocation, "expired")
             else:
                 allocation.prune(now)
         for token, reservation in list(self._reservations.items()):
@@ -879,7 +886,7 @@ class TurnCore:
     def _live(self, client: Client, now: float) -> Allocation | None:
         allocation = self._by_client.get(client)
         if allocation is not None and allocation.expires <= now:
-            self._delete(allocation)
+            self._delete(allocation, "expired")
             return None
         return allocation
 
@@ -891,7 +898,7 @@ class TurnCore:
             raise _Refusal(441)
         return allocation
 
-    def _delete(self, allocation: Allocation) -> None:
+    def _delete(self, allocation: Allocation, reason: str) -> None:
         self.routes_changed(allocation.relay)
         del self._by_client[allocation.client]
         del self._by_relay[allocation.relay]
@@ -901,6 +908,8 @@ class TurnCore:
         for connection in list(allocation.connections.values()):
             self._drop_connection(connection)
         self._closing.append(Output("close", b"", allocation.relay, allocation.relay))
+        if self.allocation_event is not None:
+            self.allocation_event(allocation, reason)
 
     def _check_peer(self, allocation: Allocation, host: str) -> None:
         if not self.peers.permitted(host):

@@ -26,6 +26,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from vw.common.networks import endpoint
 from vw.common.ops import add_ops_resources
 from vw.common.poller import DatagramPoller
 from vw.common.proxied import ProxiedFactory
@@ -43,6 +44,7 @@ from vw.stun import (
 )
 from vw.turn.allocations import (
     Address,
+    Allocation,
     Client,
     Output,
     RelayGrant,
@@ -157,7 +159,8 @@ class TurnService(MultiService):
             max_permissions=settings.max_permissions,
             software=settings.software,
             relay_announced=announced,
-            routes_changed=self._routes_changed)
+            routes_changed=self._routes_changed,
+            allocation_event=self._log_allocation if settings.log_allocations else None)
         #: Relay ports (UDP or TCP) by relay address, and ports reserved by EVEN-PORT.
         self.relays: dict[Address, Relay] = {}
         self.reserved: dict[Address, Relay] = {}
@@ -315,6 +318,21 @@ class TurnService(MultiService):
             client, channel, until = route
             self.channels.lease_peer(relay.socket.fileno(), peer,
                                      self.listener.socket.fileno(), client, channel, until)
+
+    def _log_allocation(self, allocation: Allocation, event: str) -> None:
+        """``turn.log_allocations``: a line as an allocation is made, and one as it ends."""
+        client = allocation.client
+        via = f"tcp/tls port {client.server[1]}" if isinstance(client, StreamClient) else "udp"
+        fields = {"relay": endpoint(*allocation.relay), "user": allocation.username,
+                  "client": endpoint(client[0], client[1])}
+        if event == "allocated":
+            log.info("allocation {relay} ({kind}) for {user} from {client} over {via}",
+                     kind="tcp" if allocation.transport == TRANSPORT_TCP else "udp", via=via,
+                     **fields)
+        else:
+            log.info("allocation {relay} of {user} from {client} ended after {seconds:.0f} s: "
+                     "{reason}", seconds=self.now() - allocation.started, reason=event,
+                     **fields)
 
     def _routes_changed(self, relay: Address) -> None:
         """The core shortened or ended the allocation of ``relay``: revoke its leases."""

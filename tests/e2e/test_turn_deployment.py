@@ -1,17 +1,25 @@
-"""Addresses and transports in a running vw-turn: the 5-tuple names an allocation (RFC 8656
+"""What deployments need of a running vw-turn: the 5-tuple names an allocation (RFC 8656
 §2), relays behind a one-to-one NAT are announced with ``turn.external_address``, IPv4 clients
-of a dual-stack listener are answered with their IPv4 address, and ``turn.tcp_relays = false``
-refuses RFC 6062 allocations."""
+of a dual-stack listener are answered with their IPv4 address, ``turn.tcp_relays = false``
+refuses RFC 6062 allocations, and ``turn.log_allocations`` logs each one."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.turn_server import Turn, TurnClient, over_stream, over_udp, run_turn
+from tests.e2e.turn_server import (
+    Turn,
+    TurnClient,
+    over_stream,
+    over_udp,
+    run_turn,
+    turn_running,
+)
 from vw.stun import (
     TRANSPORT_TCP,
     Data,
@@ -29,7 +37,7 @@ from vw.stun import (
 
 @pytest.fixture(scope="module")
 def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Turn]:
-    yield from run_turn(tmp_path_factory.mktemp("turn-addresses"))
+    yield from run_turn(tmp_path_factory.mktemp("turn-deployment"))
 
 
 def udp_socket() -> socket.socket:
@@ -61,10 +69,8 @@ def test_relays_on_the_wildcard_are_announced_and_reached_at_the_external_addres
         tmp_path: Path) -> None:
     """A one-to-one NAT's public address stands for the relays' own: 127.0.0.2 here, which
     reaches relays opened on 0.0.0.0 as the NAT would."""
-    turn = run_turn(tmp_path, 'relay_address = "0.0.0.0"\nexternal_address = "127.0.0.2"\n'
-                    'drain_seconds = 1')
-    server = next(turn)
-    try:
+    with turn_running(tmp_path, 'relay_address = "0.0.0.0"\nexternal_address = "127.0.0.2"\n'
+                    'drain_seconds = 1') as server:
         with udp_socket() as sock, udp_socket() as peer:
             client = TurnClient(over_udp(sock, ("127.0.0.1", server.port)), "nat")
             relayed = client.allocate().get(XorRelayedAddress)
@@ -76,15 +82,12 @@ def test_relays_on_the_wildcard_are_announced_and_reached_at_the_external_addres
                 Method.DATA, MessageClass.INDICATION)
             assert indication.get(Data) == Data(b"through the NAT")
             assert indication.get(XorPeerAddress) == XorPeerAddress(*peer.getsockname())
-    finally:
-        turn.close()
 
 
 def test_ipv4_clients_of_a_dual_stack_listener_are_answered_with_ipv4_addresses(
         tmp_path: Path) -> None:
-    turn = run_turn(tmp_path, 'relay_address = "127.0.0.1"\ndrain_seconds = 1', bind="::")
-    server = next(turn)
-    try:
+    settings = 'relay_address = "127.0.0.1"\ndrain_seconds = 1'
+    with turn_running(tmp_path, settings, bind="::") as server:
         with udp_socket() as udp, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.settimeout(10)
             tcp.connect(("127.0.0.1", server.tcp_port))
@@ -93,18 +96,27 @@ def test_ipv4_clients_of_a_dual_stack_listener_are_answered_with_ipv4_addresses(
                     (tcp, TurnClient(over_stream(tcp), "tcp"))):
                 mapped = client.allocate().get(XorMappedAddress)
                 assert mapped == XorMappedAddress(*sock.getsockname())  # not ::ffff:127.0.0.1
-    finally:
-        turn.close()
 
 
 def test_without_tcp_relays_a_tcp_allocation_is_442(tmp_path: Path) -> None:
-    turn = run_turn(tmp_path, "tcp_relays = false\ndrain_seconds = 1")
-    server = next(turn)
-    try:
+    with turn_running(tmp_path, "tcp_relays = false\ndrain_seconds = 1") as server:
         with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=10) as tcp:
             client = TurnClient(over_stream(tcp), "tcp")
             refused = client.answer(Method.ALLOCATE, RequestedTransport(TRANSPORT_TCP))
             assert refused.get(ErrorCode).code == 442
             assert client.allocate().get(XorRelayedAddress) is not None  # UDP relays work
-    finally:
-        turn.close()
+
+
+def test_allocations_are_logged_as_they_are_made_and_end(tmp_path: Path) -> None:
+    with turn_running(tmp_path, "log_allocations = true\ndrain_seconds = 1") as server:
+        with udp_socket() as sock:
+            client = TurnClient(over_udp(sock, ("127.0.0.1", server.port)), "logged")
+            relayed = client.allocate().get(XorRelayedAddress)
+            client.request(Method.REFRESH, Lifetime(0))
+            host, port = sock.getsockname()
+        made = (f"allocation 127.0.0.1:{relayed.port} (udp) for {client.user} from "
+                f"{host}:{port} over udp")
+        ended = re.compile(rf"allocation 127\.0\.0\.1:{relayed.port} of {re.escape(client.user)} "
+                           rf"from {host}:{port} ended after 0 s: deleted")
+        log = server.log()
+        assert made in log and ended.search(log), log[-2000:]
