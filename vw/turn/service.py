@@ -6,7 +6,6 @@ datagrams take the core's relay fast paths, and leased ChannelData the compiled 
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import secrets
 import socket
@@ -123,9 +122,10 @@ def relay_hosts(config: Config) -> dict[int, str]:
                               "one-to-one NAT)")
         hosts[FAMILY_IPV4 if address.version == 4 else FAMILY_IPV6] = host
     external = settings.external_address
-    if external and (FAMILY_IPV4 not in hosts or ipaddress.ip_address(external).is_unspecified):
-        raise ConfigError(config.source, "turn.external_address",
-                          "must be the public address of the IPv4 relays")
+    key = "turn.external_address"
+    if external and (FAMILY_IPV4 not in hosts
+                     or ip_address_of(config.source, key, external).is_unspecified):
+        raise ConfigError(config.source, key, "must be the public address of the IPv4 relays")
     return hosts
 
 
@@ -164,7 +164,7 @@ class TurnService(MultiService):
         #: Relay ports (UDP or TCP) by relay address, and ports reserved by EVEN-PORT.
         self.relays: dict[Address, Relay] = {}
         self.reserved: dict[Address, Relay] = {}
-        #: Clients on TCP or TLS, by address: their answers go back on their connection.
+        #: Clients on TCP or TLS, by their StreamClient key: answers go back on the connection.
         self.streams: dict[Client, TurnStreamProtocol] = {}
         #: RFC 6062 peer connections by connection id.
         self.peer_connections: dict[int, PeerConnectionProtocol] = {}
@@ -321,9 +321,10 @@ class TurnService(MultiService):
 
     def _log_allocation(self, allocation: Allocation, event: str) -> None:
         """``turn.log_allocations``: a line as an allocation is made, and one as it ends."""
-        client = allocation.client
+        client, (host, port) = allocation.client, allocation.relay
         via = f"tcp/tls port {client.server[1]}" if isinstance(client, StreamClient) else "udp"
-        fields = {"relay": endpoint(*allocation.relay), "user": allocation.username,
+        announced = self.core.relay_announced.get(host, host)
+        fields = {"relay": endpoint(announced, port), "user": allocation.username,
                   "client": endpoint(client[0], client[1])}
         if event == "allocated":
             log.info("allocation {relay} ({kind}) for {user} from {client} over {via}",
