@@ -133,3 +133,11 @@ def test_a_whole_number_is_taken_for_a_float(tmp_path: Path) -> None:
         path.write_text(f"[turn]\namplification_limit = {value}\n")
         with pytest.raises(ConfigError, match="amplification_limit: must be a finite number"):
             load(str(path))
+
+
+@pytest.mark.parametrize("unit", sorted((EXAMPLE.parent / "systemd").glob("*.service")),
+                         ids=lambda path: path.name)
+def test_systemd_units_do_not_restart_on_a_configuration_error(unit: Path) -> None:
+    """twistd exits 2 on a configuration error (above); systemd must not retry it forever."""
+    lines = unit.read_text().splitlines()
+    assert "Restart=on-failure" in lines and "RestartPreventExitStatus=2" in lines
