@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -67,6 +68,9 @@ log = Logger()
 
 #: Seconds between expiry sweeps.
 TICK = 1.0
+#: Seconds between the log lines that sum up what was refused: a line for each refusal would
+#: let a flood of bad requests flood the log too.
+REFUSALS_LOGGED_EVERY = 60.0
 #: Random ports tried in the relay range before an Allocate is answered 508.
 PORT_ATTEMPTS = 32
 #: Linux's socket options for the DF bit, which Python's socket module does not name.
@@ -191,9 +195,11 @@ class TurnService(MultiService):
         add_ops_resources(root, [], self.registry)
         internet.TCPServer(settings.http_port, Site(root), interface="127.0.0.1",
                            reactor=reactor).setServiceParent(self)
-        timer = internet.TimerService(TICK, self.expire)
-        timer.clock = reactor
-        timer.setServiceParent(self)
+        for interval, call in ((TICK, self.expire), (REFUSALS_LOGGED_EVERY, self.log_refusals)):
+            timer = internet.TimerService(interval, call)
+            timer.clock = reactor
+            timer.setServiceParent(self)
+        self._refusals_logged: Counter[str] = Counter()
         self._gauges()
 
     # --- relay ports -----------------------------------------------------------------------
@@ -397,6 +403,17 @@ class TurnService(MultiService):
         port = self.relays.pop(relay, None) or self.reserved.pop(relay, None)  # type: ignore
         if port is not None:
             port.close()
+
+    def log_refusals(self) -> None:
+        """Log what was refused, and dropped as malformed, since the last such line (if
+        anything was): one line a minute, by reason."""
+        counts = Counter(self.core.stats.refusals)
+        counts["malformed"] = self.relayed("malformed")
+        new, self._refusals_logged = counts - self._refusals_logged, counts
+        if new:
+            summary = ", ".join(f"{reason} x{count}" for reason, count in sorted(new.items()))
+            log.info("refused in the last {seconds:.0f} s: {summary}",
+                     seconds=REFUSALS_LOGGED_EVERY, summary=summary)
 
     def expire(self) -> None:
         now = self.now()
