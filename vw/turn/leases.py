@@ -133,7 +133,7 @@ class ChannelPoller(DatagramPoller):
         """Send a datagram from ``sock``: while the relay reads, in its queue, after what it
         relayed before and in one burst with the rest."""
         if not self.relay.send(sock.fileno(), data, address):
-            sock.sendto(data, address)
+            super().send(sock, data, address)
 
     def _read(self) -> None:
         if self._reactor_epoll < 0:
